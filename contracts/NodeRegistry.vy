@@ -1,0 +1,591 @@
+# pragma version 0.4.3
+# pragma nonreentrancy on
+"""
+@title EdgeShare node registry
+@custom:contract-name NodeRegistry
+@license MIT
+@notice Registers edge inference nodes, creates each node's NodeShare token
+        from a blueprint, and keeps every node's terms: operator, attestor,
+        price per 1,000 inferences (by epoch), operator cut and status. Holds
+        the suite's roles (owner, registrar, guardian) and its pause switch.
+@dev Price changes take effect from the next epoch and are kept as a history,
+     so a report for any past epoch is priced at what was public during it.
+     Operator-cut increases wait CUT_CHANGE_DELAY seconds; decreases, which only
+     help holders, apply at once. The cut never exceeds MAX_OPERATOR_CUT_BPS.
+@custom:security The owner transfers ownership in two steps. The guardian can
+     only pause and unpause. The registrar can only register nodes and change
+     their status. Operators can change only their own nodes' terms.
+"""
+
+from ethereum.ercs import IERC20
+
+from .interfaces import INodeRegistry
+
+implements: INodeRegistry
+
+MAX_BPS: constant(uint256) = 10_000
+# The operator keeps at most half of a node's gross revenue.
+MAX_OPERATOR_CUT_BPS: constant(uint256) = 5_000
+# An operator-cut increase waits this long, so holders can see it coming and exit.
+CUT_CHANGE_DELAY: constant(uint256) = 7 * 86_400
+MAX_EPOCH_LENGTH: constant(uint256) = 30 * 86_400
+MAX_UNLOCK_PERIOD: constant(uint256) = 30 * 86_400
+# Binary search over a node's price history needs at most log2 of its length.
+_PRICE_SEARCH_STEPS: constant(uint256) = 64
+
+NODE_SHARE_BLUEPRINT: public(immutable(address))
+GENESIS: public(immutable(uint256))
+EPOCH_LENGTH: public(immutable(uint256))
+UNLOCK_PERIOD: public(immutable(uint256))
+
+
+struct Node:
+    operator: address
+    attestor: address
+    share_token: address
+    operator_cut_bps: uint256
+    pending_cut_bps: uint256
+    cut_effective_at: uint256
+    status: INodeRegistry.NodeStatus
+    region: String[32]
+    metadata_uri: String[256]
+
+
+struct NodeInfo:
+    operator: address
+    attestor: address
+    share_token: address
+    price_per_1k: uint256
+    next_price_per_1k: uint256
+    operator_cut_bps: uint256
+    pending_cut_bps: uint256
+    cut_effective_at: uint256
+    status: INodeRegistry.NodeStatus
+    region: String[32]
+    metadata_uri: String[256]
+
+
+owner: public(address)
+pending_owner: public(address)
+registrar: public(address)
+guardian: public(address)
+paused: public(bool)
+router: public(address)
+stablecoin: public(IERC20)
+node_count: public(uint256)
+
+_nodes: HashMap[uint256, Node]
+# Price history per node: entry i applies from epoch _price_from[id][i] on.
+_price_from: HashMap[uint256, HashMap[uint256, uint64]]
+_price: HashMap[uint256, HashMap[uint256, uint256]]
+_price_points: HashMap[uint256, uint256]
+
+
+event OwnershipTransferStarted:
+    owner: indexed(address)
+    pending_owner: indexed(address)
+
+
+event OwnershipTransferred:
+    previous_owner: indexed(address)
+    new_owner: indexed(address)
+
+
+event RoleGranted:
+    role: indexed(String[16])
+    account: indexed(address)
+
+
+event Paused:
+    guardian: indexed(address)
+
+
+event Unpaused:
+    guardian: indexed(address)
+
+
+event RouterSet:
+    router: indexed(address)
+    stablecoin: indexed(address)
+
+
+event NodeRegistered:
+    node_id: indexed(uint256)
+    operator: indexed(address)
+    share_token: indexed(address)
+    attestor: address
+    shares: uint256
+    price_per_1k: uint256
+    operator_cut_bps: uint256
+    region: String[32]
+    metadata_uri: String[256]
+
+
+event PriceSet:
+    node_id: indexed(uint256)
+    price_per_1k: uint256
+    from_epoch: uint64
+
+
+event AttestorRotated:
+    node_id: indexed(uint256)
+    previous_attestor: indexed(address)
+    new_attestor: indexed(address)
+
+
+event OperatorCutProposed:
+    node_id: indexed(uint256)
+    cut_bps: uint256
+    effective_at: uint256
+
+
+event NodeStatusChanged:
+    node_id: indexed(uint256)
+    status: INodeRegistry.NodeStatus
+    caller: indexed(address)
+
+
+event MetadataUpdated:
+    node_id: indexed(uint256)
+    metadata_uri: String[256]
+
+
+@deploy
+def __init__(node_share_blueprint: address, epoch_length: uint256, unlock_period: uint256):
+    """
+    @notice Deploys the registry; the deployer holds the owner, registrar and
+            guardian roles. Epoch 0 starts now.
+    @param node_share_blueprint An EIP-5202 blueprint of NodeShare.
+    @param epoch_length Seconds per epoch, 1 to 30 days.
+    @param unlock_period Seconds over which each node's new revenue vests (0 to 30 days).
+    """
+    assert node_share_blueprint.is_contract, "registry: blueprint has no code"
+    assert epoch_length > 0 and epoch_length <= MAX_EPOCH_LENGTH, "registry: bad epoch length"
+    assert unlock_period <= MAX_UNLOCK_PERIOD, "registry: unlock period too long"
+    NODE_SHARE_BLUEPRINT = node_share_blueprint
+    GENESIS = block.timestamp
+    EPOCH_LENGTH = epoch_length
+    UNLOCK_PERIOD = unlock_period
+    self.owner = msg.sender
+    self.registrar = msg.sender
+    self.guardian = msg.sender
+    log OwnershipTransferred(previous_owner=empty(address), new_owner=msg.sender)
+    log RoleGranted(role="registrar", account=msg.sender)
+    log RoleGranted(role="guardian", account=msg.sender)
+
+
+# ---------------------------------------------------------------- roles ----
+
+
+@external
+def transfer_ownership(new_owner: address):
+    """
+    @notice Starts a two-step ownership transfer; `new_owner` must accept.
+    @param new_owner The proposed owner (the zero address cancels a proposal).
+    """
+    assert msg.sender == self.owner, "registry: not owner"
+    self.pending_owner = new_owner
+    log OwnershipTransferStarted(owner=msg.sender, pending_owner=new_owner)
+
+
+@external
+def accept_ownership():
+    """
+    @notice Completes an ownership transfer; only the pending owner can call it.
+    """
+    assert msg.sender == self.pending_owner, "registry: not pending owner"
+    previous: address = self.owner
+    self.owner = msg.sender
+    self.pending_owner = empty(address)
+    log OwnershipTransferred(previous_owner=previous, new_owner=msg.sender)
+
+
+@external
+def set_registrar(account: address):
+    """
+    @notice Appoints the registrar, who registers nodes.
+    @param account The new registrar.
+    """
+    assert msg.sender == self.owner, "registry: not owner"
+    assert account != empty(address), "registry: registrar is the zero address"
+    self.registrar = account
+    log RoleGranted(role="registrar", account=account)
+
+
+@external
+def set_guardian(account: address):
+    """
+    @notice Appoints the guardian, who can pause the suite.
+    @param account The new guardian.
+    """
+    assert msg.sender == self.owner, "registry: not owner"
+    assert account != empty(address), "registry: guardian is the zero address"
+    self.guardian = account
+    log RoleGranted(role="guardian", account=account)
+
+
+@external
+def set_router(router: address, stablecoin: IERC20):
+    """
+    @notice Links the revenue router, once. Share tokens created afterwards
+            accept revenue only from it, paid in `stablecoin`.
+    @param router The RevenueRouter.
+    @param stablecoin The router's stablecoin.
+    """
+    assert msg.sender == self.owner, "registry: not owner"
+    assert self.router == empty(address), "registry: router already set"
+    assert router.is_contract, "registry: router has no code"
+    assert stablecoin.address.is_contract, "registry: stablecoin has no code"
+    self.router = router
+    self.stablecoin = stablecoin
+    log RouterSet(router=router, stablecoin=stablecoin.address)
+
+
+@external
+def pause():
+    """
+    @notice Stops new registrations and new revenue. Claims and withdrawals go on.
+    """
+    assert msg.sender == self.guardian, "registry: not guardian"
+    assert not self.paused, "registry: already paused"
+    self.paused = True
+    log Paused(guardian=msg.sender)
+
+
+@external
+def unpause():
+    """
+    @notice Lifts the pause.
+    """
+    assert msg.sender == self.guardian, "registry: not guardian"
+    assert self.paused, "registry: not paused"
+    self.paused = False
+    log Unpaused(guardian=msg.sender)
+
+
+# ---------------------------------------------------------------- nodes ----
+
+
+@external
+def register_node(
+    operator: address,
+    attestor: address,
+    shares: uint256,
+    price_per_1k: uint256,
+    operator_cut_bps: uint256,
+    region: String[32],
+    metadata_uri: String[256],
+) -> uint256:
+    """
+    @notice Registers a node and creates its share token, minting all `shares`
+            to the operator, who places them with investors.
+    @param operator The node's operator.
+    @param attestor The key that signs the node's usage reports.
+    @param shares The share supply, 18-decimal base units (1 to 2**128).
+    @param price_per_1k Stablecoin base units per 1,000 inferences, from epoch 0.
+    @param operator_cut_bps The operator's share of gross revenue, at most MAX_OPERATOR_CUT_BPS.
+    @param region Where the node serves, e.g. "ap-southeast-1" or "Jakarta".
+    @param metadata_uri Where the node's hardware and model list is published.
+    @return The new node id (ids start at 1).
+    """
+    assert msg.sender == self.registrar, "registry: not registrar"
+    assert not self.paused, "registry: paused"
+    router: address = self.router
+    assert router != empty(address), "registry: router not set"
+    assert operator != empty(address), "registry: operator is the zero address"
+    assert attestor != empty(address), "registry: attestor is the zero address"
+    assert operator_cut_bps <= MAX_OPERATOR_CUT_BPS, "registry: operator cut above cap"
+    assert len(region) > 0, "registry: region is empty"
+    node_id: uint256 = self.node_count + 1
+    self.node_count = node_id
+    share: address = create_from_blueprint(
+        NODE_SHARE_BLUEPRINT,
+        concat("EdgeShare Node ", uint2str(node_id)),
+        concat("ESN", uint2str(node_id)),
+        node_id,
+        operator,
+        shares,
+        router,
+        self.stablecoin,
+        UNLOCK_PERIOD,
+        code_offset=3,
+    )
+    self._nodes[node_id] = Node(
+        operator=operator,
+        attestor=attestor,
+        share_token=share,
+        operator_cut_bps=operator_cut_bps,
+        pending_cut_bps=operator_cut_bps,
+        cut_effective_at=0,
+        status=INodeRegistry.NodeStatus.ACTIVE,
+        region=region,
+        metadata_uri=metadata_uri,
+    )
+    self._price_from[node_id][0] = 0
+    self._price[node_id][0] = price_per_1k
+    self._price_points[node_id] = 1
+    log NodeRegistered(
+        node_id=node_id,
+        operator=operator,
+        share_token=share,
+        attestor=attestor,
+        shares=shares,
+        price_per_1k=price_per_1k,
+        operator_cut_bps=operator_cut_bps,
+        region=region,
+        metadata_uri=metadata_uri,
+    )
+    return node_id
+
+
+@external
+def set_price(node_id: uint256, price_per_1k: uint256):
+    """
+    @notice Sets the node's price from the next epoch on; the current epoch
+            keeps the price that was public when it began.
+    @param node_id The node.
+    @param price_per_1k Stablecoin base units per 1,000 inferences.
+    """
+    self._only_operator(node_id)
+    from_epoch: uint64 = self._current_epoch() + 1
+    points: uint256 = self._price_points[node_id]
+    last: uint256 = points - 1
+    if self._price_from[node_id][last] == from_epoch:
+        # a second change within one epoch replaces the first
+        self._price[node_id][last] = price_per_1k
+    else:
+        self._price_from[node_id][points] = from_epoch
+        self._price[node_id][points] = price_per_1k
+        self._price_points[node_id] = points + 1
+    log PriceSet(node_id=node_id, price_per_1k=price_per_1k, from_epoch=from_epoch)
+
+
+@external
+def rotate_attestor(node_id: uint256, new_attestor: address):
+    """
+    @notice Replaces the key that signs the node's usage reports; reports
+            signed by the previous key are no longer accepted.
+    @param node_id The node.
+    @param new_attestor The new attestor.
+    """
+    self._only_operator(node_id)
+    assert new_attestor != empty(address), "registry: attestor is the zero address"
+    previous: address = self._nodes[node_id].attestor
+    self._nodes[node_id].attestor = new_attestor
+    log AttestorRotated(node_id=node_id, previous_attestor=previous, new_attestor=new_attestor)
+
+
+@external
+def propose_operator_cut(node_id: uint256, cut_bps: uint256):
+    """
+    @notice Changes the operator's cut: a decrease applies at once, an
+            increase after CUT_CHANGE_DELAY seconds. Replaces any pending change.
+    @param node_id The node.
+    @param cut_bps The new cut in basis points, at most MAX_OPERATOR_CUT_BPS.
+    """
+    self._only_operator(node_id)
+    assert cut_bps <= MAX_OPERATOR_CUT_BPS, "registry: operator cut above cap"
+    current: uint256 = self._cut_in_force(node_id)
+    effective_at: uint256 = block.timestamp
+    if cut_bps > current:
+        effective_at += CUT_CHANGE_DELAY
+    # until effective_at the lower of the two is in force
+    self._nodes[node_id].operator_cut_bps = min(current, cut_bps)
+    self._nodes[node_id].pending_cut_bps = cut_bps
+    self._nodes[node_id].cut_effective_at = effective_at
+    log OperatorCutProposed(node_id=node_id, cut_bps=cut_bps, effective_at=effective_at)
+
+
+@external
+def set_metadata_uri(node_id: uint256, metadata_uri: String[256]):
+    """
+    @notice Updates where the node's description is published.
+    @param node_id The node.
+    @param metadata_uri The new URI.
+    """
+    self._only_operator(node_id)
+    self._nodes[node_id].metadata_uri = metadata_uri
+    log MetadataUpdated(node_id=node_id, metadata_uri=metadata_uri)
+
+
+@external
+def set_node_status(node_id: uint256, status: INodeRegistry.NodeStatus):
+    """
+    @notice Pauses, resumes or retires a node. The operator and the registrar
+            can pause and resume; only the registrar can retire, and a retired
+            node stays retired. Holders keep claiming what the node earned.
+    @param node_id The node.
+    @param status ACTIVE, PAUSED or RETIRED.
+    """
+    self._check_node(node_id)
+    current: INodeRegistry.NodeStatus = self._nodes[node_id].status
+    assert current != INodeRegistry.NodeStatus.RETIRED, "registry: node is retired"
+    is_registrar: bool = msg.sender == self.registrar
+    assert is_registrar or msg.sender == self._nodes[node_id].operator, "registry: not operator or registrar"
+    if status == INodeRegistry.NodeStatus.RETIRED:
+        assert is_registrar, "registry: only the registrar retires"
+    else:
+        assert status == INodeRegistry.NodeStatus.ACTIVE or status == INodeRegistry.NodeStatus.PAUSED, "registry: bad status"
+    assert status != current, "registry: status unchanged"
+    self._nodes[node_id].status = status
+    log NodeStatusChanged(node_id=node_id, status=status, caller=msg.sender)
+
+
+# ---------------------------------------------------------------- views ----
+
+
+@external
+@view
+def current_epoch() -> uint64:
+    """
+    @notice The epoch now in progress; epoch 0 began at GENESIS.
+    @return The epoch number.
+    """
+    return self._current_epoch()
+
+
+@external
+@view
+def epoch_start(epoch: uint64) -> uint256:
+    """
+    @notice When an epoch begins.
+    @param epoch The epoch number.
+    @return A unix time.
+    """
+    return GENESIS + convert(epoch, uint256) * EPOCH_LENGTH
+
+
+@external
+@view
+def share_token(node_id: uint256) -> address:
+    """
+    @notice The node's NodeShare token.
+    @param node_id The node.
+    @return The token address.
+    """
+    self._check_node(node_id)
+    return self._nodes[node_id].share_token
+
+
+@external
+@view
+def price_for_epoch(node_id: uint256, epoch: uint64) -> uint256:
+    """
+    @notice The price that was (or will be) in force during `epoch`.
+    @param node_id The node.
+    @param epoch The epoch.
+    @return Stablecoin base units per 1,000 inferences.
+    """
+    self._check_node(node_id)
+    return self._price_for_epoch(node_id, epoch)
+
+
+@external
+@view
+def operator_cut_bps(node_id: uint256) -> uint256:
+    """
+    @notice The operator cut in force now.
+    @param node_id The node.
+    @return Basis points of gross revenue.
+    """
+    self._check_node(node_id)
+    return self._cut_in_force(node_id)
+
+
+@external
+@view
+def node(node_id: uint256) -> NodeInfo:
+    """
+    @notice Everything the registry knows of a node.
+    @param node_id The node.
+    @return The node's record, with the price of this epoch and of the next,
+            and the cut in force now.
+    """
+    self._check_node(node_id)
+    n: Node = self._nodes[node_id]
+    epoch: uint64 = self._current_epoch()
+    return NodeInfo(
+        operator=n.operator,
+        attestor=n.attestor,
+        share_token=n.share_token,
+        price_per_1k=self._price_for_epoch(node_id, epoch),
+        next_price_per_1k=self._price_for_epoch(node_id, epoch + 1),
+        operator_cut_bps=self._cut_in_force(node_id),
+        pending_cut_bps=n.pending_cut_bps,
+        cut_effective_at=n.cut_effective_at,
+        status=n.status,
+        region=n.region,
+        metadata_uri=n.metadata_uri,
+    )
+
+
+@external
+@view
+def revenue_terms(node_id: uint256) -> INodeRegistry.RevenueTerms:
+    """
+    @notice What the router needs to split a node's revenue, in one call.
+    @param node_id The node.
+    @return Operator, attestor, share token, cut in force and status.
+    """
+    self._check_node(node_id)
+    return INodeRegistry.RevenueTerms(
+        operator=self._nodes[node_id].operator,
+        attestor=self._nodes[node_id].attestor,
+        share_token=self._nodes[node_id].share_token,
+        operator_cut_bps=self._cut_in_force(node_id),
+        status=self._nodes[node_id].status,
+    )
+
+
+# ------------------------------------------------------------- internal ----
+
+
+@internal
+@view
+def _check_node(node_id: uint256):
+    assert node_id != 0 and node_id <= self.node_count, "registry: unknown node"
+
+
+@internal
+@view
+def _only_operator(node_id: uint256):
+    self._check_node(node_id)
+    assert msg.sender == self._nodes[node_id].operator, "registry: not operator"
+    assert self._nodes[node_id].status != INodeRegistry.NodeStatus.RETIRED, "registry: node is retired"
+
+
+@internal
+@view
+def _current_epoch() -> uint64:
+    # rounds down: an epoch is current from its first second to its last
+    return convert((block.timestamp - GENESIS) // EPOCH_LENGTH, uint64)
+
+
+@internal
+@view
+def _cut_in_force(node_id: uint256) -> uint256:
+    if block.timestamp >= self._nodes[node_id].cut_effective_at:
+        return self._nodes[node_id].pending_cut_bps
+    return self._nodes[node_id].operator_cut_bps
+
+
+@internal
+@view
+def _price_for_epoch(node_id: uint256, epoch: uint64) -> uint256:
+    points: uint256 = self._price_points[node_id]
+    last: uint256 = points - 1
+    # fast path: reports are almost always for an epoch under the latest price
+    if epoch >= self._price_from[node_id][last]:
+        return self._price[node_id][last]
+    # binary search for the last entry whose start is <= epoch (entry 0 starts at 0)
+    lo: uint256 = 0
+    hi: uint256 = last
+    for _: uint256 in range(_PRICE_SEARCH_STEPS):
+        if hi - lo <= 1:
+            break
+        mid: uint256 = (lo + hi) // 2
+        if self._price_from[node_id][mid] <= epoch:
+            lo = mid
+        else:
+            hi = mid
+    return self._price[node_id][lo]

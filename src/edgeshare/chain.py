@@ -1,0 +1,219 @@
+"""Connecting to a chain: local anvil or Ganache started on a free port, or any RPC URL.
+
+A local chain runs in its own process group and is stopped as a group, so no engine is
+left behind (``node_modules/.bin/anvil`` is a node wrapper around the real binary; we
+start the real binary, and Ganache's node process, each as a group leader).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Literal
+
+import yaml
+from web3 import HTTPProvider, Web3
+
+from edgeshare.artifacts import get_project_root
+from edgeshare.errors import ChainUnavailable, InputError
+
+Engine = Literal["anvil", "ganache"]
+ENGINES: tuple[Engine, ...] = ("anvil", "ganache")
+# Both engines are started with this mnemonic, so local dev keys are the same on each.
+DEV_MNEMONIC = "test test test test test test test test test test test junk"
+LOCAL_CHAIN_IDS = frozenset({31337, 1337})
+
+
+def is_local_chain_id(chain_id: int) -> bool:
+    """True for the chain ids of local development chains (anvil 31337, Ganache 1337)."""
+    return chain_id in LOCAL_CHAIN_IDS
+
+
+def get_free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def find_engine(engine: Engine) -> list[str]:
+    """The command that starts ``engine``, preferring the project's own npm install."""
+    root = get_project_root()
+    if engine == "anvil":
+        for path in sorted(root.glob("node_modules/@foundry-rs/anvil-*/bin/anvil")):
+            if os.access(path, os.X_OK):
+                return [str(path)]
+        found = shutil.which("anvil")
+        if found:
+            return [found]
+    else:
+        script = root / "node_modules" / "ganache" / "dist" / "node" / "cli.js"
+        node = shutil.which("node")
+        if script.exists() and node:
+            return [node, str(script)]
+    raise ChainUnavailable(f"{engine} is not installed; run `make install`")
+
+
+def build_dev_keys(count: int) -> list[str]:
+    """Private keys of the first ``count`` accounts of the local dev mnemonic (hex)."""
+    from eth_account import Account
+
+    Account.enable_unaudited_hdwallet_features()
+    return [
+        Account.from_mnemonic(DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}").key.to_0x_hex()
+        for i in range(count)
+    ]
+
+
+class LocalChain:
+    """A local anvil or Ganache on a free port, as a context manager.
+
+    Args:
+        engine: ``"anvil"`` or ``"ganache"``.
+        accounts: How many dev accounts to fund.
+        chain_id: The chain id to run with (default: the engine's usual one).
+        block_time: Seconds between blocks; None mines each transaction at once.
+        extra_args: More command-line arguments for the engine.
+    """
+
+    def __init__(
+        self,
+        engine: Engine = "anvil",
+        *,
+        accounts: int = 10,
+        chain_id: int | None = None,
+        block_time: int | None = None,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
+        if engine not in ENGINES:
+            raise InputError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+        self.engine: Engine = engine
+        self.accounts = accounts
+        self.chain_id = chain_id or (31337 if engine == "anvil" else 1337)
+        self.block_time = block_time
+        self.extra_args = extra_args
+        self.port = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log: tempfile._TemporaryFileWrapper[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """The chain's HTTP RPC URL."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def _command(self) -> list[str]:
+        cmd = find_engine(self.engine)
+        if self.engine == "anvil":
+            cmd += [
+                "--host", "127.0.0.1", "--port", str(self.port),
+                "--chain-id", str(self.chain_id), "--accounts", str(self.accounts),
+                "--mnemonic", DEV_MNEMONIC, "--balance", "1000000",
+            ]  # fmt: skip
+            if self.block_time:
+                cmd += ["--block-time", str(self.block_time)]
+        else:
+            cmd += [
+                "--server.host", "127.0.0.1", "--server.port", str(self.port),
+                "--chain.chainId", str(self.chain_id), "--wallet.totalAccounts",
+                str(self.accounts), "--wallet.mnemonic", DEV_MNEMONIC,
+                "--wallet.defaultBalance", "1000000", "--logging.quiet",
+                "--miner.blockGasLimit", "0x1c9c380",
+            ]  # fmt: skip
+            if self.block_time:
+                cmd += ["--miner.blockTime", str(self.block_time)]
+        return cmd + list(self.extra_args)
+
+    def start(self, timeout: float = 60.0) -> LocalChain:
+        """Start the engine and wait until it answers RPC calls."""
+        self.port = get_free_port()
+        self._log = tempfile.NamedTemporaryFile(prefix=f"edgeshare-{self.engine}-", suffix=".log")
+        self._proc = subprocess.Popen(
+            self._command(),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        w3 = Web3(HTTPProvider(self.url, request_kwargs={"timeout": 5}))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise ChainUnavailable(f"{self.engine} exited at start:\n{self._read_log()}")
+            try:
+                if w3.eth.chain_id == self.chain_id:
+                    return self
+            except Exception:  # not listening yet
+                time.sleep(0.1)
+        self.stop()
+        raise ChainUnavailable(f"{self.engine} did not answer within {timeout:.0f}s")
+
+    def _read_log(self) -> str:
+        if self._log is None:
+            return ""
+        return Path(self._log.name).read_text(errors="replace")[-2000:]
+
+    def stop(self) -> None:
+        """Stop the engine's whole process group; idempotent."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            except ProcessLookupError:
+                pass
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self) -> LocalChain:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def connect(url: str, timeout: float = 30.0) -> Web3:
+    """A Web3 connected to ``url``; raises ChainUnavailable if it does not answer."""
+    if not url.startswith(("http://", "https://")):
+        raise InputError(f"RPC URL must start with http:// or https://, got {url!r}")
+    w3 = Web3(HTTPProvider(url, request_kwargs={"timeout": timeout}))
+    try:
+        w3.eth.chain_id  # noqa: B018 - probes the endpoint
+    except Exception as exc:
+        raise ChainUnavailable(f"cannot reach the chain at {url}: {exc}") from exc
+    return w3
+
+
+def get_network_url(name: str) -> str:
+    """The RPC URL of a network named in brownie's network config (``~/.brownie``)."""
+    path = Path.home() / ".brownie" / "network-config.yaml"
+    if not path.exists():
+        import brownie
+
+        path = Path(brownie.__file__).parent / "data" / "network-config.yaml"
+    config = yaml.safe_load(path.read_text())
+    networks = [n for group in config.get("live", []) for n in group.get("networks", [])]
+    for network in networks:
+        if network.get("id") == name:
+            host = os.path.expandvars(str(network["host"]))
+            if "$" in host:
+                raise InputError(f"network {name!r} needs an environment variable: {host}")
+            return host
+    known = ", ".join(ENGINES + tuple(n["id"] for n in networks))
+    raise InputError(f"unknown network {name!r}; known: {known}")

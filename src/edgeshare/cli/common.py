@@ -1,0 +1,99 @@
+"""Options and plumbing shared by every command: where the chain is, who signs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from web3 import Web3
+
+from edgeshare.chain import ENGINES, LocalChain, build_dev_keys, connect, get_network_url
+from edgeshare.errors import KeyUnavailable
+from edgeshare.signer import Signer, load_signer_from_env, load_signer_from_keystore
+
+RpcUrl = Annotated[
+    str | None, typer.Option("--rpc-url", help="JSON-RPC URL of the chain.", show_default=False)
+]
+Network = Annotated[
+    str | None,
+    typer.Option(
+        "--network",
+        help="anvil or ganache (started locally), or a network id from brownie's config.",
+        show_default=False,
+    ),
+]
+PrivateKeyEnv = Annotated[
+    str | None,
+    typer.Option(
+        "--private-key-env",
+        help="Name of the environment variable holding the private key.",
+        show_default=False,
+    ),
+]
+Keystore = Annotated[
+    Path | None,
+    typer.Option(
+        "--keystore",
+        help="Encrypted JSON keystore; password from EDGESHARE_KEYSTORE_PASSWORD or a prompt.",
+        show_default=False,
+    ),
+]
+ManifestPath = Annotated[
+    Path | None,
+    typer.Option(
+        "--manifest", help="Manifest path [default: deployments/<chain_id>.json].",
+        show_default=False,
+    ),
+]  # fmt: skip
+Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a command will run: a URL, or a local engine to start."""
+
+    url: str | None
+    engine: str | None
+
+    @property
+    def is_started_here(self) -> bool:
+        """True when the command starts (and stops) the chain itself."""
+        return self.engine is not None
+
+
+def build_target(rpc_url: str | None, network: str | None) -> Target:
+    """Resolve ``--rpc-url``/``--network``; with neither, a local anvil is started."""
+    if rpc_url and network:
+        raise typer.BadParameter("give --rpc-url or --network, not both")
+    if rpc_url:
+        return Target(url=rpc_url, engine=None)
+    if network is None or network in ENGINES:
+        return Target(url=None, engine=network or "anvil")
+    return Target(url=get_network_url(network), engine=None)
+
+
+def load_signer(private_key_env: str | None, keystore: Path | None, target: Target) -> Signer:
+    """The signing key: from an env var or keystore; a chain started here has dev keys."""
+    if private_key_env and keystore:
+        raise KeyUnavailable("give --private-key-env or --keystore, not both")
+    if private_key_env:
+        return load_signer_from_env(private_key_env)
+    if keystore:
+        return load_signer_from_keystore(keystore)
+    if target.is_started_here:
+        return Signer.from_key(build_dev_keys(1)[0])
+    raise KeyUnavailable("no signing key: pass --private-key-env VAR or --keystore FILE")
+
+
+@contextmanager
+def open_chain(target: Target) -> Iterator[Web3]:
+    """Connect to the target, starting and finally stopping a local engine if needed."""
+    if target.engine is None:
+        yield connect(str(target.url))
+        return
+    with LocalChain(target.engine) as chain:  # type: ignore[arg-type]
+        yield connect(chain.url)

@@ -1,0 +1,42 @@
+"""The one terminal wrapper every command writes through.
+
+Tables and JSON go to stdout; progress, notes and errors go to stderr, so ``--json``
+output can be piped untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, highlight=False)
+
+
+def print_json(data: Any) -> None:
+    """Machine-readable output: plain JSON on stdout, integers kept exact."""
+    out.out(json.dumps(data, indent=2, default=str), highlight=False)
+
+
+def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    """A titled table on stdout."""
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*(str(cell) for cell in row))
+    out.print(table)
+
+
+def note(message: str) -> None:
+    """A progress or status line on stderr."""
+    err.print(f"[dim]{message}[/dim]")
+
+
+def error(message: str) -> None:
+    """An error line on stderr."""
+    err.print(f"[bold red]error:[/bold red] {message}", markup=True)

@@ -1,0 +1,94 @@
+"""``edgeshare deploy``: deploy the suite, or finish a deployment from its manifest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edgeshare.cli import console
+from edgeshare.cli.common import (
+    Json, Keystore, ManifestPath, Network, PrivateKeyEnv, RpcUrl, build_target, load_signer,
+    open_chain,
+)  # fmt: skip
+from edgeshare.deploy import (
+    DeployStep, build_params, deploy_suite, get_default_manifest_path, read_manifest,
+)  # fmt: skip
+from edgeshare.tx import Transactor
+
+
+def deploy(
+    rpc_url: RpcUrl = None,
+    network: Network = None,
+    private_key_env: PrivateKeyEnv = None,
+    keystore: Keystore = None,
+    stablecoin: Annotated[
+        str | None,
+        typer.Option(help="Existing stablecoin address; default: deploy a mock (local only)."),
+    ] = None,
+    epoch_length: Annotated[int | None, typer.Option(help="Seconds per epoch [86400].")] = None,
+    challenge_period: Annotated[
+        int | None, typer.Option(help="Seconds settled revenue can be disputed [86400].")
+    ] = None,
+    unlock_period: Annotated[
+        int | None, typer.Option(help="Seconds new revenue vests over [86400].")
+    ] = None,
+    protocol_fee_bps: Annotated[
+        int | None, typer.Option(help="Protocol fee, basis points of gross [500].")
+    ] = None,
+    treasury: Annotated[
+        str | None, typer.Option(help="Where protocol fees accrue [the deployer].")
+    ] = None,
+    manifest: ManifestPath = None,
+    dry_run: Annotated[bool, typer.Option(help="Show what would be deployed; send nothing.")] = False,
+    json_output: Json = False,
+) -> None:
+    """Deploy the EdgeShare suite, or finish one from its manifest (idempotent)."""
+    target = build_target(rpc_url, network)
+    signer = load_signer(private_key_env, keystore, target)
+    overrides = {
+        "stablecoin": stablecoin,
+        "epoch_length": epoch_length,
+        "challenge_period": challenge_period,
+        "unlock_period": unlock_period,
+        "protocol_fee_bps": protocol_fee_bps,
+        "treasury": treasury,
+    }
+    if manifest is not None:
+        build_params(read_manifest(manifest), **overrides)  # bad input fails before any chain
+    else:
+        build_params(None, **overrides)
+    with open_chain(target) as w3:
+        tx = Transactor(w3, signer)
+        path: Path = manifest or get_default_manifest_path(tx.chain_id)
+        params = build_params(read_manifest(path), **overrides)
+
+        def show(step: DeployStep) -> None:
+            if not json_output:
+                console.note(f"{step.action:>12}  {step.contract}  {step.address or ''}")
+
+        result = deploy_suite(tx, params, path, dry_run=dry_run, on_step=show)
+    data = result.manifest.model_dump(mode="json")
+    if json_output:
+        console.print_json(
+            {
+                "manifest": data,
+                "path": str(result.path),
+                "dry_run": dry_run,
+                "steps": [step.__dict__ for step in result.steps],
+            }
+        )
+        return
+    rows = [
+        [step.contract, step.action, step.address or "-", step.gas_used or "-"]
+        for step in result.steps
+    ]
+    title = f"EdgeShare on chain {data['chain_id']}" + (" (dry run)" if dry_run else "")
+    console.print_table(title, ["contract", "action", "address", "gas used"], rows)
+    if dry_run:
+        console.note("dry run: nothing was sent and no manifest was written")
+    else:
+        console.note(f"manifest: {result.path}  deployer (owner, registrar, guardian): {signer.address}")
+        if target.is_started_here:
+            console.note("the local chain this command started has been stopped")

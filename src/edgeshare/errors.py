@@ -1,0 +1,51 @@
+"""EdgeShare's exceptions: one root, and each specific error also a builtin one.
+
+``exit_code`` is what the CLI exits with: 2 for bad input (nothing was sent), 1 for an
+operation that failed.
+"""
+
+from __future__ import annotations
+
+
+class EdgeShareError(Exception):
+    """Root of every error EdgeShare raises on purpose."""
+
+    exit_code: int = 1
+
+
+class InputError(EdgeShareError, ValueError):
+    """The user's input (a flag, a file, an environment variable) is wrong; nothing was sent."""
+
+    exit_code = 2
+
+
+class KeyUnavailable(InputError):
+    """No signing key could be loaded from the named variable or keystore."""
+
+
+class NotLocalChain(InputError):
+    """An action reserved for local development chains was asked of another chain."""
+
+
+class ChainMismatch(InputError):
+    """A manifest or config names a different chain than the node connected to."""
+
+
+class ArtifactError(EdgeShareError, RuntimeError):
+    """A contract could not be compiled or its build output is unusable."""
+
+
+class ChainUnavailable(EdgeShareError, ConnectionError):
+    """The chain's RPC endpoint could not be reached or a local chain did not start."""
+
+
+class TransactionFailed(EdgeShareError, RuntimeError):
+    """A transaction reverted, or its receipt never arrived."""
+
+
+class DeploymentError(EdgeShareError, RuntimeError):
+    """A deployment is inconsistent (e.g. a manifest address holds the wrong code)."""
+
+
+class NodeNotFound(EdgeShareError, LookupError):
+    """No node with that id is registered."""

@@ -1,0 +1,92 @@
+"""pydantic models for everything EdgeShare reads from or writes to a file.
+
+Money is always an integer number of base units; addresses are checksummed on
+validation and a mixed-case address with a wrong checksum is rejected (a typo'd
+address must never be "fixed" into someone else's).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from eth_utils import is_checksum_address, is_hex_address, to_checksum_address
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+MAX_BPS = 10_000
+MAX_OPERATOR_CUT_BPS = 5_000
+MAX_PROTOCOL_FEE_BPS = 2_000
+MAX_PERIOD = 30 * 86_400
+UINT256_MAX = 2**256 - 1
+
+
+def _checksum(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("an address must be a 0x-prefixed string of 40 hex digits")
+    if not is_hex_address(value):
+        raise ValueError(f"{value!r} is not a 0x-prefixed address of 40 hex digits")
+    body = value[2:]
+    mixed_case = body != body.lower() and body != body.upper()
+    if mixed_case and not is_checksum_address(value):
+        raise ValueError(f"{value} has an invalid EIP-55 checksum (a typo?)")
+    return to_checksum_address(value)
+
+
+Address = Annotated[str, BeforeValidator(_checksum)]
+"""An EIP-55 checksummed address; all-lower and all-upper case input is accepted."""
+
+
+class StrictModel(BaseModel):
+    """Base of every model: unknown fields are errors, no silent coercion of types."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class DeployParams(StrictModel):
+    """The parameters a suite is deployed with; recorded in the manifest."""
+
+    epoch_length: Annotated[int, Field(ge=1, le=MAX_PERIOD)] = 86_400
+    """Seconds per usage epoch."""
+    challenge_period: Annotated[int, Field(ge=0, le=MAX_PERIOD)] = 86_400
+    """Seconds during which settled revenue can be disputed before it is paid out."""
+    unlock_period: Annotated[int, Field(ge=0, le=MAX_PERIOD)] = 86_400
+    """Seconds over which each node's new revenue vests to holders (0 = at once)."""
+    protocol_fee_bps: Annotated[int, Field(ge=0, le=MAX_PROTOCOL_FEE_BPS)] = 500
+    """Protocol fee in basis points of gross revenue."""
+    treasury: Address | None = None
+    """Where protocol fees accrue; the deployer when not given."""
+    stablecoin: Address | None = None
+    """An existing stablecoin; when not given a mock one is deployed (local chains only)."""
+
+
+class ContractAddresses(StrictModel):
+    """Addresses of the deployed suite, by contract name."""
+
+    Stablecoin: Address | None = None
+    """The stablecoin revenue is paid in (the mock one on local chains)."""
+    NodeShareBlueprint: Address | None = None
+    """EIP-5202 blueprint from which every NodeShare is created."""
+    NodeRegistry: Address | None = None
+    """The node registry, which holds the roles."""
+    RevenueRouter: Address | None = None
+    """The revenue router, which holds and splits the stablecoin."""
+
+
+class Manifest(StrictModel):
+    """What ``edgeshare deploy`` wrote: where the suite lives and how it was configured."""
+
+    chain_id: Annotated[int, Field(ge=1)]
+    """The chain the suite is deployed on."""
+    deployer: Address
+    """The account that deployed it (and holds owner, registrar and guardian)."""
+    block: Annotated[int, Field(ge=0)]
+    """The block of the latest deployment transaction."""
+    params: DeployParams
+    """Parameters the contracts were deployed with."""
+    contracts: ContractAddresses
+    """Addresses of the deployed contracts."""
+    stablecoin_is_mock: bool = False
+    """True when Stablecoin is the MockStablecoin deployed by EdgeShare."""
+
+    def is_complete(self) -> bool:
+        """True when every contract of the suite has an address."""
+        return all(getattr(self.contracts, name) for name in ContractAddresses.model_fields)

@@ -1,0 +1,208 @@
+"""The deployed suite as Python objects, and the operations every role performs.
+
+The CLI, the brownie scripts, the demo and the tests all act through these functions,
+so each transaction is built in exactly one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntFlag
+from typing import Annotated, Any
+
+from pydantic import Field
+from web3 import Web3
+from web3.contract import Contract
+from web3.logs import DISCARD
+
+from edgeshare.artifacts import load_artifact
+from edgeshare.errors import ChainMismatch, NodeNotFound
+from edgeshare.models import MAX_OPERATOR_CUT_BPS, Address, Manifest, StrictModel
+from edgeshare.tx import Transactor
+
+UINT256_MAX = 2**256 - 1
+
+
+class NodeStatus(IntFlag):
+    """Mirrors the registry's ``NodeStatus`` flag."""
+
+    ACTIVE = 1
+    PAUSED = 2
+    RETIRED = 4
+
+
+class NodeSpec(StrictModel):
+    """A node to register."""
+
+    operator: Address
+    """Runs the node and receives all its shares at registration."""
+    attestor: Address
+    """Signs the node's usage reports."""
+    shares: Annotated[int, Field(ge=1, le=2**128)]
+    """Share supply in 18-decimal base units."""
+    price_per_1k: Annotated[int, Field(ge=0, lt=2**256)]
+    """Stablecoin base units per 1,000 inferences."""
+    operator_cut_bps: Annotated[int, Field(ge=0, le=MAX_OPERATOR_CUT_BPS)]
+    """The operator's share of gross revenue in basis points."""
+    region: Annotated[str, Field(min_length=1, max_length=32)]
+    """Where the node serves."""
+    metadata_uri: Annotated[str, Field(max_length=256)] = ""
+    """Where the node's description is published."""
+
+
+class NodeRecord(StrictModel):
+    """A registered node as the registry reports it."""
+
+    node_id: int
+    operator: Address
+    attestor: Address
+    share_token: Address
+    price_per_1k: int
+    next_price_per_1k: int
+    operator_cut_bps: int
+    pending_cut_bps: int
+    cut_effective_at: int
+    status: str
+    region: str
+    metadata_uri: str
+
+
+@dataclass
+class Suite:
+    """Contract handles for one deployed suite."""
+
+    w3: Web3
+    manifest: Manifest
+    registry: Contract
+    router: Contract
+    stablecoin: Contract
+
+    @classmethod
+    def load(cls, w3: Web3, manifest: Manifest) -> Suite:
+        """Bind a manifest's addresses; the node must be on the manifest's chain."""
+        chain_id = int(w3.eth.chain_id)
+        if chain_id != manifest.chain_id:
+            raise ChainMismatch(
+                f"the manifest is for chain {manifest.chain_id}, the node is chain {chain_id}"
+            )
+        c = manifest.contracts
+
+        def bind(address: str | None, name: str) -> Contract:
+            return w3.eth.contract(
+                address=Web3.to_checksum_address(str(address)), abi=load_artifact(name).abi
+            )
+
+        return cls(
+            w3=w3,
+            manifest=manifest,
+            registry=bind(c.NodeRegistry, "NodeRegistry"),
+            router=bind(c.RevenueRouter, "RevenueRouter"),
+            stablecoin=bind(c.Stablecoin, "MockStablecoin"),
+        )
+
+    def share(self, node_id: int) -> Contract:
+        """The NodeShare token of ``node_id``."""
+        return self.w3.eth.contract(
+            address=self.fetch_node(node_id).share_token, abi=load_artifact("NodeShare").abi
+        )
+
+    def fetch_node_count(self) -> int:
+        """How many nodes are registered (ids are 1..count)."""
+        return int(self.registry.functions.node_count().call())
+
+    def fetch_node(self, node_id: int) -> NodeRecord:
+        """One node's record; raises NodeNotFound for an unknown id."""
+        if not 1 <= node_id <= self.fetch_node_count():
+            raise NodeNotFound(f"no node {node_id} (registered: 1..{self.fetch_node_count()})")
+        raw: Any = self.registry.functions.node(node_id).call()
+        status = NodeStatus(raw[8])
+        return NodeRecord(
+            node_id=node_id,
+            operator=raw[0],
+            attestor=raw[1],
+            share_token=raw[2],
+            price_per_1k=raw[3],
+            next_price_per_1k=raw[4],
+            operator_cut_bps=raw[5],
+            pending_cut_bps=raw[6],
+            cut_effective_at=raw[7],
+            status=str(status.name).lower(),
+            region=raw[9],
+            metadata_uri=raw[10],
+        )
+
+    def fetch_claimable(self, node_id: int, holder: str) -> int:
+        """Stablecoin base units ``holder`` can claim from ``node_id`` now."""
+        return int(self.share(node_id).functions.claimable(holder).call())
+
+
+def send_register_node(tx: Transactor, suite: Suite, spec: NodeSpec) -> int:
+    """Register a node (registrar only); returns its id."""
+    fn = suite.registry.functions.register_node(
+        spec.operator,
+        spec.attestor,
+        spec.shares,
+        spec.price_per_1k,
+        spec.operator_cut_bps,
+        spec.region,
+        spec.metadata_uri,
+    )
+    receipt = tx.call(fn, f"register node in {spec.region}")
+    events = suite.registry.events.NodeRegistered().process_receipt(receipt, errors=DISCARD)
+    return int(events[0]["args"]["node_id"])
+
+
+def send_approve_if_needed(tx: Transactor, token: Contract, spender: str, amount: int) -> None:
+    """Approve ``spender`` for ``amount`` unless the allowance already covers it."""
+    allowance = int(token.functions.allowance(tx.signer.address, spender).call())
+    if allowance < amount:
+        tx.call(token.functions.approve(spender, amount), "approve the stablecoin")
+
+
+def send_mint_mock(tx: Transactor, suite: Suite, receiver: str, amount: int) -> None:
+    """Mint mock stablecoin (local chains; the deployer owns the mock)."""
+    tx.call(suite.stablecoin.functions.mint(receiver, amount), "mint mock stablecoin")
+
+
+def send_record_revenue(tx: Transactor, suite: Suite, node_id: int, amount: int) -> int:
+    """Pay ``amount`` as revenue of ``node_id`` (guardian or registrar); returns the holders' part."""
+    send_approve_if_needed(tx, suite.stablecoin, suite.router.address, amount)
+    receipt = tx.call(
+        suite.router.functions.record_revenue(node_id, amount), f"record revenue of node {node_id}"
+    )
+    events = suite.router.events.RevenueSplit().process_receipt(receipt, errors=DISCARD)
+    return int(events[0]["args"]["holders"])
+
+
+def send_transfer_shares(
+    tx: Transactor, suite: Suite, node_id: int, receiver: str, amount: int
+) -> None:
+    """Transfer ``amount`` shares of ``node_id`` to ``receiver``."""
+    fn = suite.share(node_id).functions.transfer(receiver, amount)
+    tx.call(fn, f"transfer shares of node {node_id}")
+
+
+def send_claim(tx: Transactor, suite: Suite, node_id: int, receiver: str | None = None) -> int:
+    """Claim the signer's revenue from ``node_id``; returns the amount paid."""
+    share = suite.share(node_id)
+    if receiver is None:
+        fn = share.functions.claim()
+    else:
+        fn = share.functions.claim_to(receiver)
+    receipt = tx.call(fn, f"claim from node {node_id}")
+    events = share.events.RevenueClaimed().process_receipt(receipt, errors=DISCARD)
+    return int(events[0]["args"]["amount"]) if events else 0
+
+
+def send_withdraw(tx: Transactor, suite: Suite, receiver: str | None = None) -> int:
+    """Withdraw what the router owes the signer (operator or treasury); returns the amount."""
+    fn = suite.router.functions.withdraw(receiver or tx.signer.address)
+    receipt = tx.call(fn, "withdraw from the router")
+    events = suite.router.events.Withdrawn().process_receipt(receipt, errors=DISCARD)
+    return int(events[0]["args"]["amount"]) if events else 0
+
+
+def send_increase_time(w3: Web3, seconds: int) -> None:
+    """Advance a local chain's clock and mine a block (anvil and Ganache)."""
+    w3.provider.make_request("evm_increaseTime", [seconds])  # type: ignore[arg-type]
+    w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
