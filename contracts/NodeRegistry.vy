@@ -92,7 +92,7 @@ event OwnershipTransferred:
 
 
 event RoleGranted:
-    role: indexed(String[16])
+    role: String[16]
     account: indexed(address)
 
 

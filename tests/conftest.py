@@ -1,0 +1,188 @@
+"""Deployers and role-named actors.
+
+The suite is deployed through ``edgeshare.deploy.deploy_suite``, the same function the
+CLI, the brownie scripts and the demo use; tests then talk to the contracts through
+brownie objects for events and revert reasons. brownie's ``fn_isolation`` resets the
+chain at each module start, so deployments are module-scoped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from brownie import Contract, accounts, web3
+
+from edgeshare.artifacts import load_artifact
+from edgeshare.deploy import build_params, deploy_suite
+from edgeshare.signer import Signer
+from edgeshare.suite import NodeSpec, Suite, send_register_node
+from edgeshare.tx import Transactor
+
+USDC = 10**6
+SHARES = 10**18
+
+
+@pytest.fixture(autouse=True)
+def isolation(fn_isolation: Any) -> None:
+    """Every test starts from the state its module's fixtures built."""
+
+
+@pytest.fixture(scope="module")
+def deployer(module_isolation: Any) -> Any:
+    """Deploys the suite; holds owner, registrar and guardian.
+
+    Depends on brownie's ``module_isolation`` so the chain reset at module start
+    happens before anything of the module is deployed.
+    """
+    return accounts[0]
+
+
+@pytest.fixture(scope="module")
+def operator() -> Any:
+    """Runs a node; receives its shares at registration."""
+    return accounts[1]
+
+
+@pytest.fixture(scope="module")
+def attestor() -> Any:
+    """Signs a node's usage reports."""
+    return accounts[2]
+
+
+@pytest.fixture(scope="module")
+def investor() -> Any:
+    """Buys shares and claims revenue."""
+    return accounts[3]
+
+
+@pytest.fixture(scope="module")
+def investor2() -> Any:
+    """A second investor."""
+    return accounts[4]
+
+
+@pytest.fixture(scope="module")
+def payer() -> Any:
+    """Pays for inference usage in the stablecoin."""
+    return accounts[5]
+
+
+@pytest.fixture(scope="module")
+def stranger() -> Any:
+    """Holds no role at all."""
+    return accounts[6]
+
+
+@pytest.fixture(scope="module")
+def treasury() -> Any:
+    """Receives protocol fees."""
+    return accounts[7]
+
+
+def brownie_contract(name: str, address: str) -> Any:
+    """A brownie object for a suite contract, from the library's artifact."""
+    return Contract.from_abi(name, address, load_artifact(name).abi)
+
+
+@pytest.fixture(scope="module")
+def deploy(
+    deployer: Any, treasury: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[..., Suite]:
+    """Deploy a suite through the library with the given parameters."""
+
+    def _deploy(**params: Any) -> Suite:
+        params.setdefault("treasury", treasury.address)
+        params.setdefault("unlock_period", 0)
+        params.setdefault("challenge_period", 0)
+        params.setdefault("epoch_length", 3_600)
+        path = tmp_path_factory.mktemp("manifest") / "manifest.json"
+        tx = Transactor(web3, Signer(address=deployer.address))
+        result = deploy_suite(tx, build_params(None, **params), Path(path))
+        return Suite.load(web3, result.manifest)
+
+    return _deploy
+
+
+@pytest.fixture(scope="module")
+def suite(deploy: Callable[..., Suite]) -> Suite:
+    """The default suite: 5% fee, no vesting, no challenge window, 1-hour epochs."""
+    return deploy()
+
+
+@pytest.fixture(scope="module")
+def registry(suite: Suite) -> Any:
+    return brownie_contract("NodeRegistry", suite.registry.address)
+
+
+@pytest.fixture(scope="module")
+def router(suite: Suite) -> Any:
+    return brownie_contract("RevenueRouter", suite.router.address)
+
+
+@pytest.fixture(scope="module")
+def stablecoin(suite: Suite) -> Any:
+    return brownie_contract("MockStablecoin", suite.stablecoin.address)
+
+
+@pytest.fixture(scope="module")
+def register(
+    suite: Suite, deployer: Any, operator: Any, attestor: Any
+) -> Callable[..., tuple[int, Any]]:
+    """Register a node through the library; returns (node id, brownie NodeShare)."""
+
+    def _register(**fields: Any) -> tuple[int, Any]:
+        spec = {
+            "operator": operator.address,
+            "attestor": attestor.address,
+            "shares": 1_000 * SHARES,
+            "price_per_1k": 500_000,
+            "operator_cut_bps": 1_000,
+            "region": "Jakarta",
+            "metadata_uri": "ipfs://node",
+        }
+        spec.update(fields)
+        tx = Transactor(web3, Signer(address=deployer.address))
+        node_id = send_register_node(tx, suite, NodeSpec(**spec))
+        return node_id, brownie_contract("NodeShare", suite.registry.functions.share_token(node_id).call())
+
+    return _register
+
+
+@pytest.fixture(scope="module")
+def node(register: Callable[..., tuple[int, Any]]) -> tuple[int, Any]:
+    """Node 1: 1,000 shares held by the operator, 10% operator cut, price 0.5 per 1k."""
+    return register()
+
+
+@pytest.fixture(scope="module")
+def funded(stablecoin: Any, deployer: Any, router: Any) -> Any:
+    """The deployer (guardian and registrar) holds stablecoin and has approved the router."""
+    stablecoin.mint(deployer, 10**15, {"from": deployer})
+    stablecoin.approve(router, 2**256 - 1, {"from": deployer})
+    return deployer
+
+
+def get_now() -> int:
+    """The latest block's timestamp (brownie's chain.time() drifts after reverts)."""
+    return int(web3.eth.get_block("latest")["timestamp"])
+
+
+def mine_at(timestamp: int) -> None:
+    """Mine one block at exactly ``timestamp``."""
+    web3.provider.make_request("evm_setNextBlockTimestamp", [timestamp])
+    web3.provider.make_request("evm_mine", [])
+
+
+def set_next_timestamp(timestamp: int) -> None:
+    """The next transaction's block gets exactly ``timestamp``."""
+    web3.provider.make_request("evm_setNextBlockTimestamp", [timestamp])
+
+
+def assert_floor_share(claimable: int, numerator: int, denominator: int) -> None:
+    """``claimable`` is the exact pro-rata amount rounded down, less at most 1 base unit
+    (docs/SPEC.md, "Rounding": the per-share accumulator is itself rounded down)."""
+    exact_floor = numerator // denominator
+    assert exact_floor - 1 <= claimable <= exact_floor, (claimable, numerator, denominator)
