@@ -9,8 +9,10 @@ compiled with mypyc, so its own functions cannot be patched; instead we wrap
 attribute) so that its output carries the string.
 
 brownie 1.22.2 also leaves Vyper 0.4 interface files (``*.vyi``) out of the JSON input,
-so a contract that imports one fails with ``ModuleNotFound``. The wrapper adds every
-``.vyi`` file found beside the sources it was given (``add_interfaces``).
+and when it recompiles only the contracts that changed it leaves out the modules they
+import (``*.vy``), so such a contract fails with ``ModuleNotFound``. The wrapper adds
+every ``.vyi`` and ``.vy`` file found beside the sources it was given and not among
+them (``add_imports``); Vyper resolves imports from them without compiling them.
 
 It is activated for every interpreter of the project's virtualenv by a one-line
 ``.pth`` file that ``make install`` writes (``python -m edgeshare._brownie_vyper04``),
@@ -47,16 +49,22 @@ def fix_output(output: dict[str, Any]) -> dict[str, Any]:
     return output
 
 
-def add_interfaces(input_json: dict[str, Any], root: Path | None = None) -> dict[str, Any]:
-    """Add each ``.vyi`` file under the sources' top folders to the input's interfaces."""
+def add_imports(input_json: dict[str, Any], root: Path | None = None) -> dict[str, Any]:
+    """Add each importable file under the sources' top folders that brownie left out."""
     base = Path.cwd() if root is None else root
+    sources = input_json.get("sources", {})
     interfaces = input_json.setdefault("interfaces", {})
-    tops = {Path(p).parts[0] for p in input_json.get("sources", {}) if len(Path(p).parts) > 1}
+    stems = {Path(p).stem for p in sources}
+    tops = {Path(p).parts[0] for p in sources if len(Path(p).parts) > 1}
     for top in sorted(tops):
-        for path in sorted((base / top).rglob("*.vyi")):
+        for path in sorted((base / top).rglob("*.vy*")):
             key = path.relative_to(base).as_posix()
-            if key not in interfaces:
-                interfaces[key] = {"content": path.read_text()}
+            if path.suffix not in (".vy", ".vyi") or key in sources or key in interfaces:
+                continue
+            if path.stem in stems:  # Vyper forbids two inputs with the same stem
+                continue
+            interfaces[key] = {"content": path.read_text()}
+            stems.add(path.stem)
     return input_json
 
 
@@ -68,7 +76,7 @@ def _wrap(module: ModuleType) -> None:
     @functools.wraps(original)
     def compile_json(input_json: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
         if isinstance(input_json, dict):
-            input_json = add_interfaces(input_json)
+            input_json = add_imports(input_json)
         return fix_output(original(input_json, *args, **kwargs))
 
     compile_json.__edgeshare_wrapped__ = True  # type: ignore[attr-defined]

@@ -1,0 +1,67 @@
+"""Claim, transfer and distribution cost the same gas at any scale.
+
+Two nodes of one suite: a small one (2 holders, 1 distribution) and a large one (1,000
+holders, 500 distributions). The same operations, from the same storage shapes, are
+measured on both and must differ by less than 2%. Gas is deterministic; this is not a
+timing test.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from brownie import web3
+from eth_account import Account
+
+from tests.conftest import SHARES
+
+HOLDERS, DISTRIBUTIONS = 1_000, 500
+
+
+def _spread(share: Any, operator: Any, count: int) -> None:
+    contract = web3.eth.contract(address=share.address, abi=share.abi)
+    for _ in range(count):
+        contract.functions.transfer(Account.create().address, SHARES).transact(
+            {"from": operator.address, "gas": 200_000}
+        )
+
+
+def _distribute(router: Any, deployer: Any, node_id: int, count: int) -> None:
+    contract = web3.eth.contract(address=router.address, abi=router.abi)
+    for i in range(count):
+        contract.functions.record_revenue(node_id, 1_000_003 + i).transact(
+            {"from": deployer.address, "gas": 500_000}
+        )
+
+
+def _measure(share: Any, router: Any, node_id: int, deployer: Any, investor: Any, investor2: Any, operator: Any) -> dict[str, int]:
+    """The same sequence on either node; every measured write hits the same storage shape."""
+    gas = {}
+    gas["distribution"] = router.record_revenue(node_id, 5_000_000, {"from": deployer}).gas_used
+    gas["first claim"] = share.claim({"from": investor}).gas_used
+    router.record_revenue(node_id, 5_000_000, {"from": deployer})
+    gas["repeat claim"] = share.claim({"from": investor}).gas_used
+    gas["transfer to holder"] = share.transfer(operator, SHARES, {"from": investor}).gas_used
+    gas["transfer to new holder"] = share.transfer(investor2, SHARES, {"from": investor}).gas_used
+    return gas
+
+
+@pytest.mark.usefixtures("funded")
+def test_gas__is_flat_in_holders_and_distributions(register: Any, router: Any, stablecoin: Any, deployer: Any, operator: Any, investor: Any, investor2: Any) -> None:
+    small_id, small = register(shares=10_000 * SHARES)
+    large_id, large = register(shares=10_000 * SHARES, region="Lagos")
+    for share in (small, large):
+        share.transfer(investor, 10 * SHARES, {"from": operator})
+    # the claimer's stablecoin balance is non-zero before either node is measured
+    stablecoin.mint(investor, 1, {"from": deployer})
+    _distribute(router, deployer, small_id, 1)
+    _spread(large, operator, HOLDERS - 2)
+    _distribute(router, deployer, large_id, DISTRIBUTIONS)
+    holders = large.totalSupply() - large.balanceOf(operator) - large.balanceOf(investor)
+    assert holders == (HOLDERS - 2) * SHARES
+    small_gas = _measure(small, router, small_id, deployer, investor, investor2, operator)
+    large_gas = _measure(large, router, large_id, deployer, investor, investor2, operator)
+    print({op: (small_gas[op], large_gas[op]) for op in small_gas})
+    for op, base in small_gas.items():
+        assert abs(large_gas[op] - base) * 100 < 2 * base, (op, base, large_gas[op])
