@@ -146,7 +146,9 @@ def register(
         spec.update(fields)
         tx = Transactor(web3, Signer(address=deployer.address))
         node_id = send_register_node(tx, suite, NodeSpec(**spec))
-        return node_id, brownie_contract("NodeShare", suite.registry.functions.share_token(node_id).call())
+        return node_id, brownie_contract(
+            "NodeShare", suite.registry.functions.share_token(node_id).call()
+        )
 
     return _register
 

@@ -134,7 +134,10 @@ class LocalChain:
     def start(self, timeout: float = 60.0) -> LocalChain:
         """Start the engine and wait until it answers RPC calls."""
         self.port = get_free_port()
-        self._log = tempfile.NamedTemporaryFile(prefix=f"edgeshare-{self.engine}-", suffix=".log")
+        # closed in stop(); the engine writes to it for its whole life
+        self._log = tempfile.NamedTemporaryFile(  # noqa: SIM115
+            prefix=f"edgeshare-{self.engine}-", suffix=".log"
+        )
         self._proc = subprocess.Popen(
             self._command(),
             stdout=self._log,

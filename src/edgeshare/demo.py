@@ -18,8 +18,15 @@ from edgeshare.deploy import build_params, deploy_suite
 from edgeshare.errors import EdgeShareError
 from edgeshare.signer import Signer
 from edgeshare.suite import (
-    NodeSpec, Suite, send_claim, send_increase_time, send_mint_mock, send_record_revenue,
-    send_register_node, send_transfer_shares, send_withdraw,
+    NodeSpec,
+    Suite,
+    send_claim,
+    send_increase_time,
+    send_mint_mock,
+    send_record_revenue,
+    send_register_node,
+    send_transfer_shares,
+    send_withdraw,
 )  # fmt: skip
 from edgeshare.tx import Transactor
 
@@ -153,7 +160,8 @@ def run_demo(
             claimed[holder.signer.address] += send_claim(holder, suite, node_id)
     withdrawn = sum(send_withdraw(op, suite) for op in operators)
     withdrawn += send_withdraw(issuer, suite)  # the deployer is the treasury
-    log(f"investors claimed {sum(claimed.values())} base units; operators and treasury withdrew {withdrawn}")
+    total = sum(claimed.values())
+    log(f"investors claimed {total} base units; operators and treasury withdrew {withdrawn}")
 
     lines: list[NodeLine] = []
     claimable = unvested = 0

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from eth_abi import encode
+from eth_abi.abi import encode
 from hexbytes import HexBytes
 from pydantic import ValidationError
 from web3 import Web3

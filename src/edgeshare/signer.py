@@ -14,6 +14,7 @@ from typing import Any
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from eth_typing import Hash32
 
 from edgeshare.errors import KeyUnavailable
 
@@ -50,7 +51,7 @@ class Signer:
         """Sign a 32-byte digest (e.g. EIP-712); returns r || s || v (65 bytes)."""
         if self._account is None:
             raise RuntimeError("an unlocked node account cannot sign here")
-        signed = self._account.unsafe_sign_hash(digest)
+        signed = self._account.unsafe_sign_hash(Hash32(digest))
         return bytes(signed.signature)
 
     def __repr__(self) -> str:
@@ -70,15 +71,19 @@ def load_signer_from_env(var: str) -> Signer:
     """Load a private key from the environment variable ``var``."""
     value = os.environ.get(var)
     if not value:
-        raise KeyUnavailable(f"environment variable {var} is not set (or empty); it must hold the private key")
+        raise KeyUnavailable(
+            f"environment variable {var} is not set (or empty); it must hold the private key"
+        )
     try:
         return Signer.from_key(value)
     except KeyUnavailable:
-        raise KeyUnavailable(f"environment variable {var} does not hold a valid 32-byte hex private key") from None
+        raise KeyUnavailable(
+            f"environment variable {var} does not hold a valid 32-byte hex private key"
+        ) from None
 
 
 def load_signer_from_keystore(path: Path, password: str | None = None) -> Signer:
-    """Decrypt a keystore file; the password comes from ``EDGESHARE_KEYSTORE_PASSWORD`` or a prompt."""
+    """Decrypt a keystore; the password comes from EDGESHARE_KEYSTORE_PASSWORD or a prompt."""
     if not path.is_file():
         raise KeyUnavailable(f"keystore {path} does not exist")
     try:
@@ -92,5 +97,7 @@ def load_signer_from_keystore(path: Path, password: str | None = None) -> Signer
     try:
         key = Account.decrypt(keyfile, password)
     except Exception:
-        raise KeyUnavailable(f"cannot decrypt keystore {path}: wrong password or damaged file") from None
+        raise KeyUnavailable(
+            f"cannot decrypt keystore {path}: wrong password or damaged file"
+        ) from None
     return Signer(Account.from_key(key))

@@ -102,9 +102,8 @@ class Suite:
 
     def share(self, node_id: int) -> Contract:
         """The NodeShare token of ``node_id``."""
-        return self.w3.eth.contract(
-            address=self.fetch_node(node_id).share_token, abi=load_artifact("NodeShare").abi
-        )
+        address = Web3.to_checksum_address(self.fetch_node(node_id).share_token)
+        return self.w3.eth.contract(address=address, abi=load_artifact("NodeShare").abi)
 
     def fetch_node_count(self) -> int:
         """How many nodes are registered (ids are 1..count)."""
@@ -165,7 +164,7 @@ def send_mint_mock(tx: Transactor, suite: Suite, receiver: str, amount: int) -> 
 
 
 def send_record_revenue(tx: Transactor, suite: Suite, node_id: int, amount: int) -> int:
-    """Pay ``amount`` as revenue of ``node_id`` (guardian or registrar); returns the holders' part."""
+    """Pay ``amount`` as revenue of ``node_id`` (guardian or registrar); returns holders' part."""
     send_approve_if_needed(tx, suite.stablecoin, suite.router.address, amount)
     receipt = tx.call(
         suite.router.functions.record_revenue(node_id, amount), f"record revenue of node {node_id}"
@@ -185,10 +184,7 @@ def send_transfer_shares(
 def send_claim(tx: Transactor, suite: Suite, node_id: int, receiver: str | None = None) -> int:
     """Claim the signer's revenue from ``node_id``; returns the amount paid."""
     share = suite.share(node_id)
-    if receiver is None:
-        fn = share.functions.claim()
-    else:
-        fn = share.functions.claim_to(receiver)
+    fn = share.functions.claim() if receiver is None else share.functions.claim_to(receiver)
     receipt = tx.call(fn, f"claim from node {node_id}")
     events = share.events.RevenueClaimed().process_receipt(receipt, errors=DISCARD)
     return int(events[0]["args"]["amount"]) if events else 0

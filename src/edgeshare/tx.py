@@ -52,7 +52,8 @@ class Transactor:
 
     def _next_nonce(self) -> int:
         if self._nonce is None:
-            self._nonce = int(self.w3.eth.get_transaction_count(self.signer.address, "pending"))
+            address = Web3.to_checksum_address(self.signer.address)
+            self._nonce = int(self.w3.eth.get_transaction_count(address, "pending"))
         return self._nonce
 
     def build_fees(self) -> dict[str, int]:
@@ -112,7 +113,9 @@ class Transactor:
             deadline = time.monotonic() + self.timeout
             while self.w3.eth.block_number < target:
                 if time.monotonic() > deadline:
-                    raise TransactionFailed(f"{what}: fewer than {self.confirmations} confirmations")
+                    raise TransactionFailed(
+                        f"{what}: fewer than {self.confirmations} confirmations"
+                    )
                 time.sleep(0.2)
         return receipt
 

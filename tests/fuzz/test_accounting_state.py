@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from fractions import Fraction
-from typing import Any
+from typing import Any, ClassVar
 
 import brownie
 import pytest
@@ -32,7 +32,9 @@ from tests.conftest import SHARES, brownie_contract, get_now
 
 LONG = os.environ.get("EDGESHARE_FUZZ") == "long"
 PROFILE = settings(
-    verbosity=__import__("hypothesis").Verbosity.verbose if os.environ.get("EDGESHARE_FUZZ_VERBOSE") else __import__("hypothesis").Verbosity.normal,
+    verbosity=__import__("hypothesis").Verbosity.verbose
+    if os.environ.get("EDGESHARE_FUZZ_VERBOSE")
+    else __import__("hypothesis").Verbosity.normal,
     max_examples=300 if LONG else 12,
     stateful_step_count=60 if LONG else 25,
     deadline=None,
@@ -101,7 +103,7 @@ class AccountingMachine(RuleBasedStateMachine):
     """Drives one node's share token and the router; see the module docstring."""
 
     decimals = 6
-    env: dict[str, Any] = {}
+    env: ClassVar[dict[str, Any]] = {}
 
     def __init__(self) -> None:
         super().__init__()
@@ -109,8 +111,17 @@ class AccountingMachine(RuleBasedStateMachine):
         # every block 1 s after the previous one: replays see the same timestamps
         web3.provider.make_request("anvil_setBlockTimestampInterval", [1])
         env = self.env
-        self.share, self.router, self.coin, self.registry = env["share"], env["router"], env["coin"], env["registry"]
-        self.deployer, self.operator, self.treasury = env["deployer"], env["operator"], env["treasury"]
+        self.share, self.router, self.coin, self.registry = (
+            env["share"],
+            env["router"],
+            env["coin"],
+            env["registry"],
+        )
+        self.deployer, self.operator, self.treasury = (
+            env["deployer"],
+            env["operator"],
+            env["treasury"],
+        )
         self.holders: list[Any] = env["holders"]
         self.key_holder = env["key_holder"]
         self.addresses = [h.address for h in self.holders]
@@ -158,20 +169,49 @@ class AccountingMachine(RuleBasedStateMachine):
         nonce = self.share.nonces(owner.address)
         message = {
             "types": {
-                "EIP712Domain": [{"name": "name", "type": "string"}, {"name": "version", "type": "string"},
-                                 {"name": "chainId", "type": "uint256"}, {"name": "verifyingContract", "type": "address"}],
-                "Permit": [{"name": "owner", "type": "address"}, {"name": "spender", "type": "address"},
-                           {"name": "value", "type": "uint256"}, {"name": "nonce", "type": "uint256"},
-                           {"name": "deadline", "type": "uint256"}],
+                "EIP712Domain": [
+                    {"name": "name", "type": "string"},
+                    {"name": "version", "type": "string"},
+                    {"name": "chainId", "type": "uint256"},
+                    {"name": "verifyingContract", "type": "address"},
+                ],
+                "Permit": [
+                    {"name": "owner", "type": "address"},
+                    {"name": "spender", "type": "address"},
+                    {"name": "value", "type": "uint256"},
+                    {"name": "nonce", "type": "uint256"},
+                    {"name": "deadline", "type": "uint256"},
+                ],
             },
             "primaryType": "Permit",
-            "domain": {"name": self.share.name(), "version": "1", "chainId": web3.eth.chain_id, "verifyingContract": self.share.address},
-            "message": {"owner": owner.address, "spender": spender.address, "value": amount, "nonce": nonce, "deadline": deadline},
-        }  # fmt: skip
+            "domain": {
+                "name": self.share.name(),
+                "version": "1",
+                "chainId": web3.eth.chain_id,
+                "verifyingContract": self.share.address,
+            },
+            "message": {
+                "owner": owner.address,
+                "spender": spender.address,
+                "value": amount,
+                "nonce": nonce,
+                "deadline": deadline,
+            },
+        }
         sig = Account.sign_message(encode_typed_data(full_message=message), owner.private_key)
-        self.share.permit(owner.address, spender, amount, deadline, sig.v,
-                          sig.r.to_bytes(32, "big"), sig.s.to_bytes(32, "big"), {"from": spender})  # fmt: skip
-        tx = self.share.transferFrom(owner.address, self.holders[receiver], amount, {"from": spender})
+        self.share.permit(
+            owner.address,
+            spender,
+            amount,
+            deadline,
+            sig.v,
+            sig.r.to_bytes(32, "big"),
+            sig.s.to_bytes(32, "big"),
+            {"from": spender},
+        )
+        tx = self.share.transferFrom(
+            owner.address, self.holders[receiver], amount, {"from": spender}
+        )
         self.model.transfer(owner.address, self.holders[receiver].address, amount, self._now_of(tx))
         assert self.share.allowance(owner.address, spender) == 0
 
@@ -251,26 +291,52 @@ class AccountingMachine(RuleBasedStateMachine):
         # 2. conservation, with bounded dust (at most 1 base unit per holder)
         claimed = sum(self.model.claimed.values())
         dust = share_balance - sum(claimable.values()) - unvested
-        assert self.model.paid_in == claimed + sum(claimable.values()) + unvested + owed + self.model.withdrawn + dust
+        assert (
+            self.model.paid_in
+            == claimed + sum(claimable.values()) + unvested + owed + self.model.withdrawn + dust
+        )
         assert 0 <= dust <= len(self.addresses)
         assert owed == sum(self.model.owed.values())
         assert unvested == self.model.unvested - self.model.vested(now)
         # 4. every holder agrees with the exact model within the documented rounding
         for address, value in claimable.items():
             exact = self.model.claimable(address, now)
-            assert exact - 1 - self._slack() < value <= exact + self._slack(), (address, value, float(exact))
+            assert exact - 1 - self._slack() < value <= exact + self._slack(), (
+                address,
+                value,
+                float(exact),
+            )
 
 
 @pytest.fixture(scope="module")
-def machine_env(deploy: Any, deployer: Any, operator: Any, attestor: Any, investor: Any, investor2: Any, stranger: Any, treasury: Any) -> Any:
+def machine_env(
+    deploy: Any,
+    deployer: Any,
+    operator: Any,
+    attestor: Any,
+    investor: Any,
+    investor2: Any,
+    stranger: Any,
+    treasury: Any,
+) -> Any:
     def build(decimals: int) -> dict[str, Any]:
         coin = brownie.project.get_loaded_projects()[0].MockStablecoin.deploy(
             f"USD{decimals}", f"U{decimals}", decimals, {"from": deployer}
         )
         suite = deploy(stablecoin=coin.address, unlock_period=UNLOCK, protocol_fee_bps=FEE_BPS)
         tx = Transactor(web3, Signer(address=deployer.address))
-        node_id = send_register_node(tx, suite, NodeSpec(operator=operator.address, attestor=attestor.address,
-                                                         shares=SUPPLY, price_per_1k=1, operator_cut_bps=CUT_BPS, region="Mumbai"))  # fmt: skip
+        node_id = send_register_node(
+            tx,
+            suite,
+            NodeSpec(
+                operator=operator.address,
+                attestor=attestor.address,
+                shares=SUPPLY,
+                price_per_1k=1,
+                operator_cut_bps=CUT_BPS,
+                region="Mumbai",
+            ),
+        )
         assert node_id == 1
         router = brownie_contract("RevenueRouter", suite.router.address)
         coin.mint(deployer, 10**40, {"from": deployer})
@@ -279,8 +345,11 @@ def machine_env(deploy: Any, deployer: Any, operator: Any, attestor: Any, invest
         deployer.transfer(key_holder, 10**18)
         share = brownie_contract("NodeShare", suite.registry.functions.share_token(1).call())
         # uneven holdings from the start, so every payout has fractional entitlements
-        for holder, amount in ((investor, SUPPLY // 3), (investor2, 123_456_789_123_456_789_012),
-                               (key_holder, 7 * SHARES + 1)):  # fmt: skip
+        for holder, amount in (
+            (investor, SUPPLY // 3),
+            (investor2, 123_456_789_123_456_789_012),
+            (key_holder, 7 * SHARES + 1),
+        ):
             share.transfer(holder, amount, {"from": operator})
         return {
             "share": share,
@@ -298,7 +367,9 @@ def machine_env(deploy: Any, deployer: Any, operator: Any, attestor: Any, invest
 
 
 @pytest.mark.parametrize("decimals", [6, 18])
-def test_accounting__matches_exact_model_and_keeps_invariants(machine_env: Any, decimals: int) -> None:
+def test_accounting__matches_exact_model_and_keeps_invariants(
+    machine_env: Any, decimals: int
+) -> None:
     env = machine_env(decimals)
 
     class Machine(AccountingMachine):

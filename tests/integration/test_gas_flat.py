@@ -35,7 +35,15 @@ def _distribute(router: Any, deployer: Any, node_id: int, count: int) -> None:
         )
 
 
-def _measure(share: Any, router: Any, node_id: int, deployer: Any, investor: Any, investor2: Any, operator: Any) -> dict[str, int]:
+def _measure(
+    share: Any,
+    router: Any,
+    node_id: int,
+    deployer: Any,
+    investor: Any,
+    investor2: Any,
+    operator: Any,
+) -> dict[str, int]:
     """The same sequence on either node; every measured write hits the same storage shape."""
     gas = {}
     gas["distribution"] = router.record_revenue(node_id, 5_000_000, {"from": deployer}).gas_used
@@ -48,7 +56,15 @@ def _measure(share: Any, router: Any, node_id: int, deployer: Any, investor: Any
 
 
 @pytest.mark.usefixtures("funded")
-def test_gas__is_flat_in_holders_and_distributions(register: Any, router: Any, stablecoin: Any, deployer: Any, operator: Any, investor: Any, investor2: Any) -> None:
+def test_gas__is_flat_in_holders_and_distributions(
+    register: Any,
+    router: Any,
+    stablecoin: Any,
+    deployer: Any,
+    operator: Any,
+    investor: Any,
+    investor2: Any,
+) -> None:
     small_id, small = register(shares=10_000 * SHARES)
     large_id, large = register(shares=10_000 * SHARES, region="Lagos")
     for share in (small, large):

@@ -37,16 +37,23 @@ def _raw_compile() -> dict[str, Any]:
 
 def test_upstream_vyper__still_returns_a_source_map_object() -> None:
     """When this fails, Vyper returns a string again and the shim can be removed."""
-    source_map = _raw_compile()["contracts"]["contracts/A.vy"]["A"]["evm"]["deployedBytecode"]["sourceMap"]
+    source_map = _raw_compile()["contracts"]["contracts/A.vy"]["A"]["evm"]["deployedBytecode"][
+        "sourceMap"
+    ]
     assert isinstance(source_map, dict)
     assert isinstance(source_map["pc_pos_map_compressed"], str)
 
 
 def test_fix_output__replaces_the_object_with_its_compressed_string() -> None:
     out = _raw_compile()
-    expected = out["contracts"]["contracts/A.vy"]["A"]["evm"]["deployedBytecode"]["sourceMap"]["pc_pos_map_compressed"]
+    expected = out["contracts"]["contracts/A.vy"]["A"]["evm"]["deployedBytecode"]["sourceMap"][
+        "pc_pos_map_compressed"
+    ]
     fixed = shim.fix_output(out)
-    assert fixed["contracts"]["contracts/A.vy"]["A"]["evm"]["deployedBytecode"]["sourceMap"] == expected
+    assert (
+        fixed["contracts"]["contracts/A.vy"]["A"]["evm"]["deployedBytecode"]["sourceMap"]
+        == expected
+    )
 
 
 def test_hook__is_active_in_this_interpreter() -> None:
@@ -75,10 +82,20 @@ def test_add_imports__supplies_interfaces_and_modules_brownie_left_out(tmp_path:
 def test_incremental_compile__of_a_contract_importing_a_module(tmp_path: Path) -> None:
     """brownie recompiles only what changed; the module it imports must still resolve."""
     (tmp_path / "contracts" / "modules").mkdir(parents=True)
-    (tmp_path / "contracts" / "modules" / "helper.vy").write_text(
-        "# pragma version 0.4.3\n@internal\n@pure\ndef _double(x: uint256) -> uint256:\n    return 2 * x\n"
-    )
-    main = "# pragma version 0.4.3\nfrom .modules import helper\n@external\n@pure\ndef f(x: uint256) -> uint256:\n    return helper._double(x)\n"
+    helper = """# pragma version 0.4.3
+@internal
+@pure
+def _double(x: uint256) -> uint256:
+    return 2 * x
+"""
+    main = """# pragma version 0.4.3
+from .modules import helper
+@external
+@pure
+def f(x: uint256) -> uint256:
+    return helper._double(x)
+"""
+    (tmp_path / "contracts" / "modules" / "helper.vy").write_text(helper)
     input_json = {
         "language": "Vyper",
         "sources": {"contracts/Main.vy": {"content": main}},

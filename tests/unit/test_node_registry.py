@@ -15,13 +15,22 @@ WEEK = 7 * 86_400
 
 
 def _register_args(operator_: Any, attestor_: Any, **over: Any) -> list[Any]:
-    args = {"operator": operator_, "attestor": attestor_, "shares": 100 * SHARES, "price": 1_000,
-            "cut": 1_000, "region": "Mumbai", "uri": "ipfs://x"}  # fmt: skip
+    args = {
+        "operator": operator_,
+        "attestor": attestor_,
+        "shares": 100 * SHARES,
+        "price": 1_000,
+        "cut": 1_000,
+        "region": "Mumbai",
+        "uri": "ipfs://x",
+    }
     args.update(over)
     return list(args.values())
 
 
-def test_deployment__deployer_holds_every_role(registry: Any, deployer: Any, router: Any, stablecoin: Any) -> None:
+def test_deployment__deployer_holds_every_role(
+    registry: Any, deployer: Any, router: Any, stablecoin: Any
+) -> None:
     assert registry.owner() == deployer
     assert registry.registrar() == deployer
     assert registry.guardian() == deployer
@@ -31,7 +40,9 @@ def test_deployment__deployer_holds_every_role(registry: Any, deployer: Any, rou
     assert registry.node_count() == 0
 
 
-def test_register_node__creates_share_token_and_logs(registry: Any, deployer: Any, operator: Any, attestor: Any) -> None:
+def test_register_node__creates_share_token_and_logs(
+    registry: Any, deployer: Any, operator: Any, attestor: Any
+) -> None:
     tx = registry.register_node(*_register_args(operator, attestor), {"from": deployer})
     event = tx.events["NodeRegistered"]
     assert event["node_id"] == 1
@@ -61,29 +72,42 @@ def test_register_node__creates_share_token_and_logs(registry: Any, deployer: An
         ({"shares": 0}, "share: supply is zero"),
     ],
 )
-def test_register_node__bad_terms__revert(registry: Any, deployer: Any, operator: Any, attestor: Any, over: dict[str, Any], reason: str) -> None:
+def test_register_node__bad_terms__revert(
+    registry: Any, deployer: Any, operator: Any, attestor: Any, over: dict[str, Any], reason: str
+) -> None:
     with brownie.reverts(reason):
         registry.register_node(*_register_args(operator, attestor, **over), {"from": deployer})
 
 
-def test_register_node__by_non_registrar__reverts(registry: Any, stranger: Any, operator: Any, attestor: Any) -> None:
+def test_register_node__by_non_registrar__reverts(
+    registry: Any, stranger: Any, operator: Any, attestor: Any
+) -> None:
     with brownie.reverts("registry: not registrar"):
         registry.register_node(*_register_args(operator, attestor), {"from": stranger})
 
 
-def test_register_node__while_paused__reverts(registry: Any, deployer: Any, operator: Any, attestor: Any) -> None:
+def test_register_node__while_paused__reverts(
+    registry: Any, deployer: Any, operator: Any, attestor: Any
+) -> None:
     registry.pause({"from": deployer})
     with brownie.reverts("registry: paused"):
         registry.register_node(*_register_args(operator, attestor), {"from": deployer})
 
 
 def test_unknown_node__reverts_in_views(registry: Any) -> None:
-    for call in (registry.node, registry.share_token, registry.revenue_terms, registry.operator_cut_bps):
+    for call in (
+        registry.node,
+        registry.share_token,
+        registry.revenue_terms,
+        registry.operator_cut_bps,
+    ):
         with brownie.reverts("registry: unknown node"):
             call(1)
 
 
-def test_set_price__applies_from_next_epoch_and_keeps_history(registry: Any, node: Any, operator: Any) -> None:
+def test_set_price__applies_from_next_epoch_and_keeps_history(
+    registry: Any, node: Any, operator: Any
+) -> None:
     node_id, _ = node
     e0 = registry.current_epoch()
     tx = registry.set_price(node_id, 2_000, {"from": operator})
@@ -107,7 +131,9 @@ def test_set_price__by_non_operator__reverts(registry: Any, node: Any, stranger:
         registry.set_price(node[0], 1, {"from": stranger})
 
 
-def test_rotate_attestor__replaces_key_and_logs(registry: Any, node: Any, operator: Any, attestor: Any, stranger: Any) -> None:
+def test_rotate_attestor__replaces_key_and_logs(
+    registry: Any, node: Any, operator: Any, attestor: Any, stranger: Any
+) -> None:
     node_id, _ = node
     tx = registry.rotate_attestor(node_id, stranger, {"from": operator})
     assert tx.events["AttestorRotated"]["previous_attestor"] == attestor
@@ -119,7 +145,9 @@ def test_rotate_attestor__replaces_key_and_logs(registry: Any, node: Any, operat
         registry.rotate_attestor(node_id, stranger, {"from": stranger})
 
 
-def test_propose_operator_cut__increase_waits_the_delay(registry: Any, node: Any, operator: Any) -> None:
+def test_propose_operator_cut__increase_waits_the_delay(
+    registry: Any, node: Any, operator: Any
+) -> None:
     node_id, _ = node
     tx = registry.propose_operator_cut(node_id, 3_000, {"from": operator})
     effective_at = tx.events["OperatorCutProposed"]["effective_at"]
@@ -132,7 +160,9 @@ def test_propose_operator_cut__increase_waits_the_delay(registry: Any, node: Any
     assert registry.revenue_terms(node_id)["operator_cut_bps"] == 3_000
 
 
-def test_propose_operator_cut__decrease_applies_at_once(registry: Any, node: Any, operator: Any) -> None:
+def test_propose_operator_cut__decrease_applies_at_once(
+    registry: Any, node: Any, operator: Any
+) -> None:
     node_id, _ = node
     registry.propose_operator_cut(node_id, 4_000, {"from": operator})
     registry.propose_operator_cut(node_id, 500, {"from": operator})  # replaces the pending rise
@@ -141,14 +171,18 @@ def test_propose_operator_cut__decrease_applies_at_once(registry: Any, node: Any
     assert registry.operator_cut_bps(node_id) == 500
 
 
-def test_propose_operator_cut__above_cap_or_by_stranger__reverts(registry: Any, node: Any, operator: Any, stranger: Any) -> None:
+def test_propose_operator_cut__above_cap_or_by_stranger__reverts(
+    registry: Any, node: Any, operator: Any, stranger: Any
+) -> None:
     with brownie.reverts("registry: operator cut above cap"):
         registry.propose_operator_cut(node[0], 5_001, {"from": operator})
     with brownie.reverts("registry: not operator"):
         registry.propose_operator_cut(node[0], 1, {"from": stranger})
 
 
-def test_set_node_status__operator_pauses_and_resumes(registry: Any, node: Any, operator: Any) -> None:
+def test_set_node_status__operator_pauses_and_resumes(
+    registry: Any, node: Any, operator: Any
+) -> None:
     node_id, _ = node
     tx = registry.set_node_status(node_id, PAUSED, {"from": operator})
     assert tx.events["NodeStatusChanged"]["status"] == PAUSED
@@ -158,7 +192,9 @@ def test_set_node_status__operator_pauses_and_resumes(registry: Any, node: Any, 
         registry.set_node_status(node_id, ACTIVE, {"from": operator})
 
 
-def test_set_node_status__only_registrar_retires_and_retired_is_final(registry: Any, node: Any, operator: Any, deployer: Any) -> None:
+def test_set_node_status__only_registrar_retires_and_retired_is_final(
+    registry: Any, node: Any, operator: Any, deployer: Any
+) -> None:
     node_id, _ = node
     with brownie.reverts("registry: only the registrar retires"):
         registry.set_node_status(node_id, RETIRED, {"from": operator})
@@ -169,14 +205,18 @@ def test_set_node_status__only_registrar_retires_and_retired_is_final(registry: 
         registry.set_price(node_id, 1, {"from": operator})
 
 
-def test_set_node_status__stranger_or_bad_value__reverts(registry: Any, node: Any, stranger: Any, deployer: Any) -> None:
+def test_set_node_status__stranger_or_bad_value__reverts(
+    registry: Any, node: Any, stranger: Any, deployer: Any
+) -> None:
     with brownie.reverts("registry: not operator or registrar"):
         registry.set_node_status(node[0], PAUSED, {"from": stranger})
     with brownie.reverts("registry: bad status"):
         registry.set_node_status(node[0], ACTIVE | PAUSED, {"from": deployer})
 
 
-def test_set_metadata_uri__by_operator_only(registry: Any, node: Any, operator: Any, stranger: Any) -> None:
+def test_set_metadata_uri__by_operator_only(
+    registry: Any, node: Any, operator: Any, stranger: Any
+) -> None:
     tx = registry.set_metadata_uri(node[0], "https://example.org/n1", {"from": operator})
     assert tx.events["MetadataUpdated"]["metadata_uri"] == "https://example.org/n1"
     assert registry.node(node[0])["metadata_uri"] == "https://example.org/n1"
@@ -184,7 +224,9 @@ def test_set_metadata_uri__by_operator_only(registry: Any, node: Any, operator: 
         registry.set_metadata_uri(node[0], "x", {"from": stranger})
 
 
-def test_ownership__two_step_transfer(registry: Any, deployer: Any, stranger: Any, investor: Any) -> None:
+def test_ownership__two_step_transfer(
+    registry: Any, deployer: Any, stranger: Any, investor: Any
+) -> None:
     tx = registry.transfer_ownership(investor, {"from": deployer})
     assert tx.events["OwnershipTransferStarted"]["pending_owner"] == investor
     assert registry.owner() == deployer
@@ -198,7 +240,9 @@ def test_ownership__two_step_transfer(registry: Any, deployer: Any, stranger: An
         registry.transfer_ownership(deployer, {"from": deployer})
 
 
-def test_roles__owner_appoints_registrar_and_guardian(registry: Any, deployer: Any, stranger: Any, investor: Any) -> None:
+def test_roles__owner_appoints_registrar_and_guardian(
+    registry: Any, deployer: Any, stranger: Any, investor: Any
+) -> None:
     tx = registry.set_registrar(investor, {"from": deployer})
     assert tx.events["RoleGranted"]["role"] == "registrar"
     registry.set_guardian(investor, {"from": deployer})

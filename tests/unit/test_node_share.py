@@ -10,7 +10,14 @@ from brownie import web3
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 
-from tests.conftest import SHARES, assert_floor_share, brownie_contract, get_now, mine_at, set_next_timestamp
+from tests.conftest import (
+    SHARES,
+    assert_floor_share,
+    brownie_contract,
+    get_now,
+    mine_at,
+    set_next_timestamp,
+)
 
 pytestmark = pytest.mark.usefixtures("funded")
 
@@ -47,7 +54,9 @@ def test_transfer__to_zero_address__reverts(node: Any, operator: Any) -> None:
         share.transfer("0x" + "00" * 20, 1, {"from": operator})
 
 
-def test_transfer_from__spends_allowance(node: Any, operator: Any, investor: Any, stranger: Any) -> None:
+def test_transfer_from__spends_allowance(
+    node: Any, operator: Any, investor: Any, stranger: Any
+) -> None:
     _, share = node
     tx = share.approve(stranger, 10 * SHARES, {"from": operator})
     assert tx.events["Approval"]["value"] == 10 * SHARES
@@ -58,7 +67,9 @@ def test_transfer_from__spends_allowance(node: Any, operator: Any, investor: Any
         share.transferFrom(operator, investor, 7 * SHARES, {"from": stranger})
 
 
-def test_transfer_from__infinite_allowance__is_not_reduced(node: Any, operator: Any, stranger: Any) -> None:
+def test_transfer_from__infinite_allowance__is_not_reduced(
+    node: Any, operator: Any, stranger: Any
+) -> None:
     _, share = node
     share.approve(stranger, 2**256 - 1, {"from": operator})
     share.transferFrom(operator, stranger, SHARES, {"from": stranger})
@@ -71,7 +82,9 @@ def test_approve__zero_spender__reverts(node: Any, operator: Any) -> None:
         share.approve("0x" + "00" * 20, 1, {"from": operator})
 
 
-def _permit_signature(share: Any, key: bytes, owner: str, spender: str, value: int, nonce: int, deadline: int) -> Any:
+def _permit_signature(
+    share: Any, key: bytes, owner: str, spender: str, value: int, nonce: int, deadline: int
+) -> Any:
     data = {
         "types": {
             "EIP712Domain": [
@@ -89,8 +102,19 @@ def _permit_signature(share: Any, key: bytes, owner: str, spender: str, value: i
             ],
         },
         "primaryType": "Permit",
-        "domain": {"name": share.name(), "version": "1", "chainId": web3.eth.chain_id, "verifyingContract": share.address},
-        "message": {"owner": owner, "spender": spender, "value": value, "nonce": nonce, "deadline": deadline},
+        "domain": {
+            "name": share.name(),
+            "version": "1",
+            "chainId": web3.eth.chain_id,
+            "verifyingContract": share.address,
+        },
+        "message": {
+            "owner": owner,
+            "spender": spender,
+            "value": value,
+            "nonce": nonce,
+            "deadline": deadline,
+        },
     }
     return Account.sign_message(encode_typed_data(full_message=data), key)
 
@@ -107,31 +131,73 @@ def holder_key(node: Any, operator: Any) -> Any:
 def test_permit__sets_allowance_from_signature(node: Any, holder_key: Any, stranger: Any) -> None:
     _, share = node
     deadline = get_now() + 3_600
-    sig = _permit_signature(share, holder_key.key, holder_key.address, stranger.address, 5 * SHARES, 0, deadline)
-    tx = share.permit(holder_key.address, stranger, 5 * SHARES, deadline, sig.v, sig.r.to_bytes(32, "big"), sig.s.to_bytes(32, "big"), {"from": stranger})
+    sig = _permit_signature(
+        share, holder_key.key, holder_key.address, stranger.address, 5 * SHARES, 0, deadline
+    )
+    tx = share.permit(
+        holder_key.address,
+        stranger,
+        5 * SHARES,
+        deadline,
+        sig.v,
+        sig.r.to_bytes(32, "big"),
+        sig.s.to_bytes(32, "big"),
+        {"from": stranger},
+    )
     assert share.allowance(holder_key.address, stranger) == 5 * SHARES
     assert share.nonces(holder_key.address) == 1
     assert tx.events["Approval"]["owner"] == holder_key.address
     with brownie.reverts("share: permit signer is not the owner"):  # replay: nonce moved on
-        share.permit(holder_key.address, stranger, 5 * SHARES, deadline, sig.v, sig.r.to_bytes(32, "big"), sig.s.to_bytes(32, "big"), {"from": stranger})
+        share.permit(
+            holder_key.address,
+            stranger,
+            5 * SHARES,
+            deadline,
+            sig.v,
+            sig.r.to_bytes(32, "big"),
+            sig.s.to_bytes(32, "big"),
+            {"from": stranger},
+        )
 
 
 def test_permit__expired__reverts(node: Any, holder_key: Any, stranger: Any) -> None:
     _, share = node
     deadline = get_now() - 1
-    sig = _permit_signature(share, holder_key.key, holder_key.address, stranger.address, 1, 0, deadline)
+    sig = _permit_signature(
+        share, holder_key.key, holder_key.address, stranger.address, 1, 0, deadline
+    )
     with brownie.reverts("share: permit expired"):
-        share.permit(holder_key.address, stranger, 1, deadline, sig.v, sig.r.to_bytes(32, "big"), sig.s.to_bytes(32, "big"), {"from": stranger})
+        share.permit(
+            holder_key.address,
+            stranger,
+            1,
+            deadline,
+            sig.v,
+            sig.r.to_bytes(32, "big"),
+            sig.s.to_bytes(32, "big"),
+            {"from": stranger},
+        )
 
 
 def test_permit__high_s_twin__reverts(node: Any, holder_key: Any, stranger: Any) -> None:
     _, share = node
     n = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
     deadline = get_now() + 3_600
-    sig = _permit_signature(share, holder_key.key, holder_key.address, stranger.address, 1, 0, deadline)
+    sig = _permit_signature(
+        share, holder_key.key, holder_key.address, stranger.address, 1, 0, deadline
+    )
     v = 55 - sig.v  # the malleated twin: s' = n - s, v flipped
     with brownie.reverts("eip712: signature s is high"):
-        share.permit(holder_key.address, stranger, 1, deadline, v, sig.r.to_bytes(32, "big"), (n - sig.s).to_bytes(32, "big"), {"from": stranger})
+        share.permit(
+            holder_key.address,
+            stranger,
+            1,
+            deadline,
+            v,
+            sig.r.to_bytes(32, "big"),
+            (n - sig.s).to_bytes(32, "big"),
+            {"from": stranger},
+        )
 
 
 def test_permit__signed_by_someone_else__reverts(node: Any, holder_key: Any, stranger: Any) -> None:
@@ -140,14 +206,28 @@ def test_permit__signed_by_someone_else__reverts(node: Any, holder_key: Any, str
     other = Account.create()
     sig = _permit_signature(share, other.key, holder_key.address, stranger.address, 1, 0, deadline)
     with brownie.reverts("share: permit signer is not the owner"):
-        share.permit(holder_key.address, stranger, 1, deadline, sig.v, sig.r.to_bytes(32, "big"), sig.s.to_bytes(32, "big"), {"from": stranger})
+        share.permit(
+            holder_key.address,
+            stranger,
+            1,
+            deadline,
+            sig.v,
+            sig.r.to_bytes(32, "big"),
+            sig.s.to_bytes(32, "big"),
+            {"from": stranger},
+        )
 
 
 def test_eip712_domain__describes_this_token(node: Any) -> None:
     _, share = node
-    fields, name, version, chain_id, contract, salt, extensions = share.eip712Domain()
+    fields, name, version, chain_id, contract, _salt, _extensions = share.eip712Domain()
     assert fields == "0x0f"
-    assert (name, version, chain_id, contract) == ("EdgeShare Node 1", "1", web3.eth.chain_id, share.address)
+    assert (name, version, chain_id, contract) == (
+        "EdgeShare Node 1",
+        "1",
+        web3.eth.chain_id,
+        share.address,
+    )
     assert share.DOMAIN_SEPARATOR() != "0x" + "00" * 32
 
 
@@ -157,7 +237,9 @@ def test_notify_revenue__from_anyone_but_router__reverts(node: Any, stranger: An
         share.notify_revenue(1, {"from": stranger})
 
 
-def test_claim__pays_pro_rata_and_logs(node: Any, router: Any, operator: Any, investor: Any, deployer: Any, stablecoin: Any) -> None:
+def test_claim__pays_pro_rata_and_logs(
+    node: Any, router: Any, operator: Any, investor: Any, deployer: Any, stablecoin: Any
+) -> None:
     node_id, share = node
     share.transfer(investor, 250 * SHARES, {"from": operator})
     router.record_revenue(node_id, 1_000_000, {"from": deployer})  # holders get 850_000
@@ -182,7 +264,9 @@ def test_claim__with_nothing_to_claim__returns_zero_without_event(node: Any, str
     assert "RevenueClaimed" not in tx.events
 
 
-def test_claim_to__pays_another_address(node: Any, router: Any, operator: Any, deployer: Any, stranger: Any, stablecoin: Any) -> None:
+def test_claim_to__pays_another_address(
+    node: Any, router: Any, operator: Any, deployer: Any, stranger: Any, stablecoin: Any
+) -> None:
     node_id, share = node
     router.record_revenue(node_id, 100_000, {"from": deployer})
     owed = share.claimable(operator)
@@ -195,7 +279,9 @@ def test_claim_to__pays_another_address(node: Any, router: Any, operator: Any, d
         share.claim_to("0x" + "00" * 20, {"from": operator})
 
 
-def test_transfer__after_revenue__earned_revenue_stays_with_seller(node: Any, router: Any, operator: Any, investor: Any, deployer: Any) -> None:
+def test_transfer__after_revenue__earned_revenue_stays_with_seller(
+    node: Any, router: Any, operator: Any, investor: Any, deployer: Any
+) -> None:
     node_id, share = node
     router.record_revenue(node_id, 1_000_000, {"from": deployer})
     before = share.claimable(operator)
@@ -207,7 +293,9 @@ def test_transfer__after_revenue__earned_revenue_stays_with_seller(node: Any, ro
     assert_floor_share(share.claimable(operator) - before, 425_000 + 1, 1)
 
 
-def test_transfer__to_self__changes_nothing(node: Any, router: Any, operator: Any, deployer: Any) -> None:
+def test_transfer__to_self__changes_nothing(
+    node: Any, router: Any, operator: Any, deployer: Any
+) -> None:
     node_id, share = node
     router.record_revenue(node_id, 333_333, {"from": deployer})
     before = (share.claimable(operator), share.balanceOf(operator))
@@ -224,7 +312,18 @@ def vesting_node(deploy: Any, deployer: Any, operator: Any, attestor: Any) -> tu
 
     suite = deploy(unlock_period=1_000)
     tx = Transactor(web3, Signer(address=deployer.address))
-    node_id = send_register_node(tx, suite, NodeSpec(operator=operator.address, attestor=attestor.address, shares=1_000 * SHARES, price_per_1k=1, operator_cut_bps=0, region="Lagos"))
+    node_id = send_register_node(
+        tx,
+        suite,
+        NodeSpec(
+            operator=operator.address,
+            attestor=attestor.address,
+            shares=1_000 * SHARES,
+            price_per_1k=1,
+            operator_cut_bps=0,
+            region="Lagos",
+        ),
+    )
     router = brownie_contract("RevenueRouter", suite.router.address)
     coin = brownie_contract("MockStablecoin", suite.stablecoin.address)
     coin.mint(deployer, 10**15, {"from": deployer})
@@ -233,7 +332,9 @@ def vesting_node(deploy: Any, deployer: Any, operator: Any, attestor: Any) -> tu
     return node_id, share, router
 
 
-def test_vesting__releases_linearly_over_unlock_period(vesting_node: Any, operator: Any, deployer: Any) -> None:
+def test_vesting__releases_linearly_over_unlock_period(
+    vesting_node: Any, operator: Any, deployer: Any
+) -> None:
     node_id, share, router = vesting_node
     tx = router.record_revenue(node_id, 1_000_000, {"from": deployer})  # 5% fee: 950_000 vests
     start = tx.timestamp
@@ -246,7 +347,9 @@ def test_vesting__releases_linearly_over_unlock_period(vesting_node: Any, operat
     assert share.unvested() == 0
 
 
-def test_vesting__just_in_time_buyer_gets_only_what_vested_while_holding(vesting_node: Any, operator: Any, investor: Any, deployer: Any) -> None:
+def test_vesting__just_in_time_buyer_gets_only_what_vested_while_holding(
+    vesting_node: Any, operator: Any, investor: Any, deployer: Any
+) -> None:
     node_id, share, router = vesting_node
     # the buyer holds half the supply from just before the revenue lands ...
     share.transfer(investor, 500 * SHARES, {"from": operator})
@@ -261,7 +364,9 @@ def test_vesting__just_in_time_buyer_gets_only_what_vested_while_holding(vesting
     assert 950_000 - 2 <= share.claimable(investor) + share.claimable(operator) <= 950_000
 
 
-def test_vesting__new_revenue_rolls_unvested_into_a_new_period(vesting_node: Any, operator: Any, deployer: Any) -> None:
+def test_vesting__new_revenue_rolls_unvested_into_a_new_period(
+    vesting_node: Any, operator: Any, deployer: Any
+) -> None:
     node_id, share, router = vesting_node
     tx = router.record_revenue(node_id, 1_000_000, {"from": deployer})
     start = tx.timestamp

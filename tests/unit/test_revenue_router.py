@@ -15,14 +15,18 @@ ZERO = "0x" + "00" * 20
 pytestmark = pytest.mark.usefixtures("funded")
 
 
-def test_record_revenue__splits_fee_cut_and_holders_exactly(router: Any, node: Any, deployer: Any, operator: Any, treasury: Any, stablecoin: Any) -> None:
+def test_record_revenue__splits_fee_cut_and_holders_exactly(
+    router: Any, node: Any, deployer: Any, operator: Any, treasury: Any, stablecoin: Any
+) -> None:
     node_id, share = node
     tx = router.record_revenue(node_id, 1_234_567, {"from": deployer})
     event = tx.events["RevenueSplit"]
     fee, cut = 1_234_567 * 500 // 10_000, 1_234_567 * 1_000 // 10_000
     assert (event["protocol_fee"], event["operator_cut"]) == (fee, cut) == (61_728, 123_456)
     assert event["holders"] == 1_234_567 - fee - cut
-    assert event["gross"] == 1_234_567 and event["payer"] == deployer and event["node_id"] == node_id
+    assert (
+        event["gross"] == 1_234_567 and event["payer"] == deployer and event["node_id"] == node_id
+    )
     assert router.owed(treasury) == fee
     assert router.owed(operator) == cut
     assert router.total_owed() == fee + cut
@@ -36,13 +40,17 @@ def test_record_revenue__by_stranger__reverts(router: Any, node: Any, stranger: 
         router.record_revenue(node[0], 1, {"from": stranger})
 
 
-def test_record_revenue__while_paused__reverts(router: Any, registry: Any, node: Any, deployer: Any) -> None:
+def test_record_revenue__while_paused__reverts(
+    router: Any, registry: Any, node: Any, deployer: Any
+) -> None:
     registry.pause({"from": deployer})
     with brownie.reverts("router: paused"):
         router.record_revenue(node[0], 1, {"from": deployer})
 
 
-def test_record_revenue__zero_or_inactive_node__reverts(router: Any, registry: Any, node: Any, deployer: Any, operator: Any) -> None:
+def test_record_revenue__zero_or_inactive_node__reverts(
+    router: Any, registry: Any, node: Any, deployer: Any, operator: Any
+) -> None:
     with brownie.reverts("router: amount is zero"):
         router.record_revenue(node[0], 0, {"from": deployer})
     registry.set_node_status(node[0], 2, {"from": operator})
@@ -52,7 +60,15 @@ def test_record_revenue__zero_or_inactive_node__reverts(router: Any, registry: A
         router.record_revenue(99, 1, {"from": deployer})
 
 
-def test_withdraw__pays_operator_and_treasury_and_logs(router: Any, node: Any, deployer: Any, operator: Any, treasury: Any, stablecoin: Any, stranger: Any) -> None:
+def test_withdraw__pays_operator_and_treasury_and_logs(
+    router: Any,
+    node: Any,
+    deployer: Any,
+    operator: Any,
+    treasury: Any,
+    stablecoin: Any,
+    stranger: Any,
+) -> None:
     router.record_revenue(node[0], 1_000_000, {"from": deployer})
     tx = router.withdraw(operator, {"from": operator})
     assert tx.events["Withdrawn"]["amount"] == 100_000 == stablecoin.balanceOf(operator)
@@ -65,7 +81,9 @@ def test_withdraw__pays_operator_and_treasury_and_logs(router: Any, node: Any, d
         router.withdraw(ZERO, {"from": operator})
 
 
-def test_pause__claims_and_withdrawals_still_pay(router: Any, registry: Any, node: Any, deployer: Any, operator: Any, stablecoin: Any) -> None:
+def test_pause__claims_and_withdrawals_still_pay(
+    router: Any, registry: Any, node: Any, deployer: Any, operator: Any, stablecoin: Any
+) -> None:
     node_id, share = node
     router.record_revenue(node_id, 1_000_000, {"from": deployer})
     owed_claim = share.claimable(operator)
@@ -75,7 +93,9 @@ def test_pause__claims_and_withdrawals_still_pay(router: Any, registry: Any, nod
     assert stablecoin.balanceOf(operator) == owed_claim + 100_000
 
 
-def test_set_treasury__owner_only_and_old_fees_stay_withdrawable(router: Any, node: Any, deployer: Any, treasury: Any, stranger: Any) -> None:
+def test_set_treasury__owner_only_and_old_fees_stay_withdrawable(
+    router: Any, node: Any, deployer: Any, treasury: Any, stranger: Any
+) -> None:
     router.record_revenue(node[0], 1_000_000, {"from": deployer})
     with brownie.reverts("router: not owner"):
         router.set_treasury(stranger, {"from": stranger})
@@ -88,17 +108,21 @@ def test_set_treasury__owner_only_and_old_fees_stay_withdrawable(router: Any, no
         router.set_treasury(ZERO, {"from": deployer})
 
 
-def test_constructor__caps_and_zero_addresses__revert(registry: Any, stablecoin: Any, deployer: Any, treasury: Any) -> None:
-    RevenueRouter = project.get_loaded_projects()[0].RevenueRouter
+def test_constructor__caps_and_zero_addresses__revert(
+    registry: Any, stablecoin: Any, deployer: Any, treasury: Any
+) -> None:
+    router_type = project.get_loaded_projects()[0].RevenueRouter
     with brownie.reverts("router: protocol fee above cap"):
-        RevenueRouter.deploy(registry, stablecoin, 2_001, treasury, 0, {"from": deployer})
+        router_type.deploy(registry, stablecoin, 2_001, treasury, 0, {"from": deployer})
     with brownie.reverts("router: treasury is the zero address"):
-        RevenueRouter.deploy(registry, stablecoin, 0, ZERO, 0, {"from": deployer})
+        router_type.deploy(registry, stablecoin, 0, ZERO, 0, {"from": deployer})
     with brownie.reverts("router: challenge period too long"):
-        RevenueRouter.deploy(registry, stablecoin, 0, treasury, 30 * 86_400 + 1, {"from": deployer})
+        router_type.deploy(registry, stablecoin, 0, treasury, 30 * 86_400 + 1, {"from": deployer})
 
 
-def test_fee_on_transfer_token__is_rejected_at_deposit(deploy: Any, deployer: Any, operator: Any, attestor: Any) -> None:
+def test_fee_on_transfer_token__is_rejected_at_deposit(
+    deploy: Any, deployer: Any, operator: Any, attestor: Any
+) -> None:
     from brownie import web3
 
     from edgeshare.signer import Signer
@@ -108,7 +132,18 @@ def test_fee_on_transfer_token__is_rejected_at_deposit(deploy: Any, deployer: An
     token = project.get_loaded_projects()[0].FeeOnTransferToken.deploy({"from": deployer})
     suite = deploy(stablecoin=token.address)
     tx = Transactor(web3, Signer(address=deployer.address))
-    node_id = send_register_node(tx, suite, NodeSpec(operator=operator.address, attestor=attestor.address, shares=SHARES, price_per_1k=1, operator_cut_bps=0, region="Lagos"))
+    node_id = send_register_node(
+        tx,
+        suite,
+        NodeSpec(
+            operator=operator.address,
+            attestor=attestor.address,
+            shares=SHARES,
+            price_per_1k=1,
+            operator_cut_bps=0,
+            region="Lagos",
+        ),
+    )
     token.mint(deployer, 10**12, {"from": deployer})
     token.approve(suite.router.address, 10**12, {"from": deployer})
     router = project.get_loaded_projects()[0].RevenueRouter.at(suite.router.address)

@@ -9,11 +9,22 @@ import typer
 
 from edgeshare.cli import console
 from edgeshare.cli.common import (
-    Json, Keystore, ManifestPath, Network, PrivateKeyEnv, RpcUrl, build_target, load_signer,
+    Json,
+    Keystore,
+    ManifestPath,
+    Network,
+    PrivateKeyEnv,
+    RpcUrl,
+    build_target,
+    load_signer,
     open_chain,
 )  # fmt: skip
 from edgeshare.deploy import (
-    DeployStep, build_params, deploy_suite, get_default_manifest_path, read_manifest,
+    DeployStep,
+    build_params,
+    deploy_suite,
+    get_default_manifest_path,
+    read_manifest,
 )  # fmt: skip
 from edgeshare.tx import Transactor
 
@@ -41,7 +52,9 @@ def deploy(
         str | None, typer.Option(help="Where protocol fees accrue [the deployer].")
     ] = None,
     manifest: ManifestPath = None,
-    dry_run: Annotated[bool, typer.Option(help="Show what would be deployed; send nothing.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option(help="Show what would be deployed; send nothing.")
+    ] = False,
     json_output: Json = False,
 ) -> None:
     """Deploy the EdgeShare suite, or finish one from its manifest (idempotent)."""
@@ -89,6 +102,8 @@ def deploy(
     if dry_run:
         console.note("dry run: nothing was sent and no manifest was written")
     else:
-        console.note(f"manifest: {result.path}  deployer (owner, registrar, guardian): {signer.address}")
+        console.note(
+            f"manifest: {result.path}  deployer (owner, registrar, guardian): {signer.address}"
+        )
         if target.is_started_here:
             console.note("the local chain this command started has been stopped")

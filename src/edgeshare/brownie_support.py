@@ -1,0 +1,47 @@
+"""What brownie scripts need: the active network's Web3 and the account to act as.
+
+Scripts stay thin: they get these two things here and call the same library functions
+as the CLI.
+"""
+
+from __future__ import annotations
+
+import os
+
+from web3 import Web3
+
+from edgeshare.errors import KeyUnavailable
+from edgeshare.signer import Signer, load_signer_from_env
+
+KEY_ENV = "EDGESHARE_PRIVATE_KEY"
+
+
+def get_web3() -> Web3:
+    """brownie's connection to the active network (``brownie run ... --network NAME``)."""
+    from brownie import network, web3
+
+    if not network.is_connected():
+        raise KeyUnavailable("brownie is not connected to a network")
+    return web3
+
+
+def get_signer() -> Signer:
+    """The account scripts act as.
+
+    ``$EDGESHARE_PRIVATE_KEY`` when set; else brownie's first account, which is an
+    unlocked dev account on a development network, or one added with
+    ``accounts.load(...)`` on a live one.
+    """
+    if os.environ.get(KEY_ENV):
+        return load_signer_from_env(KEY_ENV)
+    from brownie import accounts
+
+    if len(accounts) == 0:
+        raise KeyUnavailable(
+            f"no account: set {KEY_ENV} or load one in brownie (accounts.load(NAME))"
+        )
+    account = accounts[0]
+    key = getattr(account, "private_key", None)
+    if key:
+        return Signer.from_key(str(key))
+    return Signer(address=str(account.address))
