@@ -18,9 +18,10 @@ KEY_ENV = "EDGESHARE_PRIVATE_KEY"
 
 def get_web3() -> Web3:
     """brownie's connection to the active network (``brownie run ... --network NAME``)."""
-    from brownie import network, web3
+    from brownie import web3
+    from brownie.network.main import is_connected
 
-    if not network.is_connected():
+    if not is_connected():
         raise KeyUnavailable("brownie is not connected to a network")
     return web3
 
