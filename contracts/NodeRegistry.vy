@@ -10,6 +10,8 @@
         the suite's roles (owner, registrar, guardian) and its pause switch.
 @dev Price changes take effect from the next epoch and are kept as a history,
      so a report for any past epoch is priced at what was public during it.
+     What the router reads for every usage report (attestor, status, cut, and
+     the price of an epoch) is packed into two storage slots (see `_core`).
      Operator-cut increases wait CUT_CHANGE_DELAY seconds; decreases, which only
      help holders, apply at once. The cut never exceeds MAX_OPERATOR_CUT_BPS.
 @custom:security The owner transfers ownership in two steps. The guardian can
@@ -31,7 +33,15 @@ CUT_CHANGE_DELAY: constant(uint256) = 7 * 86_400
 MAX_EPOCH_LENGTH: constant(uint256) = 30 * 86_400
 MAX_UNLOCK_PERIOD: constant(uint256) = 30 * 86_400
 # Binary search over a node's price history needs at most log2 of its length.
-_PRICE_SEARCH_STEPS: constant(uint256) = 64
+_PRICE_SEARCH_STEPS: constant(uint256) = 16
+MAX_PRICE_POINTS: constant(uint256) = 2**16 - 1
+MAX_PRICE: constant(uint256) = 2**192 - 1
+# bit layout of _core (low to high): attestor 160 | status 8 | cut 16 | pending cut 16
+# | cut effective at 40 | price points 16
+_MASK_160: constant(uint256) = 2**160 - 1
+_MASK_8: constant(uint256) = 2**8 - 1
+_MASK_16: constant(uint256) = 2**16 - 1
+_MASK_40: constant(uint256) = 2**40 - 1
 
 NODE_SHARE_BLUEPRINT: public(immutable(address))
 GENESIS: public(immutable(uint256))
@@ -39,14 +49,20 @@ EPOCH_LENGTH: public(immutable(uint256))
 UNLOCK_PERIOD: public(immutable(uint256))
 
 
-struct Node:
-    operator: address
+# Unpacked form of _core (memory only).
+struct Core:
     attestor: address
-    share_token: address
-    operator_cut_bps: uint256
+    status: INodeRegistry.NodeStatus
+    cut_bps: uint256
     pending_cut_bps: uint256
     cut_effective_at: uint256
-    status: INodeRegistry.NodeStatus
+    price_points: uint256
+
+
+# What is read rarely.
+struct NodeMeta:
+    operator: address
+    share_token: address
     region: String[32]
     metadata_uri: String[256]
 
@@ -74,11 +90,12 @@ router: public(address)
 stablecoin: public(IERC20)
 node_count: public(uint256)
 
-_nodes: HashMap[uint256, Node]
-# Price history per node: entry i applies from epoch _price_from[id][i] on.
-_price_from: HashMap[uint256, HashMap[uint256, uint64]]
-_price: HashMap[uint256, HashMap[uint256, uint256]]
-_price_points: HashMap[uint256, uint256]
+# Per node, packed (see the constants): everything a usage report is checked against.
+# Zero for an unknown node (a registered node always has a non-zero attestor).
+_core: HashMap[uint256, uint256]
+_meta: HashMap[uint256, NodeMeta]
+# Price history: entry i = (first epoch << 192) | price per 1k; entry 0 starts at epoch 0.
+_prices: HashMap[uint256, HashMap[uint256, uint256]]
 
 
 event OwnershipTransferStarted:
@@ -295,6 +312,7 @@ def register_node(
     assert operator != empty(address), "registry: operator is the zero address"
     assert attestor != empty(address), "registry: attestor is the zero address"
     assert operator_cut_bps <= MAX_OPERATOR_CUT_BPS, "registry: operator cut above cap"
+    assert price_per_1k <= MAX_PRICE, "registry: price too large"
     assert len(region) > 0, "registry: region is empty"
     node_id: uint256 = self.node_count + 1
     self.node_count = node_id
@@ -310,20 +328,20 @@ def register_node(
         UNLOCK_PERIOD,
         code_offset=3,
     )
-    self._nodes[node_id] = Node(
-        operator=operator,
-        attestor=attestor,
-        share_token=share,
-        operator_cut_bps=operator_cut_bps,
-        pending_cut_bps=operator_cut_bps,
-        cut_effective_at=0,
-        status=INodeRegistry.NodeStatus.ACTIVE,
-        region=region,
-        metadata_uri=metadata_uri,
+    self._core[node_id] = self._pack(
+        Core(
+            attestor=attestor,
+            status=INodeRegistry.NodeStatus.ACTIVE,
+            cut_bps=operator_cut_bps,
+            pending_cut_bps=operator_cut_bps,
+            cut_effective_at=0,
+            price_points=1,
+        )
     )
-    self._price_from[node_id][0] = 0
-    self._price[node_id][0] = price_per_1k
-    self._price_points[node_id] = 1
+    self._meta[node_id] = NodeMeta(
+        operator=operator, share_token=share, region=region, metadata_uri=metadata_uri
+    )
+    self._prices[node_id][0] = price_per_1k
     log NodeRegistered(
         node_id=node_id,
         operator=operator,
@@ -346,17 +364,19 @@ def set_price(node_id: uint256, price_per_1k: uint256):
     @param node_id The node.
     @param price_per_1k Stablecoin base units per 1,000 inferences.
     """
-    self._only_operator(node_id)
+    core: Core = self._only_operator(node_id)
+    assert price_per_1k <= MAX_PRICE, "registry: price too large"
     from_epoch: uint64 = self._current_epoch() + 1
-    points: uint256 = self._price_points[node_id]
-    last: uint256 = points - 1
-    if self._price_from[node_id][last] == from_epoch:
+    entry: uint256 = (convert(from_epoch, uint256) << 192) | price_per_1k
+    last: uint256 = core.price_points - 1
+    if self._prices[node_id][last] >> 192 == convert(from_epoch, uint256):
         # a second change within one epoch replaces the first
-        self._price[node_id][last] = price_per_1k
+        self._prices[node_id][last] = entry
     else:
-        self._price_from[node_id][points] = from_epoch
-        self._price[node_id][points] = price_per_1k
-        self._price_points[node_id] = points + 1
+        assert core.price_points < MAX_PRICE_POINTS, "registry: too many price changes"
+        self._prices[node_id][core.price_points] = entry
+        core.price_points += 1
+        self._core[node_id] = self._pack(core)
     log PriceSet(node_id=node_id, price_per_1k=price_per_1k, from_epoch=from_epoch)
 
 
@@ -368,10 +388,11 @@ def rotate_attestor(node_id: uint256, new_attestor: address):
     @param node_id The node.
     @param new_attestor The new attestor.
     """
-    self._only_operator(node_id)
+    core: Core = self._only_operator(node_id)
     assert new_attestor != empty(address), "registry: attestor is the zero address"
-    previous: address = self._nodes[node_id].attestor
-    self._nodes[node_id].attestor = new_attestor
+    previous: address = core.attestor
+    core.attestor = new_attestor
+    self._core[node_id] = self._pack(core)
     log AttestorRotated(node_id=node_id, previous_attestor=previous, new_attestor=new_attestor)
 
 
@@ -383,16 +404,17 @@ def propose_operator_cut(node_id: uint256, cut_bps: uint256):
     @param node_id The node.
     @param cut_bps The new cut in basis points, at most MAX_OPERATOR_CUT_BPS.
     """
-    self._only_operator(node_id)
+    core: Core = self._only_operator(node_id)
     assert cut_bps <= MAX_OPERATOR_CUT_BPS, "registry: operator cut above cap"
-    current: uint256 = self._cut_in_force(node_id)
+    current: uint256 = self._cut_in_force(core)
     effective_at: uint256 = block.timestamp
     if cut_bps > current:
         effective_at += CUT_CHANGE_DELAY
     # until effective_at the lower of the two is in force
-    self._nodes[node_id].operator_cut_bps = min(current, cut_bps)
-    self._nodes[node_id].pending_cut_bps = cut_bps
-    self._nodes[node_id].cut_effective_at = effective_at
+    core.cut_bps = min(current, cut_bps)
+    core.pending_cut_bps = cut_bps
+    core.cut_effective_at = effective_at
+    self._core[node_id] = self._pack(core)
     log OperatorCutProposed(node_id=node_id, cut_bps=cut_bps, effective_at=effective_at)
 
 
@@ -404,7 +426,7 @@ def set_metadata_uri(node_id: uint256, metadata_uri: String[256]):
     @param metadata_uri The new URI.
     """
     self._only_operator(node_id)
-    self._nodes[node_id].metadata_uri = metadata_uri
+    self._meta[node_id].metadata_uri = metadata_uri
     log MetadataUpdated(node_id=node_id, metadata_uri=metadata_uri)
 
 
@@ -417,17 +439,17 @@ def set_node_status(node_id: uint256, status: INodeRegistry.NodeStatus):
     @param node_id The node.
     @param status ACTIVE, PAUSED or RETIRED.
     """
-    self._check_node(node_id)
-    current: INodeRegistry.NodeStatus = self._nodes[node_id].status
-    assert current != INodeRegistry.NodeStatus.RETIRED, "registry: node is retired"
+    core: Core = self._load(node_id)
+    assert core.status != INodeRegistry.NodeStatus.RETIRED, "registry: node is retired"
     is_registrar: bool = msg.sender == self.registrar
-    assert is_registrar or msg.sender == self._nodes[node_id].operator, "registry: not operator or registrar"
+    assert is_registrar or msg.sender == self._meta[node_id].operator, "registry: not operator or registrar"
     if status == INodeRegistry.NodeStatus.RETIRED:
         assert is_registrar, "registry: only the registrar retires"
     else:
         assert status == INodeRegistry.NodeStatus.ACTIVE or status == INodeRegistry.NodeStatus.PAUSED, "registry: bad status"
-    assert status != current, "registry: status unchanged"
-    self._nodes[node_id].status = status
+    assert status != core.status, "registry: status unchanged"
+    core.status = status
+    self._core[node_id] = self._pack(core)
     log NodeStatusChanged(node_id=node_id, status=status, caller=msg.sender)
 
 
@@ -463,8 +485,8 @@ def share_token(node_id: uint256) -> address:
     @param node_id The node.
     @return The token address.
     """
-    self._check_node(node_id)
-    return self._nodes[node_id].share_token
+    self._load(node_id)
+    return self._meta[node_id].share_token
 
 
 @external
@@ -476,8 +498,7 @@ def price_for_epoch(node_id: uint256, epoch: uint64) -> uint256:
     @param epoch The epoch.
     @return Stablecoin base units per 1,000 inferences.
     """
-    self._check_node(node_id)
-    return self._price_for_epoch(node_id, epoch)
+    return self._price_for_epoch(node_id, epoch, self._load(node_id).price_points)
 
 
 @external
@@ -488,8 +509,7 @@ def operator_cut_bps(node_id: uint256) -> uint256:
     @param node_id The node.
     @return Basis points of gross revenue.
     """
-    self._check_node(node_id)
-    return self._cut_in_force(node_id)
+    return self._cut_in_force(self._load(node_id))
 
 
 @external
@@ -501,39 +521,53 @@ def node(node_id: uint256) -> NodeInfo:
     @return The node's record, with the price of this epoch and of the next,
             and the cut in force now.
     """
-    self._check_node(node_id)
-    n: Node = self._nodes[node_id]
+    core: Core = self._load(node_id)
+    meta: NodeMeta = self._meta[node_id]
     epoch: uint64 = self._current_epoch()
     return NodeInfo(
-        operator=n.operator,
-        attestor=n.attestor,
-        share_token=n.share_token,
-        price_per_1k=self._price_for_epoch(node_id, epoch),
-        next_price_per_1k=self._price_for_epoch(node_id, epoch + 1),
-        operator_cut_bps=self._cut_in_force(node_id),
-        pending_cut_bps=n.pending_cut_bps,
-        cut_effective_at=n.cut_effective_at,
-        status=n.status,
-        region=n.region,
-        metadata_uri=n.metadata_uri,
+        operator=meta.operator,
+        attestor=core.attestor,
+        share_token=meta.share_token,
+        price_per_1k=self._price_for_epoch(node_id, epoch, core.price_points),
+        next_price_per_1k=self._price_for_epoch(node_id, epoch + 1, core.price_points),
+        operator_cut_bps=self._cut_in_force(core),
+        pending_cut_bps=core.pending_cut_bps,
+        cut_effective_at=core.cut_effective_at,
+        status=core.status,
+        region=meta.region,
+        metadata_uri=meta.metadata_uri,
     )
 
 
 @external
 @view
-def revenue_terms(node_id: uint256) -> INodeRegistry.RevenueTerms:
+def usage_terms(node_id: uint256, epoch: uint64) -> INodeRegistry.UsageTerms:
     """
-    @notice What the router needs to split a node's revenue, in one call.
+    @notice What a usage report of `epoch` is checked against, in one call.
     @param node_id The node.
-    @return Operator, attestor, share token, cut in force and status.
+    @param epoch The report's epoch.
+    @return Attestor, status, the epoch's price, and the operator cut in force now.
     """
-    self._check_node(node_id)
-    return INodeRegistry.RevenueTerms(
-        operator=self._nodes[node_id].operator,
-        attestor=self._nodes[node_id].attestor,
-        share_token=self._nodes[node_id].share_token,
-        operator_cut_bps=self._cut_in_force(node_id),
-        status=self._nodes[node_id].status,
+    core: Core = self._load(node_id)
+    return INodeRegistry.UsageTerms(
+        attestor=core.attestor,
+        status=core.status,
+        price_per_1k=self._price_for_epoch(node_id, epoch, core.price_points),
+        operator_cut_bps=self._cut_in_force(core),
+    )
+
+
+@external
+@view
+def payout_terms(node_id: uint256) -> INodeRegistry.PayoutTerms:
+    """
+    @notice Where a node's finalized revenue goes.
+    @param node_id The node.
+    @return The operator and the share token.
+    """
+    self._load(node_id)
+    return INodeRegistry.PayoutTerms(
+        operator=self._meta[node_id].operator, share_token=self._meta[node_id].share_token
     )
 
 
@@ -542,16 +576,46 @@ def revenue_terms(node_id: uint256) -> INodeRegistry.RevenueTerms:
 
 @internal
 @view
-def _check_node(node_id: uint256):
-    assert node_id != 0 and node_id <= self.node_count, "registry: unknown node"
+def _load(node_id: uint256) -> Core:
+    packed: uint256 = self._core[node_id]
+    assert packed != 0, "registry: unknown node"
+    return self._unpack(packed)
+
+
+@internal
+@pure
+def _unpack(packed: uint256) -> Core:
+    return Core(
+        attestor=convert(convert(packed & _MASK_160, uint160), address),
+        status=convert((packed >> 160) & _MASK_8, INodeRegistry.NodeStatus),
+        cut_bps=(packed >> 168) & _MASK_16,
+        pending_cut_bps=(packed >> 184) & _MASK_16,
+        cut_effective_at=(packed >> 200) & _MASK_40,
+        price_points=packed >> 240,
+    )
+
+
+@internal
+@pure
+def _pack(core: Core) -> uint256:
+    # dev: every field fits its width: cuts <= 5_000, times < 2**40, points < 2**16
+    return (
+        convert(convert(core.attestor, uint160), uint256)
+        | (convert(core.status, uint256) << 160)
+        | (core.cut_bps << 168)
+        | (core.pending_cut_bps << 184)
+        | (core.cut_effective_at << 200)
+        | (core.price_points << 240)
+    )
 
 
 @internal
 @view
-def _only_operator(node_id: uint256):
-    self._check_node(node_id)
-    assert msg.sender == self._nodes[node_id].operator, "registry: not operator"
-    assert self._nodes[node_id].status != INodeRegistry.NodeStatus.RETIRED, "registry: node is retired"
+def _only_operator(node_id: uint256) -> Core:
+    core: Core = self._load(node_id)
+    assert msg.sender == self._meta[node_id].operator, "registry: not operator"
+    assert core.status != INodeRegistry.NodeStatus.RETIRED, "registry: node is retired"
+    return core
 
 
 @internal
@@ -563,29 +627,30 @@ def _current_epoch() -> uint64:
 
 @internal
 @view
-def _cut_in_force(node_id: uint256) -> uint256:
-    if block.timestamp >= self._nodes[node_id].cut_effective_at:
-        return self._nodes[node_id].pending_cut_bps
-    return self._nodes[node_id].operator_cut_bps
+def _cut_in_force(core: Core) -> uint256:
+    if block.timestamp >= core.cut_effective_at:
+        return core.pending_cut_bps
+    return core.cut_bps
 
 
 @internal
 @view
-def _price_for_epoch(node_id: uint256, epoch: uint64) -> uint256:
-    points: uint256 = self._price_points[node_id]
+def _price_for_epoch(node_id: uint256, epoch: uint64, points: uint256) -> uint256:
+    wanted: uint256 = convert(epoch, uint256)
     last: uint256 = points - 1
+    entry: uint256 = self._prices[node_id][last]
     # fast path: reports are almost always for an epoch under the latest price
-    if epoch >= self._price_from[node_id][last]:
-        return self._price[node_id][last]
-    # binary search for the last entry whose start is <= epoch (entry 0 starts at 0)
+    if wanted >= entry >> 192:
+        return entry & MAX_PRICE
+    # binary search for the last entry whose first epoch is <= epoch (entry 0 starts at 0)
     lo: uint256 = 0
     hi: uint256 = last
     for _: uint256 in range(_PRICE_SEARCH_STEPS):
         if hi - lo <= 1:
             break
         mid: uint256 = (lo + hi) // 2
-        if self._price_from[node_id][mid] <= epoch:
+        if self._prices[node_id][mid] >> 192 <= wanted:
             lo = mid
         else:
             hi = mid
-    return self._price[node_id][lo]
+    return self._prices[node_id][lo] & MAX_PRICE

@@ -4,45 +4,127 @@
 @title EdgeShare revenue router
 @custom:contract-name RevenueRouter
 @license MIT
-@notice Receives a node's stablecoin revenue and splits it: the protocol fee to
-        the treasury, the operator's cut to the operator, and the rest to the
-        node's share holders through its NodeShare token. Treasury and
-        operators withdraw what they are owed (pull).
-@dev Split of a gross amount G: fee = G * PROTOCOL_FEE_BPS // MAX_BPS and
-     cut = G * operator_cut_bps // MAX_BPS, both rounded down; holders get
-     G - fee - cut, so the three parts always add up to G exactly.
-@custom:security Deposits are measured by the router's balance change; a token
-     that delivers less than it was asked to (fee on transfer) is rejected. All
-     accounting is written before any token leaves, and every external function
-     is non-reentrant. While the suite is paused no revenue enters, but
-     withdrawals go on.
+@notice Takes revenue in only against usage reports signed by each node's
+        attestor (EIP-712), holds it through a challenge window in which the
+        guardian can dispute a report (the payer gets the money back), then
+        splits it: the protocol fee to the treasury, the operator's cut to the
+        operator, and the rest to the node's holders through its NodeShare.
+        Treasury, operators and refunded payers withdraw what they are owed.
+@dev A report for (node, epoch) is accepted once, ever: pending, then either
+     finalized or disputed. Split of a report of revenue R, at the protocol fee f
+     and the operator cut c in force when it was settled:
+     fee = R * f // MAX_BPS, cut = R * c // MAX_BPS (both rounded down), holders
+     get R - fee - cut; a finalize call sums these over its epochs, so the parts
+     always add up to the gross exactly.
+@custom:security Signatures must be low-s with v in {27, 28} and recover the
+     node's current attestor; the domain binds chain id and this router. Every
+     check failing in a batch reverts the whole batch. Payment is one transfer
+     per call, measured by the router's balance change (a fee-on-transfer token
+     is rejected). State is written before any token moves and every external
+     function is non-reentrant. While the suite is paused nothing is settled or
+     finalized, the guardian may dispute any pending report, and withdrawals go on.
 """
 
 from ethereum.ercs import IERC20
 
 from .interfaces import INodeRegistry
 from .interfaces import INodeShare
+from .modules import eip712
+
+initializes: eip712
+
+exports: (eip712.DOMAIN_SEPARATOR, eip712.eip712Domain)
 
 MAX_BPS: constant(uint256) = 10_000
 # The protocol never takes more than a fifth of gross revenue.
 MAX_PROTOCOL_FEE_BPS: constant(uint256) = 2_000
 MAX_CHALLENGE_PERIOD: constant(uint256) = 30 * 86_400
+MAX_BATCH: constant(uint256) = 100
+# Revenue of one report fits 96 bits of its settlement slot (7.9e28 base units).
+MAX_REPORT_REVENUE: constant(uint256) = 2**96 - 1
+USAGE_REPORT_TYPE_HASH: constant(bytes32) = keccak256(
+    "UsageReport(uint256 nodeId,uint64 epoch,uint64 inferences,uint256 revenue,uint32 latencyMs,uint16 uptimeBps,uint64 deadline)"
+)
+# Settlement states (0: no report accepted).
+PENDING: constant(uint256) = 1
+FINALIZED: constant(uint256) = 2
+DISPUTED: constant(uint256) = 3
+# _settlements slot (low to high): revenue 96 | batch id 64 | operator cut 16 | state 8
+# _batches slot (low to high): payer 160 | settled at 64
+_MASK_64: constant(uint256) = 2**64 - 1
+_MASK_96: constant(uint256) = 2**96 - 1
+_MASK_160: constant(uint256) = 2**160 - 1
 
 REGISTRY: public(immutable(INodeRegistry))
 STABLECOIN: public(immutable(IERC20))
 PROTOCOL_FEE_BPS: public(immutable(uint256))
 CHALLENGE_PERIOD: public(immutable(uint256))
 
+
+# Field names are those of the EIP-712 type, which other clients sign.
+struct UsageReport:
+    nodeId: uint256
+    epoch: uint64
+    inferences: uint64
+    revenue: uint256
+    latencyMs: uint32
+    uptimeBps: uint16
+    deadline: uint64
+
+
+struct Settlement:
+    state: uint256
+    revenue: uint256
+    operator_cut_bps: uint256
+    payer: address
+    settled_at: uint256
+    finalizable_at: uint256
+
+
 treasury: public(address)
-# Stablecoin base units the treasury and operators can withdraw.
+# Stablecoin base units the treasury, operators and refunded payers can withdraw.
 owed: public(HashMap[address, uint256])
 total_owed: public(uint256)
-total_revenue: public(uint256)
+# Revenue settled and still inside (or waiting after) its challenge window.
+total_pending: public(uint256)
+total_finalized: public(uint256)
+total_disputed: public(uint256)
+batch_count: public(uint256)
+
+_settlements: HashMap[uint256, HashMap[uint64, uint256]]
+_batches: HashMap[uint256, uint256]
+
+
+event UsageSettled:
+    node_id: indexed(uint256)
+    epoch: indexed(uint64)
+    payer: indexed(address)
+    batch_id: uint256
+    inferences: uint64
+    revenue: uint256
+    latency_ms: uint32
+    uptime_bps: uint16
+    deadline: uint64
+    attestor: address
+    operator_cut_bps: uint256
+
+
+event RevenueDisputed:
+    node_id: indexed(uint256)
+    epoch: indexed(uint64)
+    payer: indexed(address)
+    revenue: uint256
+
+
+event RevenueFinalized:
+    node_id: indexed(uint256)
+    epoch: indexed(uint64)
+    revenue: uint256
 
 
 event RevenueSplit:
     node_id: indexed(uint256)
-    payer: indexed(address)
+    epochs: uint256
     gross: uint256
     protocol_fee: uint256
     operator_cut: uint256
@@ -80,6 +162,7 @@ def __init__(
     assert protocol_fee_bps <= MAX_PROTOCOL_FEE_BPS, "router: protocol fee above cap"
     assert treasury != empty(address), "router: treasury is the zero address"
     assert challenge_period <= MAX_CHALLENGE_PERIOD, "router: challenge period too long"
+    eip712.__init__("EdgeShare", "1")
     REGISTRY = registry
     STABLECOIN = stablecoin
     PROTOCOL_FEE_BPS = protocol_fee_bps
@@ -89,28 +172,106 @@ def __init__(
 
 
 @external
-def record_revenue(node_id: uint256, amount: uint256) -> uint256:
+def settle(report: UsageReport, signature: Bytes[65]) -> uint256:
     """
-    @notice Pulls `amount` of stablecoin from the caller as revenue of a node
-            and splits it at once. Guardian or registrar only.
-    @param node_id An active node.
-    @param amount Gross revenue in stablecoin base units; the caller must have
-           approved the router for it.
-    @return The part that went to the node's holders.
+    @notice Accepts one signed usage report and takes its revenue from the caller.
+    @param report The report, as its node's attestor signed it.
+    @param signature The attestor's signature, r || s || v.
+    @return The revenue taken, in stablecoin base units.
     """
-    assert msg.sender == staticcall REGISTRY.guardian() or msg.sender == staticcall REGISTRY.registrar(), "router: not guardian or registrar"
+    epoch: uint64 = self._open()
+    batch_id: uint256 = self._new_batch()
+    total: uint256 = self._settle(report, signature, batch_id, epoch)
+    self._pull(msg.sender, total)
+    return total
+
+
+@external
+def settle_many(
+    reports: DynArray[UsageReport, MAX_BATCH], signatures: DynArray[Bytes[65], MAX_BATCH]
+) -> uint256:
+    """
+    @notice Accepts up to MAX_BATCH signed reports and takes their total revenue
+            from the caller in one transfer. Any bad report reverts them all.
+    @param reports The reports.
+    @param signatures One signature per report, in the same order.
+    @return The total revenue taken, in stablecoin base units.
+    """
+    assert len(reports) == len(signatures), "router: reports and signatures differ in number"
+    assert len(reports) != 0, "router: no reports"
+    epoch: uint64 = self._open()
+    batch_id: uint256 = self._new_batch()
+    total: uint256 = 0
+    for i: uint256 in range(len(reports), bound=MAX_BATCH):
+        total += self._settle(reports[i], signatures[i], batch_id, epoch)
+    self._pull(msg.sender, total)
+    return total
+
+
+@external
+def dispute(node_id: uint256, epoch: uint64):
+    """
+    @notice Voids a pending report within its challenge window (or at any time
+            before finalization while the suite is paused) and owes its revenue
+            back to whoever paid it. Guardian only. The epoch stays closed.
+    @param node_id The node.
+    @param epoch The report's epoch.
+    """
+    assert msg.sender == staticcall REGISTRY.guardian(), "router: not guardian"
+    packed: uint256 = self._settlements[node_id][epoch]
+    assert (packed >> 176) == PENDING, "router: nothing pending to dispute"
+    batch: uint256 = self._batches[(packed >> 96) & _MASK_64]
+    settled_at: uint256 = batch >> 160
+    if not staticcall REGISTRY.paused():
+        assert block.timestamp < settled_at + CHALLENGE_PERIOD, "router: challenge window closed"
+    revenue: uint256 = packed & _MASK_96
+    payer: address = convert(convert(batch & _MASK_160, uint160), address)
+    self._settlements[node_id][epoch] = (packed & (2**176 - 1)) | (DISPUTED << 176)
+    self.owed[payer] += revenue
+    self.total_owed += revenue
+    self.total_pending -= revenue
+    self.total_disputed += revenue
+    log RevenueDisputed(node_id=node_id, epoch=epoch, payer=payer, revenue=revenue)
+
+
+@external
+def finalize(node_id: uint256, epochs: DynArray[uint64, MAX_BATCH]) -> uint256:
+    """
+    @notice Pays out a node's pending revenue of the given epochs once their
+            challenge windows have passed: fee to the treasury, cut to the
+            operator, the rest to the holders (where it starts vesting).
+            Anyone may call it.
+    @param node_id The node.
+    @param epochs Epochs with pending reports whose window has passed.
+    @return The gross revenue finalized.
+    """
     assert not staticcall REGISTRY.paused(), "router: paused"
-    assert amount > 0, "router: amount is zero"
-    terms: INodeRegistry.RevenueTerms = staticcall REGISTRY.revenue_terms(node_id)
-    assert terms.status == INodeRegistry.NodeStatus.ACTIVE, "router: node not active"
-    self._pull(msg.sender, amount)
-    return self._split(node_id, msg.sender, amount, terms)
+    assert len(epochs) != 0, "router: no epochs"
+    gross: uint256 = 0
+    fee: uint256 = 0
+    cut: uint256 = 0
+    for epoch: uint64 in epochs:
+        packed: uint256 = self._settlements[node_id][epoch]
+        assert (packed >> 176) == PENDING, "router: epoch not pending"
+        settled_at: uint256 = self._batches[(packed >> 96) & _MASK_64] >> 160
+        assert block.timestamp >= settled_at + CHALLENGE_PERIOD, "router: challenge window open"
+        self._settlements[node_id][epoch] = (packed & (2**176 - 1)) | (FINALIZED << 176)
+        revenue: uint256 = packed & _MASK_96
+        gross += revenue
+        # both round down; the holders' part takes the remainder
+        fee += revenue * PROTOCOL_FEE_BPS // MAX_BPS
+        cut += revenue * ((packed >> 160) & (2**16 - 1)) // MAX_BPS
+        log RevenueFinalized(node_id=node_id, epoch=epoch, revenue=revenue)
+    self.total_pending -= gross
+    self.total_finalized += gross
+    self._pay_out(node_id, len(epochs), gross, fee, cut)
+    return gross
 
 
 @external
 def withdraw(receiver: address) -> uint256:
     """
-    @notice Pays the caller (treasury or operator) everything it is owed.
+    @notice Pays the caller (treasury, operator or refunded payer) everything it is owed.
     @param receiver Where the stablecoin goes.
     @return The amount paid (0 if nothing was owed).
     """
@@ -138,8 +299,142 @@ def set_treasury(treasury: address):
     log TreasurySet(treasury=treasury)
 
 
+@external
+@view
+def is_settled(node_id: uint256, epoch: uint64) -> bool:
+    """
+    @notice Whether a report for (node, epoch) was ever accepted, whatever
+            happened to it since (pending, finalized or disputed).
+    @param node_id The node.
+    @param epoch The epoch.
+    @return True if no other report can be accepted for it.
+    """
+    return self._settlements[node_id][epoch] != 0
+
+
+@external
+@view
+def settlement(node_id: uint256, epoch: uint64) -> Settlement:
+    """
+    @notice The full record of a (node, epoch) settlement.
+    @param node_id The node.
+    @param epoch The epoch.
+    @return State (0 none, 1 pending, 2 finalized, 3 disputed), revenue,
+            operator cut, payer, settlement time, and when it can be finalized.
+    """
+    packed: uint256 = self._settlements[node_id][epoch]
+    if packed == 0:
+        return empty(Settlement)
+    batch: uint256 = self._batches[(packed >> 96) & _MASK_64]
+    return Settlement(
+        state=packed >> 176,
+        revenue=packed & _MASK_96,
+        operator_cut_bps=(packed >> 160) & (2**16 - 1),
+        payer=convert(convert(batch & _MASK_160, uint160), address),
+        settled_at=batch >> 160,
+        finalizable_at=(batch >> 160) + CHALLENGE_PERIOD,
+    )
+
+
+@external
+@view
+def report_digest(report: UsageReport) -> bytes32:
+    """
+    @notice The EIP-712 digest an attestor signs for `report`.
+    @param report The report.
+    @return The digest.
+    """
+    return self._digest(report)
+
+
+@external
+@view
+def current_epoch() -> uint64:
+    """
+    @notice The epoch now in progress (the registry's clock).
+    @return The epoch number.
+    """
+    return staticcall REGISTRY.current_epoch()
+
+
+@internal
+@view
+def _open() -> uint64:
+    assert not staticcall REGISTRY.paused(), "router: paused"
+    return staticcall REGISTRY.current_epoch()
+
+
+@internal
+def _new_batch() -> uint256:
+    batch_id: uint256 = self.batch_count + 1
+    self.batch_count = batch_id
+    self._batches[batch_id] = convert(convert(msg.sender, uint160), uint256) | (block.timestamp << 160)
+    return batch_id
+
+
+@internal
+@view
+def _digest(report: UsageReport) -> bytes32:
+    return eip712._hash_typed_data(
+        keccak256(
+            abi_encode(
+                USAGE_REPORT_TYPE_HASH,
+                report.nodeId,
+                report.epoch,
+                report.inferences,
+                report.revenue,
+                report.latencyMs,
+                report.uptimeBps,
+                report.deadline,
+            )
+        )
+    )
+
+
+@internal
+def _settle(report: UsageReport, signature: Bytes[65], batch_id: uint256, current: uint64) -> uint256:
+    assert report.epoch < current, "router: epoch not ended"
+    assert block.timestamp <= convert(report.deadline, uint256), "router: report deadline passed"
+    assert report.uptimeBps <= 10_000, "router: uptime above 100%"
+    assert report.revenue <= MAX_REPORT_REVENUE, "router: revenue too large"
+    terms: INodeRegistry.UsageTerms = staticcall REGISTRY.usage_terms(report.nodeId, report.epoch)
+    assert terms.status == INodeRegistry.NodeStatus.ACTIVE, "router: node not active"
+    # rounds down, as the attestor's tools compute it; inferences < 2**64 and price < 2**192
+    expected: uint256 = convert(report.inferences, uint256) * terms.price_per_1k // 1000
+    assert report.revenue == expected, "router: revenue does not match inferences x price"
+    assert len(signature) == 65, "router: signature must be 65 bytes"
+    signer: address = eip712._recover(
+        self._digest(report),
+        convert(slice(signature, 64, 1), uint256),
+        convert(extract32(signature, 0), uint256),
+        convert(extract32(signature, 32), uint256),
+    )
+    assert signer == terms.attestor, "router: signer is not the node's attestor"
+    assert self._settlements[report.nodeId][report.epoch] == 0, "router: epoch already settled"
+    self._settlements[report.nodeId][report.epoch] = (
+        report.revenue | (batch_id << 96) | (terms.operator_cut_bps << 160) | (PENDING << 176)
+    )
+    self.total_pending += report.revenue
+    log UsageSettled(
+        node_id=report.nodeId,
+        epoch=report.epoch,
+        payer=msg.sender,
+        batch_id=batch_id,
+        inferences=report.inferences,
+        revenue=report.revenue,
+        latency_ms=report.latencyMs,
+        uptime_bps=report.uptimeBps,
+        deadline=report.deadline,
+        attestor=signer,
+        operator_cut_bps=terms.operator_cut_bps,
+    )
+    return report.revenue
+
+
 @internal
 def _pull(payer: address, amount: uint256):
+    if amount == 0:
+        return
     before: uint256 = staticcall STABLECOIN.balanceOf(self)
     assert extcall STABLECOIN.transferFrom(payer, self, amount, default_return_value=True), "router: stablecoin transfer failed"
     received: uint256 = staticcall STABLECOIN.balanceOf(self) - before
@@ -147,19 +442,15 @@ def _pull(payer: address, amount: uint256):
 
 
 @internal
-def _split(node_id: uint256, payer: address, gross: uint256, terms: INodeRegistry.RevenueTerms) -> uint256:
-    # both round down; the holders' part takes the remainder, so the parts sum to gross
-    fee: uint256 = gross * PROTOCOL_FEE_BPS // MAX_BPS
-    cut: uint256 = gross * terms.operator_cut_bps // MAX_BPS
+def _pay_out(node_id: uint256, epochs: uint256, gross: uint256, fee: uint256, cut: uint256):
     holders: uint256 = gross - fee - cut
+    terms: INodeRegistry.PayoutTerms = staticcall REGISTRY.payout_terms(node_id)
     if fee != 0:
         self.owed[self.treasury] += fee
     if cut != 0:
         self.owed[terms.operator] += cut
     self.total_owed += fee + cut
-    self.total_revenue += gross
     if holders != 0:
         assert extcall STABLECOIN.transfer(terms.share_token, holders, default_return_value=True), "router: stablecoin transfer failed"
         extcall INodeShare(terms.share_token).notify_revenue(holders)
-    log RevenueSplit(node_id=node_id, payer=payer, gross=gross, protocol_fee=fee, operator_cut=cut, holders=holders)
-    return holders
+    log RevenueSplit(node_id=node_id, epochs=epochs, gross=gross, protocol_fee=fee, operator_cut=cut, holders=holders)

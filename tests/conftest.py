@@ -16,9 +16,11 @@ import pytest
 from brownie import Contract, accounts, web3
 
 from edgeshare.artifacts import load_artifact
+from edgeshare.attestation import SignedReport, UsageReport, sign
+from edgeshare.chain import build_dev_keys
 from edgeshare.deploy import build_params, deploy_suite
 from edgeshare.signer import Signer
-from edgeshare.suite import NodeSpec, Suite, send_register_node
+from edgeshare.suite import NodeSpec, Suite, fetch_domain_of, send_register_node
 from edgeshare.tx import Transactor
 
 USDC = 10**6
@@ -50,6 +52,14 @@ def operator() -> Any:
 def attestor() -> Any:
     """Signs a node's usage reports."""
     return accounts[2]
+
+
+@pytest.fixture(scope="module")
+def attestor_key(attestor: Any) -> str:
+    """The attestor's private key (brownie's anvil runs the standard dev mnemonic)."""
+    key = build_dev_keys(3)[2]
+    assert Signer.from_key(key).address == attestor.address
+    return key
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +107,7 @@ def deploy(
         params.setdefault("treasury", treasury.address)
         params.setdefault("unlock_period", 0)
         params.setdefault("challenge_period", 0)
-        params.setdefault("epoch_length", 3_600)
+        params.setdefault("epoch_length", 60)
         path = tmp_path_factory.mktemp("manifest") / "manifest.json"
         tx = Transactor(web3, Signer(address=deployer.address))
         result = deploy_suite(tx, build_params(None, **params), Path(path))
@@ -108,7 +118,7 @@ def deploy(
 
 @pytest.fixture(scope="module")
 def suite(deploy: Callable[..., Suite]) -> Suite:
-    """The default suite: 5% fee, no vesting, no challenge window, 1-hour epochs."""
+    """The default suite: 5% fee, no vesting, no challenge window, 1-minute epochs."""
     return deploy()
 
 
@@ -138,7 +148,7 @@ def register(
             "operator": operator.address,
             "attestor": attestor.address,
             "shares": 1_000 * SHARES,
-            "price_per_1k": 500_000,
+            "price_per_1k": 1_000,
             "operator_cut_bps": 1_000,
             "region": "Jakarta",
             "metadata_uri": "ipfs://node",
@@ -155,7 +165,7 @@ def register(
 
 @pytest.fixture(scope="module")
 def node(register: Callable[..., tuple[int, Any]]) -> tuple[int, Any]:
-    """Node 1: 1,000 shares held by the operator, 10% operator cut, price 0.5 per 1k."""
+    """Node 1: 1,000 shares held by the operator, 10% cut, 1 base unit per inference."""
     return register()
 
 
@@ -188,3 +198,67 @@ def assert_floor_share(claimable: int, numerator: int, denominator: int) -> None
     (docs/SPEC.md, "Rounding": the per-share accumulator is itself rounded down)."""
     exact_floor = numerator // denominator
     assert exact_floor - 1 <= claimable <= exact_floor, (claimable, numerator, denominator)
+
+
+FAR_DEADLINE = 2**63
+
+
+def sign_report(suite: Suite, key: str, **fields: Any) -> SignedReport:
+    """A report signed by ``key``; revenue defaults to inferences x the epoch's price."""
+    if "revenue" not in fields:
+        price = suite.registry.functions.price_for_epoch(fields["node_id"], fields["epoch"]).call()
+        fields["revenue"] = fields["inferences"] * price // 1_000
+    fields.setdefault("latency_ms", 80)
+    fields.setdefault("uptime_bps", 9_990)
+    fields.setdefault("deadline", FAR_DEADLINE)
+    return sign(UsageReport(**fields), key, fetch_domain_of(suite))
+
+
+def report_args(signed: SignedReport) -> tuple[tuple[int, ...], bytes]:
+    """(report tuple, signature) as the router's settle() takes them."""
+    return signed.get_report().as_tuple(), signed.get_signature_bytes()
+
+
+class Payer:
+    """Pays revenue to a node the only way the suite allows: a signed report for an
+    ended, unsettled epoch, settled and (by default) finalized at once."""
+
+    def __init__(self, suite: Suite, key: str, payer: Any) -> None:
+        self.suite = suite
+        self.key = key
+        self.payer = payer
+        self.router = brownie_contract("RevenueRouter", suite.router.address)
+        self.registry = brownie_contract("NodeRegistry", suite.registry.address)
+        self.next_epoch: dict[int, int] = {}
+
+    def take_epoch(self, node_id: int) -> int:
+        """The node's next unused epoch, mining forward until it has ended."""
+        epoch = self.next_epoch.get(node_id, 0)
+        while self.router.is_settled(node_id, epoch):
+            epoch += 1
+        self.next_epoch[node_id] = epoch + 1
+        if self.registry.current_epoch() <= epoch:
+            mine_at(self.registry.epoch_start(epoch + 1))
+        return epoch
+
+    def settle(self, node_id: int, amount: int) -> tuple[int, Any]:
+        """Settle ``amount`` of revenue; returns (epoch, settle transaction)."""
+        epoch = self.take_epoch(node_id)
+        price = self.registry.price_for_epoch(node_id, epoch)
+        inferences = amount * 1_000 // price
+        assert inferences * price // 1_000 == amount, "amount is not a whole number of inferences"
+        signed = sign_report(
+            self.suite, self.key, node_id=node_id, epoch=epoch, inferences=inferences
+        )
+        return epoch, self.router.settle(*report_args(signed), {"from": self.payer})
+
+    def __call__(self, node_id: int, amount: int) -> Any:
+        """Settle and finalize ``amount``; returns the finalize transaction."""
+        epoch, _ = self.settle(node_id, amount)
+        return self.router.finalize(node_id, [epoch], {"from": self.payer})
+
+
+@pytest.fixture(scope="module")
+def pay(suite: Suite, attestor_key: str, funded: Any) -> Payer:
+    """Pays revenue to a node of the default suite through a signed report."""
+    return Payer(suite, attestor_key, funded)

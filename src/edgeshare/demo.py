@@ -1,5 +1,6 @@
 """The demo story on a local chain: deploy, register nodes, place shares with investors,
-pay revenue over several days, and let everyone take what they earned.
+have each node's attestor sign its daily usage, let a payer settle the signed reports in
+batches, wait out the challenge window, finalize, and let everyone take what they earned.
 
 Seeded: the same seed gives the same numbers. Every figure is read back from the chain,
 and the run ends by checking that every base unit paid in is accounted for.
@@ -14,20 +15,24 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 from web3 import Web3
 
+from edgeshare.attestation import SignedReport, sign
 from edgeshare.deploy import build_params, deploy_suite
 from edgeshare.errors import EdgeShareError
+from edgeshare.poster import post_reports
 from edgeshare.signer import Signer
 from edgeshare.suite import (
     NodeSpec,
     Suite,
+    build_report,
+    fetch_domain_of,
     send_claim,
+    send_finalize,
     send_increase_time,
     send_mint_mock,
-    send_record_revenue,
     send_register_node,
     send_transfer_shares,
     send_withdraw,
-)  # fmt: skip
+)
 from edgeshare.tx import Transactor
 
 REGIONS = ["Singapore", "Jakarta", "Mumbai", "Sao Paulo", "Lagos"]
@@ -65,6 +70,8 @@ class DemoSummary(BaseModel):
     seed: int
     nodes: list[NodeLine]
     investors: list[InvestorLine]
+    reports_settled: int
+    settle_transactions: int
     paid_in: int
     claimed_by_holders: int
     withdrawn_by_operators_and_treasury: int
@@ -74,8 +81,8 @@ class DemoSummary(BaseModel):
 
 
 def get_accounts_needed(nodes: int, investors: int) -> int:
-    """Dev accounts the demo uses: deployer, one operator per node, the investors."""
-    return 1 + nodes + investors
+    """Dev accounts the demo uses: deployer (also the payer), operators, investors, attestors."""
+    return 1 + nodes + investors + nodes
 
 
 def run_demo(
@@ -112,9 +119,12 @@ def run_demo(
     issuer = Transactor(w3, Signer.from_key(keys[0]))
     operators = [Transactor(w3, Signer.from_key(k)) for k in keys[1 : 1 + nodes]]
     holders = [Transactor(w3, Signer.from_key(k)) for k in keys[1 + nodes : 1 + nodes + investors]]
+    attestor_keys = keys[1 + nodes + investors : 1 + 2 * nodes + investors]
 
     path = manifest_path or Path(tempfile.mkdtemp(prefix="edgeshare-demo-")) / "manifest.json"
-    params = build_params(None, unlock_period=DAY, challenge_period=0, protocol_fee_bps=500)
+    params = build_params(
+        None, epoch_length=DAY, unlock_period=DAY, challenge_period=DAY, protocol_fee_bps=500
+    )
     manifest = deploy_suite(issuer, params, path).manifest
     suite = Suite.load(w3, manifest)
     log(f"deployed the suite on chain {manifest.chain_id}; manifest {path}")
@@ -123,7 +133,7 @@ def run_demo(
     for i, operator in enumerate(operators):
         spec = NodeSpec(
             operator=operator.signer.address,
-            attestor=operator.signer.address,
+            attestor=Signer.from_key(attestor_keys[i]).address,
             shares=1_000 * SHARES,
             price_per_1k=rng.randrange(20, 90) * USDC // 100,
             operator_cut_bps=rng.choice([1_000, 1_500, 2_000]),
@@ -139,20 +149,35 @@ def run_demo(
         log(f"registered node {node_id} in {spec.region} at {spec.price_per_1k} per 1k inferences")
 
     send_mint_mock(issuer, suite, issuer.signer.address, 10**9 * USDC)
-    paid_in = 0
-    gross = dict.fromkeys(node_ids, 0)
+    domain = fetch_domain_of(suite)
+    separator = domain.get_separator()
+    reports: list[SignedReport] = []
+    genesis = int(suite.registry.functions.GENESIS().call())
     for day in range(days):
-        for node_id in node_ids:
-            inferences = rng.randrange(200_000, 2_000_000)
-            amount = inferences * suite.fetch_node(node_id).price_per_1k // 1_000
-            send_record_revenue(issuer, suite, node_id, amount)
-            gross[node_id] += amount
-            paid_in += amount
-        log(f"day {day + 1}: revenue recorded for {len(node_ids)} nodes")
+        # each node serves through epoch `day`; once it has ended its attestor signs
+        send_increase_time(
+            w3, genesis + (day + 1) * DAY - int(w3.eth.get_block("latest")["timestamp"])
+        )
+        deadline = genesis + (days + 7) * DAY
+        for node_id, key in zip(node_ids, attestor_keys, strict=True):
+            report = build_report(
+                suite, node_id, day, rng.randrange(200_000, 2_000_000),
+                rng.randrange(25, 180), rng.randrange(9_500, 10_001), deadline,
+            )  # fmt: skip
+            reports.append(sign(report, key, domain, separator))
         if day == 0 and len(holders) > 1:
-            # a mid-stream trade: earned revenue stays with the seller
+            # a mid-stream trade: what the seller earned stays with the seller
             send_transfer_shares(holders[0], suite, node_ids[0], holders[1].signer.address, SHARES)
-        send_increase_time(w3, DAY)
+    log(f"attestors signed {len(reports)} usage reports ({len(node_ids)} nodes x {days} epochs)")
+    posted = post_reports(issuer, suite, reports, domain, batch_size=max(1, len(reports) // 2))
+    log(f"settled {posted.settled} reports in {len(posted.transactions)} transactions; "
+        f"{posted.revenue} base units paid in")  # fmt: skip
+    paid_in = posted.revenue
+    send_increase_time(w3, DAY)  # past the challenge window
+    for node_id in node_ids:
+        send_finalize(issuer, suite, node_id, list(range(days)))
+    send_increase_time(w3, DAY)  # past the unlock period
+    log("challenge window passed: revenue finalized and fully vested")
 
     claimed: dict[str, int] = {h.signer.address: 0 for h in holders}
     for holder in holders:
@@ -197,6 +222,8 @@ def run_demo(
         seed=seed,
         nodes=lines,
         investors=[InvestorLine(address=a, claimed=c) for a, c in claimed.items()],
+        reports_settled=posted.settled,
+        settle_transactions=len(posted.transactions),
         paid_in=paid_in,
         claimed_by_holders=total_claimed,
         withdrawn_by_operators_and_treasury=withdrawn,

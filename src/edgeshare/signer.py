@@ -54,6 +54,12 @@ class Signer:
         signed = self._account.unsafe_sign_hash(Hash32(digest))
         return bytes(signed.signature)
 
+    def export_key(self) -> str:
+        """The private key (hex), for signing libraries; never print or log it."""
+        if self._account is None:
+            raise RuntimeError("an unlocked node account has no key here")
+        return "0x" + bytes(self._account.key).hex()
+
     def __repr__(self) -> str:
         kind = "local" if self.is_local else "unlocked"
         return f"Signer({self.address}, {kind})"

@@ -16,6 +16,7 @@ from web3.contract import Contract
 from web3.logs import DISCARD
 
 from edgeshare.artifacts import load_artifact
+from edgeshare.attestation import Eip712Domain, SignedReport, UsageReport, fetch_domain
 from edgeshare.errors import ChainMismatch, NodeNotFound
 from edgeshare.models import MAX_OPERATOR_CUT_BPS, Address, Manifest, StrictModel
 from edgeshare.tx import Transactor
@@ -163,14 +164,67 @@ def send_mint_mock(tx: Transactor, suite: Suite, receiver: str, amount: int) -> 
     tx.call(suite.stablecoin.functions.mint(receiver, amount), "mint mock stablecoin")
 
 
-def send_record_revenue(tx: Transactor, suite: Suite, node_id: int, amount: int) -> int:
-    """Pay ``amount`` as revenue of ``node_id`` (guardian or registrar); returns holders' part."""
-    send_approve_if_needed(tx, suite.stablecoin, suite.router.address, amount)
-    receipt = tx.call(
-        suite.router.functions.record_revenue(node_id, amount), f"record revenue of node {node_id}"
+def fetch_domain_of(suite: Suite) -> Eip712Domain:
+    """The router's EIP-712 domain, read from the chain."""
+    return fetch_domain(suite.w3, suite.router.address)
+
+
+def build_report(
+    suite: Suite,
+    node_id: int,
+    epoch: int,
+    inferences: int,
+    latency_ms: int,
+    uptime_bps: int,
+    deadline: int,
+) -> UsageReport:
+    """A report whose revenue is inferences x the epoch's price, as the router requires."""
+    price = int(suite.registry.functions.price_for_epoch(node_id, epoch).call())
+    return UsageReport(
+        node_id=node_id,
+        epoch=epoch,
+        inferences=inferences,
+        revenue=inferences * price // 1_000,
+        latency_ms=latency_ms,
+        uptime_bps=uptime_bps,
+        deadline=deadline,
     )
-    events = suite.router.events.RevenueSplit().process_receipt(receipt, errors=DISCARD)
-    return int(events[0]["args"]["holders"])
+
+
+def send_settle(tx: Transactor, suite: Suite, reports: list[SignedReport]) -> int:
+    """Settle up to 100 signed reports in one transaction; returns the revenue paid.
+
+    For many reports, checks first and idempotent re-runs, use ``edgeshare.poster``.
+    """
+    total = sum(r.revenue for r in reports)
+    send_approve_if_needed(tx, suite.stablecoin, suite.router.address, total)
+    fn = suite.router.functions.settle_many(
+        [r.get_report().as_tuple() for r in reports], [r.get_signature_bytes() for r in reports]
+    )
+    tx.call(fn, f"settle {len(reports)} usage report(s)")
+    return total
+
+
+def send_finalize(tx: Transactor, suite: Suite, node_id: int, epochs: list[int]) -> int:
+    """Finalize a node's pending epochs (100 per transaction); returns the gross finalized."""
+    gross = 0
+    for start in range(0, len(epochs), 100):
+        part = epochs[start : start + 100]
+        receipt = tx.call(
+            suite.router.functions.finalize(node_id, part), f"finalize node {node_id}"
+        )
+        events = suite.router.events.RevenueSplit().process_receipt(receipt, errors=DISCARD)
+        gross += int(events[0]["args"]["gross"])
+    return gross
+
+
+def send_dispute(tx: Transactor, suite: Suite, node_id: int, epoch: int) -> int:
+    """Dispute a pending report (guardian); returns the revenue owed back to its payer."""
+    receipt = tx.call(
+        suite.router.functions.dispute(node_id, epoch), f"dispute node {node_id} epoch {epoch}"
+    )
+    events = suite.router.events.RevenueDisputed().process_receipt(receipt, errors=DISCARD)
+    return int(events[0]["args"]["revenue"])
 
 
 def send_transfer_shares(

@@ -56,6 +56,12 @@ class Transactor:
             self._nonce = int(self.w3.eth.get_transaction_count(address, "pending"))
         return self._nonce
 
+    def take_nonce(self) -> int:
+        """Reserve the next nonce for a transaction this caller sends itself."""
+        nonce = self._next_nonce()
+        self._nonce = nonce + 1
+        return nonce
+
     def build_fees(self) -> dict[str, int]:
         """EIP-1559 fee fields when the chain has a base fee, else a legacy gas price."""
         block = self.w3.eth.get_block("latest")

@@ -1,9 +1,10 @@
 """The revenue accounting, driven at random beside an exact model in fractions.
 
 Each step is a user action on the real contracts (transfers, transfers to self, permit,
-revenue from 1 base unit up, time passing, claims, claims to another address, pause,
-withdrawals) and the same action on ``Model``. After every step all four invariants of
-docs/SPEC.md are checked. Runs once with a 6-decimal and once with an 18-decimal
+signed usage reports settled for revenue from 1 base unit up, disputes inside the
+challenge window, finalization after it, time passing, claims, claims to another
+address, pause, withdrawals) and the same action on ``Model``. After every step all
+four invariants of docs/SPEC.md are checked. Runs once with a 6-decimal and once with an 18-decimal
 stablecoin. ``make fuzz`` (EDGESHARE_FUZZ=long) runs the long profile.
 
 brownie's own ``state_machine`` helper is broken under brownie 1.22.2, so this is
@@ -23,12 +24,26 @@ from eth_account import Account
 from eth_account.messages import encode_typed_data
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    rule,
+    run_state_machine_as_test,
+)
 
 from edgeshare.signer import Signer
 from edgeshare.suite import NodeSpec, send_register_node
 from edgeshare.tx import Transactor
-from tests.conftest import SHARES, brownie_contract, get_now
+from tests.conftest import (
+    SHARES,
+    Payer,
+    brownie_contract,
+    get_now,
+    mine_at,
+    report_args,
+    sign_report,
+)
 
 LONG = os.environ.get("EDGESHARE_FUZZ") == "long"
 PROFILE = settings(
@@ -41,6 +56,8 @@ PROFILE = settings(
     database=None,
 )
 UNLOCK = 1_000
+WINDOW = 300
+PRICE = 1_000  # per 1,000 inferences, 6 decimals: revenue = inferences
 FEE_BPS, CUT_BPS = 500, 1_500
 MAGNITUDE = 2**128
 SUPPLY = 1_000 * SHARES
@@ -57,6 +74,7 @@ class Model:
         self.vest_last = 0
         self.vest_end = 0
         self.paid_in = 0
+        self.pending: list[tuple[int, int, int]] = []  # (epoch, gross, settled at)
         self.owed: dict[str, int] = {}
         self.withdrawn = 0
         self.balance_changes = 0
@@ -79,13 +97,29 @@ class Model:
         for holder, balance in self.balances.items():
             self.earned[holder] += Fraction(released * balance, SUPPLY)
 
-    def revenue(self, gross: int, now: int, operator: str, treasury: str) -> None:
-        fee, cut = gross * FEE_BPS // 10_000, gross * CUT_BPS // 10_000
+    def settle(self, epoch: int, gross: int, now: int) -> None:
         self.paid_in += gross
+        self.pending.append((epoch, gross, now))
+
+    def dispute(self, epoch: int, payer: str) -> None:
+        (item,) = [p for p in self.pending if p[0] == epoch]
+        self.pending.remove(item)
+        self.owed[payer] = self.owed.get(payer, 0) + item[1]
+
+    def finalize(self, epochs: list[int], now: int, operator: str, treasury: str) -> None:
+        items = [p for p in self.pending if p[0] in epochs]
+        for item in items:
+            self.pending.remove(item)
+        # per report, each rounded down; holders take the rest
+        fee = sum(g * FEE_BPS // 10_000 for _, g, _ in items)
+        cut = sum(g * CUT_BPS // 10_000 for _, g, _ in items)
+        holders = sum(g for _, g, _ in items) - fee - cut
         self.owed[treasury] = self.owed.get(treasury, 0) + fee
         self.owed[operator] = self.owed.get(operator, 0) + cut
+        if holders == 0:
+            return
         self.checkpoint(now)
-        self.unvested += gross - fee - cut
+        self.unvested += holders
         self.vest_last, self.vest_end = now, now + UNLOCK
 
     def transfer(self, sender: str, receiver: str, amount: int, now: int) -> None:
@@ -124,6 +158,8 @@ class AccountingMachine(RuleBasedStateMachine):
         )
         self.holders: list[Any] = env["holders"]
         self.key_holder = env["key_holder"]
+        self.payer: Payer = env["payer"]
+        self.payer.next_epoch.clear()
         self.addresses = [h.address for h in self.holders]
         self.model = Model(self.addresses)
         for holder in self.holders:
@@ -215,20 +251,63 @@ class AccountingMachine(RuleBasedStateMachine):
         self.model.transfer(owner.address, self.holders[receiver].address, amount, self._now_of(tx))
         assert self.share.allowance(owner.address, spender) == 0
 
+    @initialize(exponent=st.integers(0, 12), mantissa=st.integers(1, 9))
+    def first_report(self, exponent: int, mantissa: int) -> None:
+        """Every run starts with revenue on its way, so few steps still reach payouts."""
+        self.settle_report(exponent, mantissa)
+
     @rule(exponent=st.integers(0, 12), mantissa=st.integers(1, 9))
-    def revenue(self, exponent: int, mantissa: int) -> None:
+    def settle_report(self, exponent: int, mantissa: int) -> None:
         gross = mantissa * 10 ** (exponent + self.decimals - 6)
         if self.paused:
+            epoch = self.payer.take_epoch(1)
+            signed = sign_report(
+                self.payer.suite,
+                self.payer.key,
+                node_id=1,
+                epoch=epoch,
+                inferences=gross // 10 ** (self.decimals - 6),
+            )
             with brownie.reverts("router: paused"):
-                self.router.record_revenue(1, gross, {"from": self.deployer})
+                self.router.settle(*report_args(signed), {"from": self.deployer})
             return
-        tx = self.router.record_revenue(1, gross, {"from": self.deployer})
-        self.model.revenue(gross, self._now_of(tx), self.operator.address, self.treasury.address)
+        epoch, tx = self.payer.settle(1, gross)
+        self.model.settle(epoch, gross, self._now_of(tx))
 
-    @rule(seconds=st.sampled_from([1, 7, 100, 333, UNLOCK - 1, UNLOCK, 5 * UNLOCK]))
-    def time_passes(self, seconds: int) -> None:
-        web3.provider.make_request("evm_increaseTime", [seconds])
-        web3.provider.make_request("evm_mine", [])
+    @rule(pick=st.integers(0, 9))
+    def dispute(self, pick: int) -> None:
+        now = get_now() + 1  # the dispute's block
+        open_ = [p for p in self.model.pending if self.paused or now < p[2] + WINDOW]
+        if not open_:
+            return
+        epoch = open_[pick % len(open_)][0]
+        self.router.dispute(1, epoch, {"from": self.deployer})
+        self.model.dispute(epoch, self.deployer.address)
+
+    @rule()
+    def finalize_due(self) -> None:
+        """Anyone (here a holder) finalizes every report whose window has passed."""
+        now = get_now() + 1  # the finalize block
+        due = [p[0] for p in self.model.pending if now >= p[2] + WINDOW]
+        if not due:
+            return
+        if self.paused:
+            with brownie.reverts("router: paused"):
+                self.router.finalize(1, due, {"from": self.holders[3]})
+            return
+        tx = self.router.finalize(1, due, {"from": self.holders[3]})
+        self.model.finalize(due, self._now_of(tx), self.operator.address, self.treasury.address)
+
+    @rule(
+        seconds=st.sampled_from([1, 7, 100, WINDOW, UNLOCK - 1, UNLOCK, 5 * UNLOCK]),
+        keeper=st.booleans(),
+    )
+    def time_passes(self, seconds: int, keeper: bool) -> None:
+        """Time passes; a keeper may then finalize whatever became due."""
+        # evm_increaseTime is ignored while anvil's block-time interval is set
+        mine_at(get_now() + seconds)
+        if keeper:
+            self.finalize_due()
 
     @rule(holder=st.integers(0, 4))
     def claim(self, holder: int) -> None:
@@ -261,9 +340,10 @@ class AccountingMachine(RuleBasedStateMachine):
             self.registry.pause({"from": self.deployer})
         self.paused = not self.paused
 
-    @rule(who=st.sampled_from(["operator", "treasury"]))
+    @rule(who=st.sampled_from(["operator", "treasury", "payer"]))
     def withdraw(self, who: str) -> None:
-        account = self.operator if who == "operator" else self.treasury
+        accounts_ = {"operator": self.operator, "treasury": self.treasury, "payer": self.deployer}
+        account = accounts_[who]
         before = self.coin.balanceOf(account)
         self.router.withdraw(account, {"from": account})
         paid = self.coin.balanceOf(account) - before
@@ -289,12 +369,13 @@ class AccountingMachine(RuleBasedStateMachine):
         assert router_balance >= owed
         assert share_balance >= sum(claimable.values()) + unvested
         # 2. conservation, with bounded dust (at most 1 base unit per holder)
+        pending = self.router.total_pending()
+        assert router_balance == owed + pending
+        assert pending == sum(p[1] for p in self.model.pending)
         claimed = sum(self.model.claimed.values())
         dust = share_balance - sum(claimable.values()) - unvested
-        assert (
-            self.model.paid_in
-            == claimed + sum(claimable.values()) + unvested + owed + self.model.withdrawn + dust
-        )
+        accounted = claimed + sum(claimable.values()) + unvested + owed + pending + dust
+        assert self.model.paid_in == accounted + self.model.withdrawn
         assert 0 <= dust <= len(self.addresses)
         assert owed == sum(self.model.owed.values())
         assert unvested == self.model.unvested - self.model.vested(now)
@@ -310,6 +391,7 @@ class AccountingMachine(RuleBasedStateMachine):
 
 @pytest.fixture(scope="module")
 def machine_env(
+    attestor_key: str,
     deploy: Any,
     deployer: Any,
     operator: Any,
@@ -323,7 +405,13 @@ def machine_env(
         coin = brownie.project.get_loaded_projects()[0].MockStablecoin.deploy(
             f"USD{decimals}", f"U{decimals}", decimals, {"from": deployer}
         )
-        suite = deploy(stablecoin=coin.address, unlock_period=UNLOCK, protocol_fee_bps=FEE_BPS)
+        suite = deploy(
+            stablecoin=coin.address,
+            unlock_period=UNLOCK,
+            protocol_fee_bps=FEE_BPS,
+            challenge_period=WINDOW,
+            epoch_length=1,
+        )
         tx = Transactor(web3, Signer(address=deployer.address))
         node_id = send_register_node(
             tx,
@@ -332,7 +420,7 @@ def machine_env(
                 operator=operator.address,
                 attestor=attestor.address,
                 shares=SUPPLY,
-                price_per_1k=1,
+                price_per_1k=PRICE * 10 ** (decimals - 6),
                 operator_cut_bps=CUT_BPS,
                 region="Mumbai",
             ),
@@ -352,6 +440,7 @@ def machine_env(
         ):
             share.transfer(holder, amount, {"from": operator})
         return {
+            "payer": Payer(suite, attestor_key, deployer),
             "share": share,
             "router": router,
             "coin": brownie_contract("MockStablecoin", coin.address),

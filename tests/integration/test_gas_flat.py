@@ -1,9 +1,9 @@
 """Claim, transfer and distribution cost the same gas at any scale.
 
 Two nodes of one suite: a small one (2 holders, 1 distribution) and a large one (1,000
-holders, 500 distributions). The same operations, from the same storage shapes, are
-measured on both and must differ by less than 2%. Gas is deterministic; this is not a
-timing test.
+holders, 500 distributions, each a signed report settled and finalized). The same
+operations, from the same storage shapes, are measured on both and must differ by less
+than 2%. Gas is deterministic; this is not a timing test.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from brownie import web3
 from eth_account import Account
 
-from tests.conftest import SHARES
+from tests.conftest import SHARES, Payer, sign_report
 
 HOLDERS, DISTRIBUTIONS = 1_000, 500
 
@@ -27,28 +27,35 @@ def _spread(share: Any, operator: Any, count: int) -> None:
         )
 
 
-def _distribute(router: Any, deployer: Any, node_id: int, count: int) -> None:
-    contract = web3.eth.contract(address=router.address, abi=router.abi)
-    for i in range(count):
-        contract.functions.record_revenue(node_id, 1_000_003 + i).transact(
-            {"from": deployer.address, "gas": 500_000}
-        )
+def _distribute(pay: Payer, node_id: int, count: int) -> None:
+    """``count`` distributions: signed reports settled 50 per call, each finalized alone."""
+    router = web3.eth.contract(address=pay.router.address, abi=pay.router.abi)
+    payer = {"from": pay.payer.address, "gas": 8_000_000}
+    epochs = [pay.take_epoch(node_id) for _ in range(count)]
+    signed = [
+        sign_report(pay.suite, pay.key, node_id=node_id, epoch=e, inferences=1_000_003 + e)
+        for e in epochs
+    ]
+    for i in range(0, count, 50):
+        part = signed[i : i + 50]
+        router.functions.settle_many(
+            [r.get_report().as_tuple() for r in part], [r.get_signature_bytes() for r in part]
+        ).transact(payer)
+    for epoch in epochs:
+        router.functions.finalize(node_id, [epoch]).transact(payer)
+    assert pay.router.settlement(node_id, epochs[-1])["state"] == 2
 
 
 def _measure(
-    share: Any,
-    router: Any,
-    node_id: int,
-    deployer: Any,
-    investor: Any,
-    investor2: Any,
-    operator: Any,
+    pay: Payer, share: Any, node_id: int, investor: Any, investor2: Any, operator: Any
 ) -> dict[str, int]:
     """The same sequence on either node; every measured write hits the same storage shape."""
     gas = {}
-    gas["distribution"] = router.record_revenue(node_id, 5_000_000, {"from": deployer}).gas_used
+    epoch, settle = pay.settle(node_id, 5_000_000)
+    gas["settle"] = settle.gas_used
+    gas["distribution"] = pay.router.finalize(node_id, [epoch], {"from": pay.payer}).gas_used
     gas["first claim"] = share.claim({"from": investor}).gas_used
-    router.record_revenue(node_id, 5_000_000, {"from": deployer})
+    pay(node_id, 5_000_000)
     gas["repeat claim"] = share.claim({"from": investor}).gas_used
     gas["transfer to holder"] = share.transfer(operator, SHARES, {"from": investor}).gas_used
     gas["transfer to new holder"] = share.transfer(investor2, SHARES, {"from": investor}).gas_used
@@ -57,8 +64,8 @@ def _measure(
 
 @pytest.mark.usefixtures("funded")
 def test_gas__is_flat_in_holders_and_distributions(
+    pay: Payer,
     register: Any,
-    router: Any,
     stablecoin: Any,
     deployer: Any,
     operator: Any,
@@ -71,13 +78,13 @@ def test_gas__is_flat_in_holders_and_distributions(
         share.transfer(investor, 10 * SHARES, {"from": operator})
     # the claimer's stablecoin balance is non-zero before either node is measured
     stablecoin.mint(investor, 1, {"from": deployer})
-    _distribute(router, deployer, small_id, 1)
+    _distribute(pay, small_id, 1)
     _spread(large, operator, HOLDERS - 2)
-    _distribute(router, deployer, large_id, DISTRIBUTIONS)
+    _distribute(pay, large_id, DISTRIBUTIONS)
     holders = large.totalSupply() - large.balanceOf(operator) - large.balanceOf(investor)
     assert holders == (HOLDERS - 2) * SHARES
-    small_gas = _measure(small, router, small_id, deployer, investor, investor2, operator)
-    large_gas = _measure(large, router, large_id, deployer, investor, investor2, operator)
+    small_gas = _measure(pay, small, small_id, investor, investor2, operator)
+    large_gas = _measure(pay, large, large_id, investor, investor2, operator)
     print({op: (small_gas[op], large_gas[op]) for op in small_gas})
     for op, base in small_gas.items():
         assert abs(large_gas[op] - base) * 100 < 2 * base, (op, base, large_gas[op])

@@ -36,7 +36,7 @@ def test_deployment__deployer_holds_every_role(
     assert registry.guardian() == deployer
     assert registry.router() == router
     assert registry.stablecoin() == stablecoin
-    assert registry.EPOCH_LENGTH() == 3_600
+    assert registry.EPOCH_LENGTH() == 60
     assert registry.node_count() == 0
 
 
@@ -98,7 +98,7 @@ def test_unknown_node__reverts_in_views(registry: Any) -> None:
     for call in (
         registry.node,
         registry.share_token,
-        registry.revenue_terms,
+        registry.payout_terms,
         registry.operator_cut_bps,
     ):
         with brownie.reverts("registry: unknown node"):
@@ -112,11 +112,11 @@ def test_set_price__applies_from_next_epoch_and_keeps_history(
     e0 = registry.current_epoch()
     tx = registry.set_price(node_id, 2_000, {"from": operator})
     assert tx.events["PriceSet"]["from_epoch"] == e0 + 1
-    assert registry.price_for_epoch(node_id, e0) == 500_000
+    assert registry.price_for_epoch(node_id, e0) == 1_000
     assert registry.price_for_epoch(node_id, e0 + 1) == 2_000
     registry.set_price(node_id, 3_000, {"from": operator})  # same epoch: replaces
     assert registry.price_for_epoch(node_id, e0 + 1) == 3_000
-    prices = {e0: 500_000, e0 + 1: 3_000}
+    prices = {e0: 1_000, e0 + 1: 3_000}
     for step in range(2, 9):  # one change per epoch for several epochs
         mine_at(registry.epoch_start(e0 + step - 1))
         registry.set_price(node_id, 1_000 * step, {"from": operator})
@@ -157,7 +157,7 @@ def test_propose_operator_cut__increase_waits_the_delay(
     assert registry.operator_cut_bps(node_id) == 1_000
     mine_at(effective_at)
     assert registry.operator_cut_bps(node_id) == 3_000
-    assert registry.revenue_terms(node_id)["operator_cut_bps"] == 3_000
+    assert registry.usage_terms(node_id, 0)["operator_cut_bps"] == 3_000
 
 
 def test_propose_operator_cut__decrease_applies_at_once(
@@ -278,6 +278,38 @@ def test_set_router__only_once(registry: Any, deployer: Any, router: Any, stable
 def test_epochs__count_from_genesis(registry: Any) -> None:
     genesis = registry.GENESIS()
     assert registry.epoch_start(0) == genesis
-    assert registry.epoch_start(5) == genesis + 5 * 3_600
-    mine_at(genesis + 5 * 3_600 + 10)
+    assert registry.epoch_start(5) == genesis + 5 * 60
+    mine_at(genesis + 5 * 60 + 10)
     assert registry.current_epoch() == 5
+
+
+def test_usage_terms__give_the_epochs_price_and_current_attestor(
+    registry: Any, node: Any, operator: Any, attestor: Any, stranger: Any
+) -> None:
+    node_id, _ = node
+    e0 = registry.current_epoch()
+    registry.set_price(node_id, 7_777, {"from": operator})
+    registry.rotate_attestor(node_id, stranger, {"from": operator})
+    terms = registry.usage_terms(node_id, e0)
+    assert (
+        terms["attestor"],
+        terms["status"],
+        terms["price_per_1k"],
+        terms["operator_cut_bps"],
+    ) == (stranger, ACTIVE, 1_000, 1_000)
+    assert registry.usage_terms(node_id, e0 + 1)["price_per_1k"] == 7_777
+    payout = registry.payout_terms(node_id)
+    assert payout["operator"] == operator and payout["share_token"] == registry.share_token(node_id)
+
+
+def test_price__above_192_bits__reverts(
+    registry: Any, node: Any, operator: Any, deployer: Any, attestor: Any
+) -> None:
+    with brownie.reverts("registry: price too large"):
+        registry.set_price(node[0], 2**192, {"from": operator})
+    with brownie.reverts("registry: price too large"):
+        registry.register_node(
+            *_register_args(operator, attestor, price=2**192), {"from": deployer}
+        )
+    registry.set_price(node[0], 2**192 - 1, {"from": operator})
+    assert registry.price_for_epoch(node[0], registry.current_epoch() + 1) == 2**192 - 1

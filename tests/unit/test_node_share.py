@@ -10,8 +10,12 @@ from brownie import web3
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 
+from edgeshare.signer import Signer
+from edgeshare.suite import NodeSpec, send_register_node
+from edgeshare.tx import Transactor
 from tests.conftest import (
     SHARES,
+    Payer,
     assert_floor_share,
     brownie_contract,
     get_now,
@@ -238,11 +242,11 @@ def test_notify_revenue__from_anyone_but_router__reverts(node: Any, stranger: An
 
 
 def test_claim__pays_pro_rata_and_logs(
-    node: Any, router: Any, operator: Any, investor: Any, deployer: Any, stablecoin: Any
+    pay: Any, node: Any, router: Any, operator: Any, investor: Any, deployer: Any, stablecoin: Any
 ) -> None:
     node_id, share = node
     share.transfer(investor, 250 * SHARES, {"from": operator})
-    router.record_revenue(node_id, 1_000_000, {"from": deployer})  # holders get 850_000
+    pay(node_id, 1_000_000)  # holders get 850_000
     owed = share.claimable(investor)
     assert_floor_share(owed, 850_000 * 250, 1_000)
     assert_floor_share(share.claimable(operator), 850_000 * 750, 1_000)
@@ -265,10 +269,10 @@ def test_claim__with_nothing_to_claim__returns_zero_without_event(node: Any, str
 
 
 def test_claim_to__pays_another_address(
-    node: Any, router: Any, operator: Any, deployer: Any, stranger: Any, stablecoin: Any
+    pay: Any, node: Any, router: Any, operator: Any, deployer: Any, stranger: Any, stablecoin: Any
 ) -> None:
     node_id, share = node
-    router.record_revenue(node_id, 100_000, {"from": deployer})
+    pay(node_id, 100_000)
     owed = share.claimable(operator)
     assert_floor_share(owed, 85_000, 1)
     tx = share.claim_to(stranger, {"from": operator})
@@ -280,63 +284,64 @@ def test_claim_to__pays_another_address(
 
 
 def test_transfer__after_revenue__earned_revenue_stays_with_seller(
-    node: Any, router: Any, operator: Any, investor: Any, deployer: Any
+    pay: Any, node: Any, router: Any, operator: Any, investor: Any, deployer: Any
 ) -> None:
     node_id, share = node
-    router.record_revenue(node_id, 1_000_000, {"from": deployer})
+    pay(node_id, 1_000_000)
     before = share.claimable(operator)
     share.transfer(investor, 500 * SHARES, {"from": operator})
     assert share.claimable(operator) == before
     assert share.claimable(investor) == 0
-    router.record_revenue(node_id, 1_000_000, {"from": deployer})
+    pay(node_id, 1_000_000)
     assert_floor_share(share.claimable(investor), 425_000, 1)
     assert_floor_share(share.claimable(operator) - before, 425_000 + 1, 1)
 
 
 def test_transfer__to_self__changes_nothing(
-    node: Any, router: Any, operator: Any, deployer: Any
+    pay: Any, node: Any, router: Any, operator: Any, deployer: Any
 ) -> None:
     node_id, share = node
-    router.record_revenue(node_id, 333_333, {"from": deployer})
+    pay(node_id, 333_333)
     before = (share.claimable(operator), share.balanceOf(operator))
     share.transfer(operator, 400 * SHARES, {"from": operator})
     assert (share.claimable(operator), share.balanceOf(operator)) == before
 
 
 @pytest.fixture(scope="module")
-def vesting_node(deploy: Any, deployer: Any, operator: Any, attestor: Any) -> tuple[int, Any, Any]:
-    """A separate suite whose revenue vests over 1,000 seconds."""
-    from edgeshare.signer import Signer
-    from edgeshare.suite import NodeSpec, send_register_node
-    from edgeshare.tx import Transactor
-
+def vesting_node(
+    deploy: Any, deployer: Any, operator: Any, attestor: Any, attestor_key: str
+) -> tuple[int, Any, Payer]:
+    """A separate suite whose revenue vests over 1,000 seconds; 0% operator cut."""
     suite = deploy(unlock_period=1_000)
     tx = Transactor(web3, Signer(address=deployer.address))
-    node_id = send_register_node(
-        tx,
-        suite,
-        NodeSpec(
-            operator=operator.address,
-            attestor=attestor.address,
-            shares=1_000 * SHARES,
-            price_per_1k=1,
-            operator_cut_bps=0,
-            region="Lagos",
-        ),
+    spec = NodeSpec(
+        operator=operator.address,
+        attestor=attestor.address,
+        shares=1_000 * SHARES,
+        price_per_1k=1_000,
+        operator_cut_bps=0,
+        region="Lagos",
     )
-    router = brownie_contract("RevenueRouter", suite.router.address)
+    node_id = send_register_node(tx, suite, spec)
+    payer = Payer(suite, attestor_key, deployer)
     coin = brownie_contract("MockStablecoin", suite.stablecoin.address)
     coin.mint(deployer, 10**15, {"from": deployer})
-    coin.approve(router, 2**256 - 1, {"from": deployer})
+    coin.approve(payer.router, 2**256 - 1, {"from": deployer})
     share = brownie_contract("NodeShare", suite.registry.functions.share_token(node_id).call())
-    return node_id, share, router
+    return node_id, share, payer
 
 
-def test_vesting__releases_linearly_over_unlock_period(
-    vesting_node: Any, operator: Any, deployer: Any
-) -> None:
-    node_id, share, router = vesting_node
-    tx = router.record_revenue(node_id, 1_000_000, {"from": deployer})  # 5% fee: 950_000 vests
+def _finalize_at(payer: Payer, node_id: int, amount: int, timestamp: int | None = None) -> Any:
+    """Settle ``amount`` now, then finalize it (vesting starts) at ``timestamp``."""
+    epoch, _ = payer.settle(node_id, amount)
+    if timestamp is not None:
+        set_next_timestamp(timestamp)
+    return payer.router.finalize(node_id, [epoch], {"from": payer.payer})
+
+
+def test_vesting__releases_linearly_over_unlock_period(vesting_node: Any, operator: Any) -> None:
+    node_id, share, payer = vesting_node
+    tx = _finalize_at(payer, node_id, 1_000_000)  # 5% fee: 950_000 vests
     start = tx.timestamp
     assert share.vesting_ends_at() == start + 1_000
     mine_at(start + 500)
@@ -348,12 +353,13 @@ def test_vesting__releases_linearly_over_unlock_period(
 
 
 def test_vesting__just_in_time_buyer_gets_only_what_vested_while_holding(
-    vesting_node: Any, operator: Any, investor: Any, deployer: Any
+    vesting_node: Any, operator: Any, investor: Any
 ) -> None:
-    node_id, share, router = vesting_node
+    node_id, share, payer = vesting_node
     # the buyer holds half the supply from just before the revenue lands ...
+    epoch, _ = payer.settle(node_id, 1_000_000)
     share.transfer(investor, 500 * SHARES, {"from": operator})
-    tx = router.record_revenue(node_id, 1_000_000, {"from": deployer})
+    tx = payer.router.finalize(node_id, [epoch], {"from": payer.payer})
     start = tx.timestamp
     # ... and sells right after: 100 of 1,000 seconds vested while held
     set_next_timestamp(start + 100)
@@ -365,13 +371,12 @@ def test_vesting__just_in_time_buyer_gets_only_what_vested_while_holding(
 
 
 def test_vesting__new_revenue_rolls_unvested_into_a_new_period(
-    vesting_node: Any, operator: Any, deployer: Any
+    vesting_node: Any, operator: Any
 ) -> None:
-    node_id, share, router = vesting_node
-    tx = router.record_revenue(node_id, 1_000_000, {"from": deployer})
+    node_id, share, payer = vesting_node
+    tx = _finalize_at(payer, node_id, 1_000_000)
     start = tx.timestamp
-    set_next_timestamp(start + 400)
-    tx2 = router.record_revenue(node_id, 1_000_000, {"from": deployer})
+    tx2 = _finalize_at(payer, node_id, 1_000_000, start + 400)
     assert tx2.events["RevenueDistributed"]["unvested"] == 950_000 - 380_000 + 950_000
     assert share.vesting_ends_at() == start + 400 + 1_000
     mine_at(start + 400 + 500)

@@ -1,4 +1,4 @@
-"""RevenueRouter: the fee / operator / holders split, withdrawals, pause, bad tokens."""
+"""RevenueRouter: settlement, the challenge window, disputes, finalization and the split."""
 
 from __future__ import annotations
 
@@ -6,70 +6,248 @@ from typing import Any
 
 import brownie
 import pytest
-from brownie import project
+from brownie import project, web3
 
-from tests.conftest import SHARES
+from edgeshare.signer import Signer
+from edgeshare.suite import NodeSpec, send_register_node
+from edgeshare.tx import Transactor
+from tests.conftest import (
+    SHARES,
+    Payer,
+    brownie_contract,
+    get_now,
+    mine_at,
+    report_args,
+    sign_report,
+)
 
 ZERO = "0x" + "00" * 20
+PENDING, FINALIZED, DISPUTED = 1, 2, 3
+WINDOW = 3_600
 
 pytestmark = pytest.mark.usefixtures("funded")
 
 
-def test_record_revenue__splits_fee_cut_and_holders_exactly(
-    router: Any, node: Any, deployer: Any, operator: Any, treasury: Any, stablecoin: Any
+def test_finalize__splits_fee_cut_and_holders_exactly(
+    pay: Any, router: Any, node: Any, operator: Any, treasury: Any, stablecoin: Any
 ) -> None:
     node_id, share = node
-    tx = router.record_revenue(node_id, 1_234_567, {"from": deployer})
+    tx = pay(node_id, 1_234_567)
     event = tx.events["RevenueSplit"]
     fee, cut = 1_234_567 * 500 // 10_000, 1_234_567 * 1_000 // 10_000
     assert (event["protocol_fee"], event["operator_cut"]) == (fee, cut) == (61_728, 123_456)
     assert event["holders"] == 1_234_567 - fee - cut
-    assert (
-        event["gross"] == 1_234_567 and event["payer"] == deployer and event["node_id"] == node_id
-    )
+    assert (event["gross"], event["node_id"], event["epochs"]) == (1_234_567, node_id, 1)
     assert router.owed(treasury) == fee
     assert router.owed(operator) == cut
     assert router.total_owed() == fee + cut
     assert stablecoin.balanceOf(share) == event["holders"]
     assert stablecoin.balanceOf(router) == fee + cut
     assert share.total_distributed() == event["holders"]
+    assert router.total_finalized() == 1_234_567 and router.total_pending() == 0
 
 
-def test_record_revenue__by_stranger__reverts(router: Any, node: Any, stranger: Any) -> None:
-    with brownie.reverts("router: not guardian or registrar"):
-        router.record_revenue(node[0], 1, {"from": stranger})
-
-
-def test_record_revenue__while_paused__reverts(
-    router: Any, registry: Any, node: Any, deployer: Any
+def test_settle__records_the_report_and_logs_all_of_it(
+    pay: Any, router: Any, node: Any, deployer: Any, attestor: Any, stablecoin: Any
 ) -> None:
+    node_id, _ = node
+    epoch, tx = pay.settle(node_id, 4_321)
+    event = tx.events["UsageSettled"]
+    assert (event["node_id"], event["epoch"], event["payer"], event["attestor"]) == (
+        node_id,
+        epoch,
+        deployer,
+        attestor,
+    )
+    assert (event["inferences"], event["revenue"], event["latency_ms"], event["uptime_bps"]) == (
+        4_321,
+        4_321,
+        80,
+        9_990,
+    )
+    assert event["operator_cut_bps"] == 1_000 and event["deadline"] == 2**63
+    record = router.settlement(node_id, epoch)
+    assert (record["state"], record["revenue"], record["payer"], record["operator_cut_bps"]) == (
+        PENDING,
+        4_321,
+        deployer,
+        1_000,
+    )
+    assert record["settled_at"] == tx.timestamp == record["finalizable_at"]
+    assert router.is_settled(node_id, epoch)
+    assert not router.is_settled(node_id, epoch + 1)
+    assert router.total_pending() == 4_321
+    assert stablecoin.balanceOf(router) == 4_321
+
+
+def test_settle_many__takes_one_payment_for_fifty_reports(
+    pay: Any,
+    router: Any,
+    register: Any,
+    deployer: Any,
+    stablecoin: Any,
+    attestor_key: str,
+    suite: Any,
+) -> None:
+    node_ids = [register()[0] for _ in range(5)]
+    reports = []
+    for node_id in node_ids:
+        for _ in range(10):
+            epoch = pay.take_epoch(node_id)
+            reports.append(
+                sign_report(
+                    suite, attestor_key, node_id=node_id, epoch=epoch, inferences=1_000 + epoch
+                )
+            )
+    tx = router.settle_many(
+        [r.get_report().as_tuple() for r in reports],
+        [r.get_signature_bytes() for r in reports],
+        {"from": deployer},
+    )
+    assert len(tx.events["UsageSettled"]) == 50
+    payments = [e for e in tx.events["Transfer"] if e.address == stablecoin.address]
+    assert len(payments) == 1 and payments[0]["value"] == sum(r.revenue for r in reports)
+    assert all(router.is_settled(r.node_id, r.epoch) for r in reports)
+
+
+def test_settle_many__mismatched_or_empty_lists__revert(router: Any, deployer: Any) -> None:
+    with brownie.reverts("router: no reports"):
+        router.settle_many([], [], {"from": deployer})
+    with brownie.reverts("router: reports and signatures differ in number"):
+        router.settle_many([(1, 0, 1, 1, 1, 1, 1)], [], {"from": deployer})
+
+
+def test_finalize__sums_epochs_and_rounds_each_report_down(
+    pay: Any, router: Any, node: Any, stranger: Any, operator: Any
+) -> None:
+    node_id, _share = node
+    epochs = [pay.settle(node_id, amount)[0] for amount in (19, 19, 19)]
+    tx = router.finalize(node_id, epochs, {"from": stranger})  # anyone may finalize
+    event = tx.events["RevenueSplit"]
+    # per report: fee 19*5% = 0.95 -> 0, cut 19*10% = 1.9 -> 1
+    assert (
+        event["gross"],
+        event["protocol_fee"],
+        event["operator_cut"],
+        event["holders"],
+        event["epochs"],
+    ) == (57, 0, 3, 54, 3)
+    assert [e["epoch"] for e in tx.events["RevenueFinalized"]] == epochs
+    assert router.settlement(node_id, epochs[0])["state"] == FINALIZED
+    with brownie.reverts("router: epoch not pending"):
+        router.finalize(node_id, [epochs[0]], {"from": stranger})
+    with brownie.reverts("router: no epochs"):
+        router.finalize(node_id, [], {"from": stranger})
+
+
+@pytest.fixture(scope="module")
+def windowed(
+    deploy: Any, deployer: Any, operator: Any, attestor: Any, attestor_key: str
+) -> tuple[int, Payer]:
+    """A suite with a one-hour challenge window."""
+    suite = deploy(challenge_period=WINDOW)
+    node_id = send_register_node(
+        Transactor(web3, Signer(address=deployer.address)),
+        suite,
+        NodeSpec(
+            operator=operator.address,
+            attestor=attestor.address,
+            shares=SHARES,
+            price_per_1k=1_000,
+            operator_cut_bps=1_000,
+            region="Lagos",
+        ),
+    )
+    payer = Payer(suite, attestor_key, deployer)
+    coin = brownie_contract("MockStablecoin", suite.stablecoin.address)
+    coin.mint(deployer, 10**15, {"from": deployer})
+    coin.approve(payer.router, 2**256 - 1, {"from": deployer})
+    return node_id, payer
+
+
+def test_finalize__waits_for_the_challenge_window(windowed: Any, stranger: Any) -> None:
+    node_id, payer = windowed
+    epoch, tx = payer.settle(node_id, 1_000)
+    assert payer.router.settlement(node_id, epoch)["finalizable_at"] == tx.timestamp + WINDOW
+    with brownie.reverts("router: challenge window open"):
+        payer.router.finalize(node_id, [epoch], {"from": stranger})
+    mine_at(tx.timestamp + WINDOW - 1)
+    with brownie.reverts("router: challenge window open"):
+        payer.router.finalize(node_id, [epoch], {"from": stranger})
+    mine_at(tx.timestamp + WINDOW)
+    assert (
+        payer.router.finalize(node_id, [epoch], {"from": stranger}).events["RevenueSplit"]["gross"]
+        == 1_000
+    )
+
+
+def test_dispute__voids_the_report_and_owes_the_payer(
+    windowed: Any, deployer: Any, stablecoin: Any
+) -> None:
+    node_id, payer = windowed
+    router = payer.router
+    epoch, _ = payer.settle(node_id, 5_000)
+    tx = router.dispute(node_id, epoch, {"from": deployer})
+    assert (tx.events["RevenueDisputed"]["payer"], tx.events["RevenueDisputed"]["revenue"]) == (
+        deployer,
+        5_000,
+    )
+    assert router.settlement(node_id, epoch)["state"] == DISPUTED
+    assert (
+        router.owed(deployer) == 5_000
+        and router.total_disputed() == 5_000
+        and router.total_pending() == 0
+    )
+    assert router.is_settled(node_id, epoch)  # the epoch stays closed
+    with brownie.reverts("router: epoch not pending"):
+        router.finalize(node_id, [epoch], {"from": deployer})
+    with brownie.reverts("router: nothing pending to dispute"):
+        router.dispute(node_id, epoch, {"from": deployer})
+    coin = brownie_contract("MockStablecoin", router.STABLECOIN())
+    before = coin.balanceOf(deployer)
+    router.withdraw(deployer, {"from": deployer})
+    assert coin.balanceOf(deployer) == before + 5_000
+
+
+def test_dispute__by_stranger_or_after_window__reverts(
+    windowed: Any, deployer: Any, stranger: Any
+) -> None:
+    node_id, payer = windowed
+    epoch, tx = payer.settle(node_id, 5_000)
+    with brownie.reverts("router: not guardian"):
+        payer.router.dispute(node_id, epoch, {"from": stranger})
+    mine_at(tx.timestamp + WINDOW)
+    with brownie.reverts("router: challenge window closed"):
+        payer.router.dispute(node_id, epoch, {"from": deployer})
+
+
+def test_dispute__while_paused__allowed_after_window_and_finalize_blocked(
+    windowed: Any, deployer: Any
+) -> None:
+    node_id, payer = windowed
+    epoch, tx = payer.settle(node_id, 5_000)
+    payer.registry.pause({"from": deployer})
+    mine_at(tx.timestamp + 2 * WINDOW)
+    with brownie.reverts("router: paused"):
+        payer.router.finalize(node_id, [epoch], {"from": deployer})
+    payer.router.dispute(node_id, epoch, {"from": deployer})
+    assert payer.router.settlement(node_id, epoch)["state"] == DISPUTED
+
+
+def test_settle__while_paused__reverts(
+    pay: Any, registry: Any, node: Any, deployer: Any, attestor_key: str, suite: Any, router: Any
+) -> None:
+    epoch = pay.take_epoch(node[0])
+    signed = sign_report(suite, attestor_key, node_id=node[0], epoch=epoch, inferences=10)
     registry.pause({"from": deployer})
     with brownie.reverts("router: paused"):
-        router.record_revenue(node[0], 1, {"from": deployer})
-
-
-def test_record_revenue__zero_or_inactive_node__reverts(
-    router: Any, registry: Any, node: Any, deployer: Any, operator: Any
-) -> None:
-    with brownie.reverts("router: amount is zero"):
-        router.record_revenue(node[0], 0, {"from": deployer})
-    registry.set_node_status(node[0], 2, {"from": operator})
-    with brownie.reverts("router: node not active"):
-        router.record_revenue(node[0], 1, {"from": deployer})
-    with brownie.reverts("registry: unknown node"):
-        router.record_revenue(99, 1, {"from": deployer})
+        router.settle(*report_args(signed), {"from": deployer})
 
 
 def test_withdraw__pays_operator_and_treasury_and_logs(
-    router: Any,
-    node: Any,
-    deployer: Any,
-    operator: Any,
-    treasury: Any,
-    stablecoin: Any,
-    stranger: Any,
+    pay: Any, router: Any, node: Any, operator: Any, treasury: Any, stablecoin: Any, stranger: Any
 ) -> None:
-    router.record_revenue(node[0], 1_000_000, {"from": deployer})
+    pay(node[0], 1_000_000)
     tx = router.withdraw(operator, {"from": operator})
     assert tx.events["Withdrawn"]["amount"] == 100_000 == stablecoin.balanceOf(operator)
     router.withdraw(stranger, {"from": treasury})
@@ -82,10 +260,10 @@ def test_withdraw__pays_operator_and_treasury_and_logs(
 
 
 def test_pause__claims_and_withdrawals_still_pay(
-    router: Any, registry: Any, node: Any, deployer: Any, operator: Any, stablecoin: Any
+    pay: Any, registry: Any, router: Any, node: Any, deployer: Any, operator: Any, stablecoin: Any
 ) -> None:
     node_id, share = node
-    router.record_revenue(node_id, 1_000_000, {"from": deployer})
+    pay(node_id, 1_000_000)
     owed_claim = share.claimable(operator)
     registry.pause({"from": deployer})
     share.claim({"from": operator})
@@ -94,14 +272,14 @@ def test_pause__claims_and_withdrawals_still_pay(
 
 
 def test_set_treasury__owner_only_and_old_fees_stay_withdrawable(
-    router: Any, node: Any, deployer: Any, treasury: Any, stranger: Any
+    pay: Any, router: Any, node: Any, deployer: Any, treasury: Any, stranger: Any
 ) -> None:
-    router.record_revenue(node[0], 1_000_000, {"from": deployer})
+    pay(node[0], 1_000_000)
     with brownie.reverts("router: not owner"):
         router.set_treasury(stranger, {"from": stranger})
     tx = router.set_treasury(stranger, {"from": deployer})
     assert tx.events["TreasurySet"]["treasury"] == stranger
-    router.record_revenue(node[0], 1_000_000, {"from": deployer})
+    pay(node[0], 1_000_000)
     assert router.owed(treasury) == 50_000
     assert router.owed(stranger) == 50_000
     with brownie.reverts("router: treasury is the zero address"):
@@ -120,15 +298,20 @@ def test_constructor__caps_and_zero_addresses__revert(
         router_type.deploy(registry, stablecoin, 0, treasury, 30 * 86_400 + 1, {"from": deployer})
 
 
+def test_eip712_domain__is_edgeshare_v1_on_this_router(router: Any) -> None:
+    fields, name, version, chain_id, contract, _salt, _extensions = router.eip712Domain()
+    assert (fields, name, version, chain_id, contract) == (
+        "0x0f",
+        "EdgeShare",
+        "1",
+        web3.eth.chain_id,
+        router.address,
+    )
+
+
 def test_fee_on_transfer_token__is_rejected_at_deposit(
-    deploy: Any, deployer: Any, operator: Any, attestor: Any
+    deploy: Any, deployer: Any, operator: Any, attestor: Any, attestor_key: str
 ) -> None:
-    from brownie import web3
-
-    from edgeshare.signer import Signer
-    from edgeshare.suite import NodeSpec, send_register_node
-    from edgeshare.tx import Transactor
-
     token = project.get_loaded_projects()[0].FeeOnTransferToken.deploy({"from": deployer})
     suite = deploy(stablecoin=token.address)
     tx = Transactor(web3, Signer(address=deployer.address))
@@ -139,13 +322,14 @@ def test_fee_on_transfer_token__is_rejected_at_deposit(
             operator=operator.address,
             attestor=attestor.address,
             shares=SHARES,
-            price_per_1k=1,
+            price_per_1k=1_000,
             operator_cut_bps=0,
             region="Lagos",
         ),
     )
     token.mint(deployer, 10**12, {"from": deployer})
     token.approve(suite.router.address, 10**12, {"from": deployer})
-    router = project.get_loaded_projects()[0].RevenueRouter.at(suite.router.address)
+    payer = Payer(suite, attestor_key, deployer)
     with brownie.reverts("router: stablecoin delivered a different amount"):
-        router.record_revenue(node_id, 1_000_000, {"from": deployer})
+        payer.settle(node_id, 1_000_000)
+    assert get_now() > 0

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from edgeshare.cli import console
+from edgeshare.cli import attest, console
 from edgeshare.cli.demo import demo
 from edgeshare.cli.deploy import deploy
 from edgeshare.errors import EdgeShareError
@@ -20,6 +20,7 @@ app = typer.Typer(
 )
 app.command()(deploy)
 app.command()(demo)
+app.add_typer(attest.app, name="attest")
 
 
 def main() -> None:

@@ -12,8 +12,10 @@ import typer
 from web3 import Web3
 
 from edgeshare.chain import ENGINES, LocalChain, build_dev_keys, connect, get_network_url
-from edgeshare.errors import KeyUnavailable
+from edgeshare.deploy import get_default_manifest_path, read_manifest
+from edgeshare.errors import InputError, KeyUnavailable
 from edgeshare.signer import Signer, load_signer_from_env, load_signer_from_keystore
+from edgeshare.suite import Suite
 
 RpcUrl = Annotated[
     str | None, typer.Option("--rpc-url", help="JSON-RPC URL of the chain.", show_default=False)
@@ -65,15 +67,32 @@ class Target:
         return self.engine is not None
 
 
-def build_target(rpc_url: str | None, network: str | None) -> Target:
-    """Resolve ``--rpc-url``/``--network``; with neither, a local anvil is started."""
+def build_target(rpc_url: str | None, network: str | None, *, start_local: bool = True) -> Target:
+    """Resolve ``--rpc-url``/``--network``; with neither, a local anvil is started.
+
+    Commands that act on an existing suite pass ``start_local=False``: a chain started
+    for them would hold no suite.
+    """
     if rpc_url and network:
-        raise typer.BadParameter("give --rpc-url or --network, not both")
+        raise InputError("give --rpc-url or --network, not both")
     if rpc_url:
         return Target(url=rpc_url, engine=None)
-    if network is None or network in ENGINES:
+    if network in ENGINES or (network is None and start_local):
+        if not start_local:
+            raise InputError(f"--network {network} starts a new, empty chain; give --rpc-url")
         return Target(url=None, engine=network or "anvil")
+    if network is None:
+        raise InputError("give --rpc-url URL or --network NAME of the chain the suite is on")
     return Target(url=get_network_url(network), engine=None)
+
+
+def load_suite(w3: Web3, manifest: Path | None) -> Suite:
+    """The suite of the manifest (default ``deployments/<chain_id>.json``)."""
+    path = manifest or get_default_manifest_path(int(w3.eth.chain_id))
+    found = read_manifest(path)
+    if found is None:
+        raise InputError(f"no manifest at {path}: deploy first, or pass --manifest")
+    return Suite.load(w3, found)
 
 
 def load_signer(private_key_env: str | None, keystore: Path | None, target: Target) -> Signer:

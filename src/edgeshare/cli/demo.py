@@ -48,9 +48,10 @@ def demo(
     )
     console.print_table(
         "Every base unit accounted for",
-        ["paid in", "claimed", "withdrawn", "claimable", "unvested", "dust"],
-        [[summary.paid_in, summary.claimed_by_holders,
-          summary.withdrawn_by_operators_and_treasury, summary.still_claimable,
-          summary.still_unvested, summary.dust]],
+        ["reports", "settle txs", "paid in", "claimed", "withdrawn", "claimable", "unvested",
+         "dust"],
+        [[summary.reports_settled, summary.settle_transactions, summary.paid_in,
+          summary.claimed_by_holders, summary.withdrawn_by_operators_and_treasury,
+          summary.still_claimable, summary.still_unvested, summary.dust]],
     )  # fmt: skip
     console.note("the local chain has been stopped")

@@ -1,0 +1,132 @@
+"""``edgeshare attest sign`` and ``edgeshare attest post``: signed usage reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edgeshare.cli import console
+from edgeshare.cli.common import (
+    Json,
+    Keystore,
+    ManifestPath,
+    Network,
+    PrivateKeyEnv,
+    RpcUrl,
+    build_target,
+    load_signer,
+    load_suite,
+    open_chain,
+)
+from edgeshare.poster import DEFAULT_BATCH, post_reports
+from edgeshare.rpc import RpcClient
+from edgeshare.signer import load_signer_from_env
+from edgeshare.suite import fetch_domain_of
+from edgeshare.tx import Transactor
+from edgeshare.usage import (
+    build_signed_reports,
+    read_reports_file,
+    read_usage_csv,
+    write_reports_file,
+)
+
+app = typer.Typer(help="Sign and post usage reports.", no_args_is_help=True)
+
+
+@app.command("sign")
+def sign_usage(
+    usage: Annotated[
+        Path,
+        typer.Argument(help="Usage CSV: node_id,epoch,inferences,latency_ms,uptime_bps[,revenue]"),
+    ],
+    attestor_key_env: Annotated[
+        str,
+        typer.Option("--attestor-key-env", help="Environment variable holding the attestor's key."),
+    ],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="Where to write the signed reports (JSON).")
+    ],
+    rpc_url: RpcUrl = None,
+    network: Network = None,
+    manifest: ManifestPath = None,
+    valid_for: Annotated[
+        int, typer.Option(help="Seconds the signatures stay valid (the reports' deadline).")
+    ] = 7 * 86_400,
+    json_output: Json = False,
+) -> None:
+    """Price each row at its epoch's on-chain price and sign it as the node's attestor."""
+    rows = read_usage_csv(usage)  # a bad file fails before any key or chain is touched
+    key_signer = load_signer_from_env(attestor_key_env)
+    if valid_for < 1:
+        raise typer.BadParameter("--valid-for must be at least 1 second")
+    target = build_target(rpc_url, network, start_local=False)
+    with open_chain(target) as w3:
+        suite = load_suite(w3, manifest)
+        domain = fetch_domain_of(suite)
+        now = int(w3.eth.get_block("latest")["timestamp"])
+        signed = build_signed_reports(
+            RpcClient(str(target.url)),
+            suite,
+            usage,
+            rows,
+            key_signer.export_key(),
+            domain,
+            now + valid_for,
+        )
+    write_reports_file(output, domain, signed)
+    summary = {
+        "reports": len(signed),
+        "revenue": sum(r.revenue for r in signed),
+        "attestor": key_signer.address,
+        "output": str(output),
+        "deadline": now + valid_for,
+    }
+    if json_output:
+        console.print_json(summary)
+    else:
+        console.out.print(
+            f"signed {summary['reports']} reports for {summary['revenue']} base units as "
+            f"{summary['attestor']} -> {output}"
+        )
+
+
+@app.command("post")
+def post(
+    reports: Annotated[Path, typer.Argument(help="Signed reports from `edgeshare attest sign`.")],
+    rpc_url: RpcUrl = None,
+    network: Network = None,
+    private_key_env: PrivateKeyEnv = None,
+    keystore: Keystore = None,
+    manifest: ManifestPath = None,
+    batch_size: Annotated[
+        int, typer.Option(help="Reports per transaction (1-100).")
+    ] = DEFAULT_BATCH,
+    json_output: Json = False,
+) -> None:
+    """Settle every report not yet settled, paying its revenue (safe to run again)."""
+    parsed = read_reports_file(reports)
+    target = build_target(rpc_url, network, start_local=False)
+    signer = load_signer(private_key_env, keystore, target)
+    with open_chain(target) as w3:
+        suite = load_suite(w3, manifest)
+        tx = Transactor(w3, signer)
+        with console.progress(disabled=json_output) as progress:
+            result = post_reports(
+                tx,
+                suite,
+                parsed.reports,
+                parsed.domain,
+                batch_size=batch_size,
+                on_progress=progress,
+            )
+    data = result.__dict__
+    if json_output:
+        console.print_json(data)
+        return
+    console.out.print(
+        f"settled {result.settled} of {result.total} reports in {len(result.transactions)} "
+        f"transaction(s) for {result.revenue} base units; {result.already_settled} were settled "
+        "before"
+    )

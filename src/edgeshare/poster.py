@@ -1,0 +1,302 @@
+"""Posting signed usage reports in bulk: check everything, then settle in batches.
+
+Safe to run twice: reports already settled on chain are skipped, so a second run sends
+nothing. Before anything is sent, every report is checked the way the router will check
+it (domain, signature, attestor, node status, price, epoch, deadline) and every problem
+is reported at once; one bad report means nothing is sent. Batches are signed with
+consecutive nonces and sent in JSON-RPC batches, then their receipts are awaited.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from eth_abi.abi import decode, encode
+from hexbytes import HexBytes
+from web3 import Web3
+
+from edgeshare.attestation import Eip712Domain, SignedReport, fetch_domain, recover
+from edgeshare.errors import InputError, TransactionFailed
+from edgeshare.rpc import RpcClient, RpcError
+from edgeshare.suite import Suite, send_approve_if_needed
+from edgeshare.tx import GAS_HEADROOM_DEN, GAS_HEADROOM_NUM, Transactor
+
+DEFAULT_BATCH = 50
+MAX_BATCH = 100  # RevenueRouter.MAX_BATCH
+DEADLINE_MARGIN = 120  # a report must stay valid this long after we check it
+ACTIVE = 1
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class PostResult:
+    """What one run of the poster did."""
+
+    total: int
+    """Reports in the input."""
+    already_settled: int
+    """Reports skipped because they were settled before this run."""
+    settled: int
+    """Reports settled by this run."""
+    revenue: int
+    """Stablecoin base units paid by this run."""
+    transactions: list[str] = field(default_factory=list)
+    """Hashes of the settle_many transactions sent."""
+    gas_used: int = 0
+    """Gas used by those transactions."""
+
+
+def get_rpc(w3: Web3) -> RpcClient:
+    """An RpcClient for the same endpoint as ``w3`` (an HTTP provider)."""
+    url = getattr(w3.provider, "endpoint_uri", None)
+    if not url:
+        raise InputError("posting needs an HTTP JSON-RPC endpoint")
+    return RpcClient(str(url))
+
+
+def _selector(signature: str) -> bytes:
+    return bytes(Web3.keccak(text=signature)[:4])
+
+
+_IS_SETTLED = _selector("is_settled(uint256,uint64)")
+_USAGE_TERMS = _selector("usage_terms(uint256,uint64)")
+
+
+def _eth_call(to: str, data: bytes) -> tuple[str, list[Any]]:
+    return ("eth_call", [{"to": to, "data": "0x" + data.hex()}, "latest"])
+
+
+def fetch_settled(rpc: RpcClient, suite: Suite, keys: Sequence[tuple[int, int]]) -> list[bool]:
+    """``is_settled`` for many (node, epoch) pairs in JSON-RPC batches."""
+    calls = [
+        _eth_call(suite.router.address, _IS_SETTLED + encode(["uint256", "uint64"], [n, e]))
+        for n, e in keys
+    ]
+    out = []
+    for (node, epoch), result in zip(keys, rpc.batch(calls), strict=True):
+        if isinstance(result, RpcError):
+            raise InputError(f"cannot read settlement of node {node} epoch {epoch}: {result}")
+        out.append(bool(int(result, 16)))
+    return out
+
+
+def check_reports(
+    rpc: RpcClient, suite: Suite, reports: Sequence[SignedReport], domain: Eip712Domain
+) -> list[str]:
+    """Every reason the router would refuse any of ``reports``, as messages naming it."""
+    problems: list[str] = []
+    latest = suite.w3.eth.get_block("latest")
+    now, current = int(latest["timestamp"]), int(suite.router.functions.current_epoch().call())
+    separator = domain.get_separator()
+    signers: list[str | None] = []
+    for i, report in enumerate(reports):
+        where = f"report {i} (node {report.node_id}, epoch {report.epoch})"
+        try:
+            signers.append(recover(report, domain, separator))
+        except InputError as exc:
+            signers.append(None)
+            problems.append(f"{where}: {exc}")
+        if report.epoch >= current:
+            problems.append(f"{where}: epoch has not ended (current epoch {current})")
+        if report.deadline < now + DEADLINE_MARGIN:
+            problems.append(f"{where}: deadline {report.deadline} has passed or is too close")
+    calls = [
+        _eth_call(
+            suite.registry.address,
+            _USAGE_TERMS + encode(["uint256", "uint64"], [r.node_id, r.epoch]),
+        )
+        for r in reports
+    ]
+    for i, (report, signer, result) in enumerate(
+        zip(reports, signers, rpc.batch(calls), strict=True)
+    ):
+        where = f"report {i} (node {report.node_id}, epoch {report.epoch})"
+        if isinstance(result, RpcError):
+            problems.append(
+                f"{where}: unknown node" if "unknown node" in str(result) else f"{where}: {result}"
+            )
+            continue
+        attestor, status, price, _cut = decode(
+            ["address", "uint256", "uint256", "uint256"], HexBytes(result)
+        )
+        if status != ACTIVE:
+            problems.append(f"{where}: node is not active")
+        expected = report.inferences * price // 1000
+        if report.revenue != expected:
+            problems.append(f"{where}: revenue {report.revenue} != inferences x price = {expected}")
+        if signer is not None and signer != Web3.to_checksum_address(attestor):
+            problems.append(f"{where}: signed by {signer}, but the node's attestor is {attestor}")
+    return problems
+
+
+def _find_duplicates(reports: Sequence[SignedReport]) -> list[str]:
+    seen: dict[tuple[int, int], int] = {}
+    problems = []
+    for i, report in enumerate(reports):
+        key = (report.node_id, report.epoch)
+        if key in seen:
+            problems.append(
+                f"reports {seen[key]} and {i} are both for node {key[0]} epoch {key[1]}"
+            )
+        seen.setdefault(key, i)
+    return problems
+
+
+def _raise_problems(problems: list[str]) -> None:
+    if problems:
+        shown = "\n  ".join(problems[:20])
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise InputError(f"{len(problems)} problem(s), nothing was sent:\n  {shown}{more}")
+
+
+def post_reports(
+    tx: Transactor,
+    suite: Suite,
+    reports: Sequence[SignedReport],
+    domain: Eip712Domain,
+    *,
+    batch_size: int = DEFAULT_BATCH,
+    on_progress: Progress | None = None,
+) -> PostResult:
+    """Settle every report not yet settled, in ``settle_many`` batches.
+
+    Args:
+        tx: The payer; pays the revenue of the reports it settles.
+        suite: The deployed suite.
+        reports: Signed reports (any order, any nodes).
+        domain: The domain the reports say they were signed for.
+        batch_size: Reports per transaction (1 to 100).
+        on_progress: Called with (stage, done, total).
+
+    Returns:
+        What was settled and what was skipped.
+    """
+    if not 1 <= batch_size <= MAX_BATCH:
+        raise InputError(f"batch size must be 1 to {MAX_BATCH}, got {batch_size}")
+    progress = on_progress or (lambda _stage, _done, _total: None)
+    chain_domain = fetch_domain(suite.w3, suite.router.address)
+    if chain_domain != domain:
+        raise InputError(
+            f"the reports were signed for chain {domain.chain_id} router "
+            f"{domain.verifying_contract}, but this suite is chain {chain_domain.chain_id} "
+            f"router {chain_domain.verifying_contract}"
+        )
+    _raise_problems(_find_duplicates(reports))
+    rpc = get_rpc(suite.w3)
+    settled = fetch_settled(rpc, suite, [(r.node_id, r.epoch) for r in reports])
+    pending = [r for r, done in zip(reports, settled, strict=True) if not done]
+    result = PostResult(
+        total=len(reports), already_settled=len(reports) - len(pending), settled=0, revenue=0
+    )
+    if not pending:
+        return result
+    _raise_problems(check_reports(rpc, suite, pending, domain))
+    total = sum(r.revenue for r in pending)
+    balance = int(suite.stablecoin.functions.balanceOf(tx.signer.address).call())
+    if balance < total:
+        raise InputError(
+            f"the payer {tx.signer.address} holds {balance} base units; these reports need {total}"
+        )
+    send_approve_if_needed(tx, suite.stablecoin, suite.router.address, total)
+
+    batches = [pending[i : i + batch_size] for i in range(0, len(pending), batch_size)]
+    datas = [
+        suite.router.functions.settle_many(
+            [r.get_report().as_tuple() for r in batch],
+            [r.get_signature_bytes() for r in batch],
+        )._encode_transaction_data()
+        for batch in batches
+    ]
+    receipts = send_pipelined(
+        tx, rpc, suite.router.address, datas, "settle usage reports", progress
+    )
+    for batch, receipt in zip(batches, receipts, strict=True):
+        result.settled += len(batch)
+        result.revenue += sum(r.revenue for r in batch)
+        result.transactions.append(HexBytes(receipt["transactionHash"]).to_0x_hex())
+        result.gas_used += int(receipt["gasUsed"], 16)
+    return result
+
+
+def send_pipelined(
+    tx: Transactor,
+    rpc: RpcClient,
+    to: str,
+    datas: Sequence[str],
+    what: str,
+    progress: Progress,
+) -> list[dict[str, Any]]:
+    """Send one transaction per calldata with consecutive nonces, then await all receipts.
+
+    Gas is estimated for every transaction in one JSON-RPC batch before any is sent; a
+    transaction that would revert stops everything with its reason. Signed transactions
+    go out in JSON-RPC batches (a node that holds the key instead gets them one by one).
+    """
+    sender = tx.signer.address
+    estimates = rpc.batch(
+        [("eth_estimateGas", [{"from": sender, "to": to, "data": d}]) for d in datas]
+    )
+    for i, estimate in enumerate(estimates):
+        if isinstance(estimate, RpcError):
+            raise TransactionFailed(f"{what}: transaction {i} would revert: {estimate.message}")
+    fees = tx.build_fees()
+    hashes: list[str] = []
+    signed: list[str] = []
+    for data, estimate in zip(datas, estimates, strict=True):
+        body: dict[str, Any] = {
+            "from": sender,
+            "to": to,
+            "data": data,
+            "value": 0,
+            "gas": int(estimate, 16) * GAS_HEADROOM_NUM // GAS_HEADROOM_DEN,
+            "nonce": tx.take_nonce(),
+            "chainId": tx.chain_id,
+            **fees,
+        }
+        if tx.signer.is_local:
+            raw = tx.signer.sign_transaction(body)
+            signed.append("0x" + raw.hex())
+            hashes.append(Web3.keccak(raw).to_0x_hex())
+        else:
+            hashes.append(HexBytes(tx.w3.eth.send_transaction(body)).to_0x_hex())  # type: ignore[arg-type]
+    if signed:
+        replies = rpc.batch([("eth_sendRawTransaction", [raw]) for raw in signed], chunk=100)
+        for i, reply in enumerate(replies):
+            if isinstance(reply, RpcError) and "already known" not in reply.message.lower():
+                raise TransactionFailed(f"{what}: transaction {i} was refused: {reply.message}")
+    progress("sent", len(hashes), len(hashes))
+    return wait_receipts(tx, rpc, hashes, what, progress)
+
+
+def wait_receipts(
+    tx: Transactor, rpc: RpcClient, hashes: Sequence[str], what: str, progress: Progress
+) -> list[dict[str, Any]]:
+    """Poll receipts in batches until all arrive; raise if any reverted or never came."""
+    receipts: dict[str, dict[str, Any]] = {}
+    deadline = time.monotonic() + tx.timeout
+    while len(receipts) < len(hashes):
+        missing = [h for h in hashes if h not in receipts]
+        for h, receipt in zip(
+            missing, rpc.batch([("eth_getTransactionReceipt", [h]) for h in missing]), strict=True
+        ):
+            if isinstance(receipt, dict):
+                receipts[h] = receipt
+        progress("mined", len(receipts), len(hashes))
+        if len(receipts) < len(hashes):
+            if time.monotonic() > deadline:
+                raise TransactionFailed(
+                    f"{what}: {len(hashes) - len(receipts)} transaction(s) not mined after "
+                    f"{tx.timeout:.0f}s, first {missing[0]}"
+                )
+            time.sleep(0.05)
+    ordered = [receipts[h] for h in hashes]
+    for h, receipt in zip(hashes, ordered, strict=True):
+        if int(receipt["status"], 16) != 1:
+            raise TransactionFailed(f"{what}: transaction {h} reverted")
+    if tx.confirmations > 1:
+        tx.wait(HexBytes(hashes[-1]), what)
+    return ordered

@@ -1,0 +1,118 @@
+"""A small JSON-RPC client for what web3.py does not do: batches of raw transactions.
+
+web3.py 7's ``batch_requests`` refuses ``eth_sendRawTransaction``; a plain JSON-RPC
+batch is how many signed transactions reach a node in one round trip. Transient
+failures (connection errors, timeouts, HTTP 429 and 5xx, rate-limit replies) are
+retried with exponential backoff; anything else, or a failure that outlasts the
+retries, raises with a message that says what failed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Any
+
+import requests
+
+from edgeshare.errors import ChainUnavailable
+
+TRANSIENT_HTTP = {429, 500, 502, 503, 504}
+RATE_LIMIT_WORDS = ("rate limit", "too many requests", "rate-limited")
+
+
+class RpcError(Exception):
+    """A JSON-RPC error object returned for one call."""
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(f"{message} (code {code})")
+        self.code = code
+        self.message = message
+        self.data = data
+
+
+class RpcClient:
+    """JSON-RPC over HTTP with batching and retries.
+
+    Args:
+        url: The endpoint.
+        retries: Attempts after the first for a transient failure.
+        backoff: First wait in seconds; doubles each retry.
+        timeout: Seconds per HTTP request.
+    """
+
+    def __init__(self, url: str, retries: int = 6, backoff: float = 0.25, timeout: float = 60.0):
+        self.url = url
+        self.retries = retries
+        self.backoff = backoff
+        self.timeout = timeout
+        self._ids = itertools.count(1)
+        self._session = requests.Session()
+
+    def _post(self, payload: Any) -> Any:
+        wait = self.backoff
+        problem = ""
+        for attempt in range(self.retries + 1):
+            try:
+                response = self._session.post(self.url, json=payload, timeout=self.timeout)
+                if response.status_code in TRANSIENT_HTTP:
+                    problem = f"HTTP {response.status_code}"
+                else:
+                    response.raise_for_status()
+                    body = response.json()
+                    if isinstance(body, dict) and _is_rate_limited(body.get("error")):
+                        problem = "rate limited"
+                    else:
+                        return body
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                problem = type(exc).__name__
+            except requests.HTTPError as exc:
+                raise ChainUnavailable(f"RPC {self.url} refused the request: {exc}") from None
+            except ValueError:
+                problem = "a reply that is not JSON"
+            if attempt < self.retries:
+                time.sleep(wait)
+                wait *= 2
+        raise ChainUnavailable(
+            f"RPC {self.url} kept failing ({problem}) after {self.retries + 1} attempts"
+        )
+
+    def call(self, method: str, params: list[Any]) -> Any:
+        """One call; raises RpcError for an error reply."""
+        result = self.batch([(method, params)])[0]
+        if isinstance(result, RpcError):
+            raise result
+        return result
+
+    def batch(self, calls: list[tuple[str, list[Any]]], chunk: int = 200) -> list[Any]:
+        """Many calls, ``chunk`` per HTTP request; each result or an RpcError, in order."""
+        results: list[Any] = []
+        for start in range(0, len(calls), chunk):
+            part = calls[start : start + chunk]
+            payload = [
+                {"jsonrpc": "2.0", "id": next(self._ids), "method": m, "params": p} for m, p in part
+            ]
+            body = self._post(payload)
+            if not isinstance(body, list):
+                error = body.get("error", {}) if isinstance(body, dict) else {}
+                raise ChainUnavailable(f"RPC {self.url} rejected a batch: {error or body}")
+            by_id = {item.get("id"): item for item in body}
+            for request in payload:
+                item = by_id.get(request["id"])
+                if item is None:
+                    results.append(RpcError(-1, "no reply for this call"))
+                elif "error" in item:
+                    err = item["error"]
+                    results.append(
+                        RpcError(err.get("code", -1), err.get("message", ""), err.get("data"))
+                    )
+                else:
+                    results.append(item.get("result"))
+        return results
+
+
+def _is_rate_limited(error: Any) -> bool:
+    if not isinstance(error, dict):
+        return False
+    message = str(error.get("message", "")).lower()
+    return error.get("code") == 429 or any(word in message for word in RATE_LIMIT_WORDS)

@@ -1,0 +1,248 @@
+"""Reading an operator's usage CSV and turning it into signed reports.
+
+The CSV has a header and one row per (node, epoch): ``node_id,epoch,inferences,
+latency_ms,uptime_bps`` and optionally ``revenue`` (checked, never trusted). Every
+problem in the file is reported with its file, line and field before anything is
+signed or sent.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated
+
+from eth_abi.abi import decode, encode
+from hexbytes import HexBytes
+from pydantic import Field, ValidationError
+from web3 import Web3
+
+from edgeshare.attestation import (
+    Eip712Domain,
+    SignedReport,
+    SignedReportsFile,
+    Uint16,
+    Uint32,
+    Uint64,
+    Uint256,
+    UsageReport,
+    at_most,
+    sign,
+)
+from edgeshare.errors import InputError
+from edgeshare.models import StrictModel
+from edgeshare.rpc import RpcClient, RpcError
+from edgeshare.suite import Suite
+
+REQUIRED_COLUMNS = ("node_id", "epoch", "inferences", "latency_ms", "uptime_bps")
+OPTIONAL_COLUMNS = ("revenue",)
+_USAGE_TERMS = bytes(Web3.keccak(text="usage_terms(uint256,uint64)")[:4])
+
+
+class UsageRow(StrictModel):
+    """One row of a usage CSV."""
+
+    node_id: Annotated[Uint256, Field(ge=1)]
+    """The node."""
+    epoch: Uint64
+    """The epoch the usage happened in."""
+    inferences: Uint64
+    """Inferences served."""
+    latency_ms: Uint32
+    """p50 latency, milliseconds."""
+    uptime_bps: Annotated[Uint16, at_most(10_000)]
+    """Uptime, basis points."""
+    revenue: Uint256 | None = None
+    """Optional: if given it must equal inferences x the epoch's price // 1000."""
+
+
+def _format_error(path: Path, line: int, exc: ValidationError) -> list[str]:
+    out = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "row"
+        message = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown column"
+        out.append(f"{path} line {line}, field {field}: {message}")
+    return out
+
+
+def read_usage_csv(path: Path) -> list[tuple[int, UsageRow]]:
+    """Parse and validate a usage CSV; returns (line number, row) pairs.
+
+    Raises:
+        InputError: listing every problem with its file, line and field.
+    """
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except FileNotFoundError:
+        raise InputError(f"{path} does not exist") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path} is not UTF-8 text (byte {exc.start})") from None
+    if "\x00" in text:
+        raise InputError(f"{path} is not a text file")
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = reader.fieldnames or []
+    if not header:
+        raise InputError(f"{path} is empty; expected a header: {','.join(REQUIRED_COLUMNS)}")
+    header = [h.strip() for h in header]
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    unknown = [c for c in header if c not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
+    if missing or unknown or len(set(header)) != len(header):
+        raise InputError(
+            f"{path} line 1: header must be {','.join(REQUIRED_COLUMNS)}[,revenue]; "
+            f"missing {missing or 'nothing'}, unknown {unknown or 'nothing'}"
+        )
+    reader.fieldnames = header
+    rows: list[tuple[int, UsageRow]] = []
+    problems: list[str] = []
+    seen: dict[tuple[int, int], int] = {}
+    for raw in reader:
+        line = reader.line_num
+        if None in raw or any(v is None for v in raw.values()):
+            problems.append(f"{path} line {line}: expected {len(header)} fields")
+            continue
+        values = {k: v.strip() for k, v in raw.items() if not (k == "revenue" and v.strip() == "")}
+        try:
+            row = UsageRow.model_validate(values)
+        except ValidationError as exc:
+            problems.extend(_format_error(path, line, exc))
+            continue
+        key = (row.node_id, row.epoch)
+        if key in seen:
+            problems.append(
+                f"{path} line {line}: node {key[0]} epoch {key[1]} is also on line {seen[key]}"
+            )
+            continue
+        seen[key] = line
+        rows.append((line, row))
+    if not rows and not problems:
+        problems.append(f"{path} has a header but no rows")
+    if problems:
+        raise InputError(_join(problems))
+    return rows
+
+
+def _join(problems: Sequence[str]) -> str:
+    shown = "\n  ".join(problems[:30])
+    more = f"\n  ... and {len(problems) - 30} more" if len(problems) > 30 else ""
+    return f"{len(problems)} problem(s), nothing was signed or sent:\n  {shown}{more}"
+
+
+def build_signed_reports(
+    rpc: RpcClient,
+    suite: Suite,
+    path: Path,
+    rows: Sequence[tuple[int, UsageRow]],
+    key: str,
+    domain: Eip712Domain,
+    deadline: int,
+) -> list[SignedReport]:
+    """Price each row at its epoch, check it against the chain, and sign it with ``key``.
+
+    Raises:
+        InputError: a row names an unknown node or one this key does not attest, an
+            epoch that has not ended, or a revenue that does not match.
+    """
+    from eth_account import Account
+
+    signer = Account.from_key(key).address
+    current = int(suite.router.functions.current_epoch().call())
+    calls = [
+        (
+            "eth_call",
+            [
+                {
+                    "to": suite.registry.address,
+                    "data": "0x"
+                    + (_USAGE_TERMS + encode(["uint256", "uint64"], [r.node_id, r.epoch])).hex(),
+                },
+                "latest",
+            ],
+        )
+        for _, r in rows
+    ]
+    problems: list[str] = []
+    reports: list[UsageReport] = []
+    for (line, row), result in zip(rows, rpc.batch(calls), strict=True):
+        where = f"{path} line {line}"
+        if isinstance(result, RpcError):
+            problems.append(f"{where}, field node_id: node {row.node_id} is not registered")
+            continue
+        attestor, _status, price, _cut = decode(
+            ["address", "uint256", "uint256", "uint256"], HexBytes(result)
+        )
+        if Web3.to_checksum_address(attestor) != signer:
+            problems.append(
+                f"{where}, field node_id: node {row.node_id}'s attestor is {attestor}, not {signer}"
+            )
+        if row.epoch >= current:
+            problems.append(
+                f"{where}, field epoch: epoch {row.epoch} has not ended (current {current})"
+            )
+        revenue = row.inferences * price // 1_000
+        if row.revenue is not None and row.revenue != revenue:
+            problems.append(
+                f"{where}, field revenue: {row.revenue} != inferences x price = {revenue}"
+            )
+        if revenue > 2**96 - 1:
+            problems.append(
+                f"{where}, field inferences: revenue {revenue} exceeds one report's limit"
+            )
+            continue
+        reports.append(
+            UsageReport(
+                node_id=row.node_id,
+                epoch=row.epoch,
+                inferences=row.inferences,
+                revenue=revenue,
+                latency_ms=row.latency_ms,
+                uptime_bps=row.uptime_bps,
+                deadline=deadline,
+            )
+        )
+    if problems:
+        raise InputError(_join(problems))
+    separator = domain.get_separator()
+    return [sign(report, key, domain, separator) for report in reports]
+
+
+def read_reports_file(path: Path) -> SignedReportsFile:
+    """Read and validate a signed-reports JSON file."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path} does not exist") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path} is not UTF-8 text (byte {exc.start})") from None
+    if not text.strip():
+        raise InputError(f"{path} is empty")
+    try:
+        parsed = SignedReportsFile.model_validate_json(text)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "(file)"
+            message = str(err["msg"]).removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                message = "unknown field"
+            problems.append(f"{path}: {where}: {message}")
+        raise InputError(_join(problems)) from None
+    if not parsed.reports:
+        raise InputError(f"{path} holds no reports")
+    return parsed
+
+
+def write_reports_file(path: Path, domain: Eip712Domain, reports: Sequence[SignedReport]) -> None:
+    """Write signed reports atomically (big integers stay exact JSON integers)."""
+    body = SignedReportsFile(domain=domain, reports=list(reports)).model_dump_json(
+        by_alias=True, indent=1
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(body + "\n")
+    tmp.replace(path)
