@@ -89,6 +89,8 @@ paused: public(bool)
 router: public(address)
 stablecoin: public(IERC20)
 node_count: public(uint256)
+# Per operator, the node registered under an id of the operator's choosing (0: none).
+node_by_external_id: public(HashMap[address, HashMap[bytes32, uint256]])
 
 # Per node, packed (see the constants): everything a usage report is checked against.
 # Zero for an unknown node (a registered node always has a non-zero attestor).
@@ -136,6 +138,7 @@ event NodeRegistered:
     operator_cut_bps: uint256
     region: String[32]
     metadata_uri: String[256]
+    external_id: bytes32
 
 
 event PriceSet:
@@ -292,10 +295,13 @@ def register_node(
     operator_cut_bps: uint256,
     region: String[32],
     metadata_uri: String[256],
+    external_id: bytes32 = empty(bytes32),
 ) -> uint256:
     """
     @notice Registers a node and creates its share token, minting all `shares`
             to the operator, who places them with investors.
+    @dev A non-zero `external_id` can be registered once per operator, which is
+         what makes registering from a node list idempotent.
     @param operator The node's operator.
     @param attestor The key that signs the node's usage reports.
     @param shares The share supply, 18-decimal base units (1 to 2**128).
@@ -303,6 +309,7 @@ def register_node(
     @param operator_cut_bps The operator's share of gross revenue, at most MAX_OPERATOR_CUT_BPS.
     @param region Where the node serves, e.g. "ap-southeast-1" or "Jakarta".
     @param metadata_uri Where the node's hardware and model list is published.
+    @param external_id The operator's own id for the node (optional, unique per operator).
     @return The new node id (ids start at 1).
     """
     assert msg.sender == self.registrar, "registry: not registrar"
@@ -316,6 +323,9 @@ def register_node(
     assert len(region) > 0, "registry: region is empty"
     node_id: uint256 = self.node_count + 1
     self.node_count = node_id
+    if external_id != empty(bytes32):
+        assert self.node_by_external_id[operator][external_id] == 0, "registry: external id already registered"
+        self.node_by_external_id[operator][external_id] = node_id
     share: address = create_from_blueprint(
         NODE_SHARE_BLUEPRINT,
         concat("EdgeShare Node ", uint2str(node_id)),
@@ -352,6 +362,7 @@ def register_node(
         operator_cut_bps=operator_cut_bps,
         region=region,
         metadata_uri=metadata_uri,
+        external_id=external_id,
     )
     return node_id
 

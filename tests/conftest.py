@@ -12,12 +12,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import brownie
 import pytest
 from brownie import Contract, accounts, web3
 
 from edgeshare.artifacts import load_artifact
 from edgeshare.attestation import SignedReport, UsageReport, sign
-from edgeshare.chain import build_dev_keys
+from edgeshare.chain import build_dev_keys, get_free_port
 from edgeshare.deploy import build_params, deploy_suite
 from edgeshare.signer import Signer
 from edgeshare.suite import NodeSpec, Suite, fetch_domain_of, send_register_node
@@ -25,6 +26,14 @@ from edgeshare.tx import Transactor
 
 USDC = 10**6
 SHARES = 10**18
+
+# brownie's development anvil listens on 8545 unless told otherwise, so two test sessions
+# on one machine would share (and reset) one chain. brownie-config.yaml cannot set the
+# port (brownie 1.22.2's config merge fails on it); brownie launches the chain after this
+# file is imported, so each session gets an anvil of its own on a free port.
+# (brownie's submodules are reached through `brownie`: its test runner cannot read the
+# compiled ones when they are imported here by name.)
+brownie._config.CONFIG.networks["development"]["cmd_settings"]["port"] = get_free_port()
 
 
 @pytest.fixture(autouse=True)

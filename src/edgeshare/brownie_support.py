@@ -7,11 +7,15 @@ as the CLI.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from web3 import Web3
 
-from edgeshare.errors import KeyUnavailable
+from edgeshare.deploy import get_default_manifest_path, read_manifest
+from edgeshare.errors import InputError, KeyUnavailable
 from edgeshare.signer import Signer, load_signer_from_env
+from edgeshare.suite import Suite
+from edgeshare.tx import Transactor
 
 KEY_ENV = "EDGESHARE_PRIVATE_KEY"
 
@@ -46,3 +50,18 @@ def get_signer() -> Signer:
     if key:
         return Signer.from_key(str(key))
     return Signer(address=str(account.address))
+
+
+def get_suite(manifest: str = "") -> Suite:
+    """The suite of ``manifest`` (default ``deployments/<chain_id>.json``) on brownie's network."""
+    w3 = get_web3()
+    path = Path(manifest) if manifest else get_default_manifest_path(int(w3.eth.chain_id))
+    found = read_manifest(path)
+    if found is None:
+        raise InputError(f"no manifest at {path}: run scripts/deploy.py first")
+    return Suite.load(w3, found)
+
+
+def get_transactor() -> Transactor:
+    """A Transactor for the scripts' account on brownie's network."""
+    return Transactor(get_web3(), get_signer())

@@ -1,15 +1,19 @@
-"""The demo story on a local chain: deploy, register nodes, place shares with investors,
-have each node's attestor sign its daily usage, let a payer settle the signed reports in
-batches, wait out the challenge window, finalize, and let everyone take what they earned.
+"""The EdgeShare story on a local chain, end to end, through the same library functions
+as the command line.
 
-Seeded: the same seed gives the same numbers. Every figure is read back from the chain,
-and the run ends by checking that every base unit paid in is accounted for.
+Deploy; register nodes across regions at different prices; place shares with investors;
+simulate each node's inferences per epoch with a seeded daily pattern in the region's
+local time; attestors sign; a payer settles in batches; the guardian disputes one
+report; the challenge window passes; revenue is finalized and vests; investors claim;
+operators, the treasury and the refunded payer withdraw; the operator and investor
+reports are written. The same seed gives the same numbers. The run ends by checking
+that every base unit paid in is accounted for.
 """
 
 from __future__ import annotations
 
 import random
-import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
@@ -17,28 +21,41 @@ from web3 import Web3
 
 from edgeshare.attestation import SignedReport, sign
 from edgeshare.deploy import build_params, deploy_suite
-from edgeshare.errors import EdgeShareError
-from edgeshare.poster import post_reports
+from edgeshare.errors import EdgeShareError, InputError
+from edgeshare.indexer import open_db, sync_index
+from edgeshare.market import send_claims
+from edgeshare.nodes import NodeEntry, register_nodes
+from edgeshare.poster import get_rpc, post_reports, send_pipelined
+from edgeshare.reports import build_report, render_csv, render_html, render_json
 from edgeshare.signer import Signer
 from edgeshare.suite import (
-    NodeSpec,
     Suite,
-    build_report,
     fetch_domain_of,
-    send_claim,
-    send_finalize,
+    send_dispute,
     send_increase_time,
     send_mint_mock,
-    send_register_node,
-    send_transfer_shares,
     send_withdraw,
+)
+from edgeshare.suite import (
+    build_report as build_usage_report,
 )
 from edgeshare.tx import Transactor
 
-REGIONS = ["Singapore", "Jakarta", "Mumbai", "Sao Paulo", "Lagos"]
-USDC = 10**6  # base units of one mock dollar (6 decimals)
-SHARES = 10**18  # base units of one share
-DAY = 86_400
+# (city, UTC offset in hours)
+REGIONS = [
+    ("Singapore", 8), ("Jakarta", 7), ("Mumbai", 5), ("Sao Paulo", -3), ("Lagos", 1),
+    ("Manila", 8), ("Bangkok", 7), ("Nairobi", 3), ("Bogota", -5), ("Dhaka", 6),
+    ("Ho Chi Minh City", 7), ("Mexico City", -6), ("Cairo", 2), ("Karachi", 5), ("Lima", -5),
+]  # fmt: skip
+# Share of peak demand by local hour, percent: quiet at night, busy in the afternoon.
+HOURLY_LOAD = [30, 25, 22, 20, 22, 30, 45, 60, 75, 85, 90, 95,
+               100, 98, 95, 92, 90, 92, 95, 90, 80, 65, 50, 40]  # fmt: skip
+USDC = 10**6
+SHARES = 10**18
+EPOCH = 2 * 3_600  # 12 epochs make a day
+CHALLENGE = 2 * 3_600
+UNLOCK = 6 * 3_600
+MAX_NODES = 50
 
 
 class NodeLine(BaseModel):
@@ -48,189 +65,243 @@ class NodeLine(BaseModel):
     node_id: int
     region: str
     price_per_1k: int
+    inferences: int
     gross: int
     holders: int
     operator: int
     fee: int
-
-
-class InvestorLine(BaseModel):
-    """One investor's claims in the demo."""
-
-    model_config = ConfigDict(extra="forbid")
-    address: str
-    claimed: int
+    disputed: int
 
 
 class DemoSummary(BaseModel):
-    """What the demo did, every amount in stablecoin base units."""
+    """What the demo did; every amount in stablecoin base units (6 decimals)."""
 
     model_config = ConfigDict(extra="forbid")
     chain_id: int
     seed: int
     nodes: list[NodeLine]
-    investors: list[InvestorLine]
+    investors: int
+    epochs: int
     reports_settled: int
     settle_transactions: int
+    disputed_report: tuple[int, int]
     paid_in: int
-    claimed_by_holders: int
+    refunded_to_payer: int
+    claimed_by_investors: int
     withdrawn_by_operators_and_treasury: int
     still_claimable: int
     still_unvested: int
     dust: int
+    reports_written: list[str]
 
 
 def get_accounts_needed(nodes: int, investors: int) -> int:
-    """Dev accounts the demo uses: deployer (also the payer), operators, investors, attestors."""
-    return 1 + nodes + investors + nodes
+    """Funded dev accounts the demo uses: the issuer (also payer and guardian),
+    one operator per node, and the investors."""
+    return 1 + nodes + investors
+
+
+def get_keys_needed(nodes: int, investors: int) -> int:
+    """Keys the demo derives: the funded accounts plus one (unfunded) attestor per node."""
+    return get_accounts_needed(nodes, investors) + nodes
+
+
+def simulate_inferences(
+    rng: random.Random, capacity_per_hour: int, epoch: int, utc_offset: int
+) -> int:
+    """Inferences in a 2-hour epoch: the hourly load curve at local time, with +-10% noise."""
+    total = 0
+    for hour in (2 * epoch, 2 * epoch + 1):
+        local = (hour + utc_offset) % 24
+        total += capacity_per_hour * HOURLY_LOAD[local] // 100
+    return total * rng.randrange(90, 111) // 100
 
 
 def run_demo(
     w3: Web3,
     keys: list[str],
     *,
-    nodes: int = 3,
-    investors: int = 4,
-    days: int = 3,
+    nodes: int = 20,
+    investors: int = 50,
+    epochs: int = 12,
     seed: int = 7,
-    manifest_path: Path | None = None,
-    log: "Callable[[str], None]" = lambda _msg: None,  # noqa: UP037
+    reports_dir: Path | None = Path("reports"),
+    workdir: Path,
+    log: Callable[[str], None] = lambda _msg: None,
 ) -> DemoSummary:
-    """Run the demo against a local chain whose dev ``keys`` are funded.
+    """Run the story on a local chain whose first ``get_accounts_needed`` keys are funded.
 
     Args:
-        w3: A local chain (its clock is moved forward).
-        keys: At least ``get_accounts_needed(nodes, investors)`` funded private keys.
-        nodes: Nodes to register (1 to 5).
-        investors: Investors who buy shares.
-        days: Days of revenue.
+        w3: A fresh local chain (its clock is moved forward).
+        keys: At least ``get_keys_needed(nodes, investors)`` dev keys.
+        nodes: Nodes to register (1 to 50).
+        investors: Investors buying shares (at least 1).
+        epochs: Epochs of usage (2-hour epochs; at least 1).
         seed: Seeds every random choice.
-        manifest_path: Where to write the manifest (default: a temporary file).
+        reports_dir: Where the operator and investor reports go (None: not written).
+        workdir: Where the manifest and the index database go.
         log: Receives one line per step.
-
-    Returns:
-        The summary, read back from the chain.
     """
-    if not 1 <= nodes <= len(REGIONS):
-        raise EdgeShareError(f"the demo registers 1 to {len(REGIONS)} nodes, not {nodes}")
-    if len(keys) < get_accounts_needed(nodes, investors):
-        raise EdgeShareError("not enough funded accounts for the demo")
+    if not 1 <= nodes <= MAX_NODES:
+        raise InputError(f"--nodes must be 1 to {MAX_NODES}, got {nodes}")
+    if investors < 1 or epochs < 1:
+        raise InputError("--investors and --epochs must be at least 1")
+    if len(keys) < get_keys_needed(nodes, investors):
+        raise EdgeShareError("not enough dev keys for the demo")
     rng = random.Random(seed)
     issuer = Transactor(w3, Signer.from_key(keys[0]))
     operators = [Transactor(w3, Signer.from_key(k)) for k in keys[1 : 1 + nodes]]
     holders = [Transactor(w3, Signer.from_key(k)) for k in keys[1 + nodes : 1 + nodes + investors]]
     attestor_keys = keys[1 + nodes + investors : 1 + 2 * nodes + investors]
 
-    path = manifest_path or Path(tempfile.mkdtemp(prefix="edgeshare-demo-")) / "manifest.json"
-    params = build_params(
-        None, epoch_length=DAY, unlock_period=DAY, challenge_period=DAY, protocol_fee_bps=500
-    )
-    manifest = deploy_suite(issuer, params, path).manifest
+    params = build_params(None, epoch_length=EPOCH, unlock_period=UNLOCK,
+                          challenge_period=CHALLENGE, protocol_fee_bps=500)  # fmt: skip
+    manifest = deploy_suite(issuer, params, workdir / "manifest.json").manifest
     suite = Suite.load(w3, manifest)
-    log(f"deployed the suite on chain {manifest.chain_id}; manifest {path}")
+    log(f"deployed the suite on chain {manifest.chain_id}")
 
-    node_ids: list[int] = []
+    entries, capacity, offsets = [], [], []
     for i, operator in enumerate(operators):
-        spec = NodeSpec(
+        city, offset = REGIONS[i % len(REGIONS)]
+        entries.append(NodeEntry(
             operator=operator.signer.address,
             attestor=Signer.from_key(attestor_keys[i]).address,
-            shares=1_000 * SHARES,
-            price_per_1k=rng.randrange(20, 90) * USDC // 100,
+            shares=1_000_000 * SHARES,
+            price_per_1k=rng.randrange(10, 90) * USDC // 100,
             operator_cut_bps=rng.choice([1_000, 1_500, 2_000]),
-            region=REGIONS[i],
-            metadata_uri=f"ipfs://edgeshare-demo/{REGIONS[i].lower().replace(' ', '-')}",
-        )
-        node_id = send_register_node(issuer, suite, spec)
-        node_ids.append(node_id)
-        # the operator keeps 40% and places the rest with investors
-        for holder in holders:
-            amount = rng.randrange(5, 15) * 10 * SHARES // len(holders) * 4
-            send_transfer_shares(operator, suite, node_id, holder.signer.address, amount)
-        log(f"registered node {node_id} in {spec.region} at {spec.price_per_1k} per 1k inferences")
+            region=city,
+            metadata_uri=f"ipfs://edgeshare-demo/node-{i + 1}",
+            external_id=f"{city.lower().replace(' ', '-')}-gpu-{i // len(REGIONS) + 1:02d}",
+        ))  # fmt: skip
+        capacity.append(rng.randrange(2_000, 20_000))
+        offsets.append(offset)
+    registered = register_nodes(issuer, suite, entries)
+    node_ids = [r.node_id for r in registered]
+    log(f"registered {len(node_ids)} nodes in {len({e.region for e in entries})} regions")
 
-    send_mint_mock(issuer, suite, issuer.signer.address, 10**9 * USDC)
+    share_abi = suite.share(node_ids[0]).abi
+    placed = 0
+    for node_id, operator in zip(node_ids, operators, strict=True):
+        token = suite.fetch_node(node_id).share_token
+        share = w3.eth.contract(address=Web3.to_checksum_address(token), abi=share_abi)
+        buyers = rng.sample(holders, k=min(len(holders), rng.randrange(3, 12)))
+        # the operator keeps 30% and places the rest in random lots
+        weights = [rng.randrange(1, 10) for _ in buyers]
+        lots = [700_000 * SHARES * w // sum(weights) for w in weights]
+        datas = [share.functions.transfer(b.signer.address, lot)._encode_transaction_data()
+                 for b, lot in zip(buyers, lots, strict=True)]  # fmt: skip
+        send_pipelined(operator, get_rpc(w3), token, datas, "place shares", lambda *_: None)
+        placed += len(datas)
+    log(f"operators placed shares with investors in {placed} transfers")
+
+    send_mint_mock(issuer, suite, issuer.signer.address, 10**12 * USDC)
+    genesis = int(suite.registry.functions.GENESIS().call())
+    now = int(w3.eth.get_block("latest")["timestamp"])
+    send_increase_time(w3, genesis + epochs * EPOCH - now)  # every epoch has ended
     domain = fetch_domain_of(suite)
     separator = domain.get_separator()
+    deadline = genesis + (epochs + 30) * EPOCH
     reports: list[SignedReport] = []
-    genesis = int(suite.registry.functions.GENESIS().call())
-    for day in range(days):
-        # each node serves through epoch `day`; once it has ended its attestor signs
-        send_increase_time(
-            w3, genesis + (day + 1) * DAY - int(w3.eth.get_block("latest")["timestamp"])
-        )
-        deadline = genesis + (days + 7) * DAY
-        for node_id, key in zip(node_ids, attestor_keys, strict=True):
-            report = build_report(
-                suite, node_id, day, rng.randrange(200_000, 2_000_000),
-                rng.randrange(25, 180), rng.randrange(9_500, 10_001), deadline,
+    for index, node_id in enumerate(node_ids):
+        base_latency = rng.randrange(25, 120)
+        for epoch in range(epochs):
+            inferences = simulate_inferences(rng, capacity[index], epoch, offsets[index])
+            report = build_usage_report(
+                suite, node_id, epoch, inferences,
+                base_latency + rng.randrange(0, 25), rng.randrange(9_900, 10_001), deadline,
             )  # fmt: skip
-            reports.append(sign(report, key, domain, separator))
-        if day == 0 and len(holders) > 1:
-            # a mid-stream trade: what the seller earned stays with the seller
-            send_transfer_shares(holders[0], suite, node_ids[0], holders[1].signer.address, SHARES)
-    log(f"attestors signed {len(reports)} usage reports ({len(node_ids)} nodes x {days} epochs)")
-    posted = post_reports(issuer, suite, reports, domain, batch_size=max(1, len(reports) // 2))
-    log(f"settled {posted.settled} reports in {len(posted.transactions)} transactions; "
-        f"{posted.revenue} base units paid in")  # fmt: skip
-    paid_in = posted.revenue
-    send_increase_time(w3, DAY)  # past the challenge window
+            reports.append(sign(report, attestor_keys[index], domain, separator))
+    log(f"attestors signed {len(reports)} usage reports ({len(node_ids)} nodes x {epochs} epochs)")
+
+    posted = post_reports(issuer, suite, reports, domain, batch_size=50)
+    log(f"a payer settled them in {len(posted.transactions)} transactions: {posted.revenue} units")
+    suspicious = max(reports, key=lambda r: (r.inferences, r.node_id, r.epoch))
+    refunded = send_dispute(issuer, suite, suspicious.node_id, suspicious.epoch)
+    log(
+        f"guardian disputed node {suspicious.node_id} epoch {suspicious.epoch}: {refunded} refunded"
+    )
+
+    send_increase_time(w3, CHALLENGE)
+    finalize = []
     for node_id in node_ids:
-        send_finalize(issuer, suite, node_id, list(range(days)))
-    send_increase_time(w3, DAY)  # past the unlock period
-    log("challenge window passed: revenue finalized and fully vested")
+        due = [e for e in range(epochs) if (node_id, e) != (suspicious.node_id, suspicious.epoch)]
+        if due:  # a node whose only report was disputed has nothing to finalize
+            finalize.append(
+                suite.router.functions.finalize(node_id, due)._encode_transaction_data()
+            )
+    send_pipelined(issuer, get_rpc(w3), suite.router.address, finalize, "finalize", lambda *_: None)
+    send_increase_time(w3, UNLOCK)
+    log("the challenge window passed; revenue was finalized and has fully vested")
 
-    claimed: dict[str, int] = {h.signer.address: 0 for h in holders}
+    claimed = 0
     for holder in holders:
-        for node_id in node_ids:
-            claimed[holder.signer.address] += send_claim(holder, suite, node_id)
+        claimed += sum(c.amount for c in send_claims(holder, suite))
     withdrawn = sum(send_withdraw(op, suite) for op in operators)
-    withdrawn += send_withdraw(issuer, suite)  # the deployer is the treasury
-    total = sum(claimed.values())
-    log(f"investors claimed {total} base units; operators and treasury withdrew {withdrawn}")
+    issuer_withdrawal = send_withdraw(issuer, suite)  # treasury fees and the payer's refund
+    log(f"investors claimed {claimed} base units in total")
 
-    lines: list[NodeLine] = []
-    claimable = unvested = 0
-    all_holders = [h.signer.address for h in holders] + [o.signer.address for o in operators]
+    url, _ = sync_index(suite, f"sqlite:///{workdir / 'index.db'}")
+    written: list[str] = []
+    with open_db(url) as db:
+        operator_view = build_report(db, suite, node_ids=node_ids)
+        investor_view = build_report(db, suite, investor=holders[0].signer.address)
+    if reports_dir is not None:
+        reports_dir.mkdir(parents=True, exist_ok=True)
+        outputs = {
+            "operator-report.html": render_html(operator_view),
+            "operator-report.csv": render_csv(operator_view),
+            "operator-report.json": render_json(operator_view),
+            "investor-report.html": render_html(investor_view),
+            "investor-report.json": render_json(investor_view),
+        }
+        for name, text in outputs.items():
+            (reports_dir / name).write_text(text)
+            written.append(str(reports_dir / name))
+        log(f"wrote {len(written)} reports to {reports_dir}/")
+
+    claimable = unvested = held = 0
+    everyone = [h.signer.address for h in holders] + [o.signer.address for o in operators]
     for node_id in node_ids:
         share = suite.share(node_id)
-        claimable += sum(int(share.functions.claimable(a).call()) for a in all_holders)
+        claimable += sum(int(share.functions.claimable(a).call()) for a in everyone)
         unvested += int(share.functions.unvested().call())
-        splits = suite.router.events.RevenueSplit().get_logs(
-            from_block=0, argument_filters={"node_id": node_id}
+        held += int(suite.stablecoin.functions.balanceOf(share.address).call())
+    held_router = int(suite.stablecoin.functions.balanceOf(suite.router.address).call())
+    dust = held - claimable - unvested
+    total_out = claimed + withdrawn + issuer_withdrawal
+    if posted.revenue != total_out + held + held_router or dust < 0 or held_router != 0:
+        raise EdgeShareError(
+            f"accounting mismatch: paid {posted.revenue}, out {total_out}, held {held}"
         )
-        node = suite.fetch_node(node_id)
-        lines.append(
-            NodeLine(
-                node_id=node_id,
-                region=node.region,
-                price_per_1k=node.price_per_1k,
-                gross=sum(int(e["args"]["gross"]) for e in splits),
-                holders=sum(int(e["args"]["holders"]) for e in splits),
-                operator=sum(int(e["args"]["operator_cut"]) for e in splits),
-                fee=sum(int(e["args"]["protocol_fee"]) for e in splits),
-            )
+    lines = [
+        NodeLine(
+            node_id=t.node_id,
+            region=t.region,
+            price_per_1k=suite.fetch_node(t.node_id).price_per_1k,
+            inferences=t.inferences,
+            gross=t.revenue,
+            holders=t.holders,
+            operator=t.operator_cut,
+            fee=t.protocol_fee,
+            disputed=t.disputed_revenue,
         )
-    held = sum(int(suite.stablecoin.functions.balanceOf(s.address).call()) for s in
-               [suite.router] + [suite.share(n) for n in node_ids])  # fmt: skip
-    owed = int(suite.router.functions.total_owed().call())
-    total_claimed = sum(claimed.values())
-    dust = held - owed - claimable - unvested
-    if paid_in != total_claimed + withdrawn + held or dust < 0:
-        raise EdgeShareError(f"accounting mismatch: paid {paid_in}, held {held}, dust {dust}")
+        for t in operator_view.nodes
+    ]
     return DemoSummary(
         chain_id=manifest.chain_id,
         seed=seed,
         nodes=lines,
-        investors=[InvestorLine(address=a, claimed=c) for a, c in claimed.items()],
+        investors=investors,
+        epochs=epochs,
         reports_settled=posted.settled,
         settle_transactions=len(posted.transactions),
-        paid_in=paid_in,
-        claimed_by_holders=total_claimed,
-        withdrawn_by_operators_and_treasury=withdrawn,
+        disputed_report=(suspicious.node_id, suspicious.epoch),
+        paid_in=posted.revenue,
+        refunded_to_payer=refunded,
+        claimed_by_investors=claimed,
+        withdrawn_by_operators_and_treasury=withdrawn + issuer_withdrawal - refunded,
         still_claimable=claimable,
         still_unvested=unvested,
         dust=dust,
+        reports_written=written,
     )
-
-
-from collections.abc import Callable  # noqa: E402  (used in an annotation above)

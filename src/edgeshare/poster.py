@@ -225,7 +225,7 @@ def post_reports(
 def send_pipelined(
     tx: Transactor,
     rpc: RpcClient,
-    to: str,
+    to: str | Sequence[str],
     datas: Sequence[str],
     what: str,
     progress: Progress,
@@ -237,8 +237,12 @@ def send_pipelined(
     go out in JSON-RPC batches (a node that holds the key instead gets them one by one).
     """
     sender = tx.signer.address
+    targets = [to] * len(datas) if isinstance(to, str) else list(to)
     estimates = rpc.batch(
-        [("eth_estimateGas", [{"from": sender, "to": to, "data": d}]) for d in datas]
+        [
+            ("eth_estimateGas", [{"from": sender, "to": t, "data": d}])
+            for t, d in zip(targets, datas, strict=True)
+        ]
     )
     for i, estimate in enumerate(estimates):
         if isinstance(estimate, RpcError):
@@ -246,10 +250,10 @@ def send_pipelined(
     fees = tx.build_fees()
     hashes: list[str] = []
     signed: list[str] = []
-    for data, estimate in zip(datas, estimates, strict=True):
+    for target, data, estimate in zip(targets, datas, estimates, strict=True):
         body: dict[str, Any] = {
             "from": sender,
-            "to": to,
+            "to": target,
             "data": data,
             "value": 0,
             "gas": int(estimate, 16) * GAS_HEADROOM_NUM // GAS_HEADROOM_DEN,
@@ -300,3 +304,67 @@ def wait_receipts(
     if tx.confirmations > 1:
         tx.wait(HexBytes(hashes[-1]), what)
     return ordered
+
+
+_SETTLEMENT = _selector("settlement(uint256,uint64)")
+PENDING = 1
+
+
+@dataclass
+class FinalizeResult:
+    """What one finalize run did."""
+
+    finalized: int
+    """Reports finalized by this run."""
+    not_due: int
+    """Pending reports whose challenge window has not passed yet."""
+    skipped: int
+    """Reports not settled, already finalized, or disputed."""
+    gross: int
+    """Revenue finalized, stablecoin base units."""
+    transactions: list[str] = field(default_factory=list)
+
+
+def finalize_reports(
+    tx: Transactor,
+    suite: Suite,
+    keys: Sequence[tuple[int, int]],
+    on_progress: Progress | None = None,
+) -> FinalizeResult:
+    """Finalize every (node, epoch) of ``keys`` that is pending and past its window.
+
+    One ``finalize`` call per node (up to 100 epochs each), sent with consecutive nonces.
+    Safe to run again: what is finalized or disputed is skipped.
+    """
+    rpc = get_rpc(suite.w3)
+    now = int(suite.w3.eth.get_block("latest")["timestamp"])
+    calls = [
+        _eth_call(suite.router.address, _SETTLEMENT + encode(["uint256", "uint64"], [n, e]))
+        for n, e in keys
+    ]
+    due: dict[int, list[int]] = {}
+    result = FinalizeResult(finalized=0, not_due=0, skipped=0, gross=0)
+    for (node, epoch), raw in zip(keys, rpc.batch(calls), strict=True):
+        if isinstance(raw, RpcError):
+            raise InputError(f"cannot read settlement of node {node} epoch {epoch}: {raw}")
+        state, revenue, _cut, _payer, _at, finalizable_at = decode(
+            ["uint256", "uint256", "uint256", "address", "uint256", "uint256"], HexBytes(raw)
+        )
+        if state != PENDING:
+            result.skipped += 1
+        elif finalizable_at > now:
+            result.not_due += 1
+        else:
+            due.setdefault(node, []).append(epoch)
+            result.finalized += 1
+            result.gross += revenue
+    datas = [
+        suite.router.functions.finalize(node, epochs[i : i + MAX_BATCH])._encode_transaction_data()
+        for node, epochs in sorted(due.items())
+        for i in range(0, len(epochs), MAX_BATCH)
+    ]
+    if datas:
+        progress = on_progress or (lambda _stage, _done, _total: None)
+        receipts = send_pipelined(tx, rpc, suite.router.address, datas, "finalize", progress)
+        result.transactions = [HexBytes(r["transactionHash"]).to_0x_hex() for r in receipts]
+    return result

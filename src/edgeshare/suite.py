@@ -49,6 +49,12 @@ class NodeSpec(StrictModel):
     """Where the node serves."""
     metadata_uri: Annotated[str, Field(max_length=256)] = ""
     """Where the node's description is published."""
+    external_id: Annotated[str, Field(max_length=200)] = ""
+    """The operator's own id for the node; registering it twice is refused on chain."""
+
+    def get_external_id_hash(self) -> bytes:
+        """The bytes32 the registry keys the external id by (keccak256 of its text)."""
+        return bytes(Web3.keccak(text=self.external_id)) if self.external_id else bytes(32)
 
 
 class NodeRecord(StrictModel):
@@ -146,6 +152,7 @@ def send_register_node(tx: Transactor, suite: Suite, spec: NodeSpec) -> int:
         spec.operator_cut_bps,
         spec.region,
         spec.metadata_uri,
+        spec.get_external_id_hash(),
     )
     receipt = tx.call(fn, f"register node in {spec.region}")
     events = suite.registry.events.NodeRegistered().process_receipt(receipt, errors=DISCARD)

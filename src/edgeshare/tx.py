@@ -16,7 +16,7 @@ from eth_typing import ChecksumAddress
 from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract.contract import ContractFunction
-from web3.exceptions import ContractLogicError, TimeExhausted
+from web3.exceptions import ContractLogicError, TimeExhausted, Web3RPCError
 from web3.types import TxReceipt
 
 from edgeshare.errors import TransactionFailed
@@ -93,12 +93,20 @@ class Transactor:
             raise TransactionFailed(f"{what} would fail: {exc}") from None
         tx["gas"] = estimate * GAS_HEADROOM_NUM // GAS_HEADROOM_DEN
         tx.update(self.build_fees())
-        tx["nonce"] = self._next_nonce()
         tx["chainId"] = self.chain_id
-        if self.signer.is_local:
-            tx_hash = self.w3.eth.send_raw_transaction(self.signer.sign_transaction(tx))
-        else:
-            tx_hash = self.w3.eth.send_transaction(tx)  # type: ignore[arg-type]
+        for attempt in (1, 2):
+            tx["nonce"] = self._next_nonce()
+            try:
+                if self.signer.is_local:
+                    tx_hash = self.w3.eth.send_raw_transaction(self.signer.sign_transaction(tx))
+                else:
+                    tx_hash = self.w3.eth.send_transaction(tx)  # type: ignore[arg-type]
+                break
+            except (Web3RPCError, ValueError) as exc:
+                # another process used this key since we read its nonce: read it again once
+                if attempt == 2 or "nonce too low" not in str(exc).lower():
+                    raise TransactionFailed(f"{what}: the node refused it: {exc}") from None
+                self._nonce = None
         self._nonce = tx["nonce"] + 1
         return self.wait(HexBytes(tx_hash), what)
 

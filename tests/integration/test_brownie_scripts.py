@@ -29,3 +29,50 @@ def test_deploy_script__deploys_then_reuses(tmp_path: Path, deployer: Any) -> No
     nonce = web3.eth.get_transaction_count(deployer.address)
     assert deploy.main(str(path)) == manifest
     assert web3.eth.get_transaction_count(deployer.address) == nonce
+
+
+def test_scripts__register_post_claim_report_as_brownie_account(
+    tmp_path: Path, deployer: Any, attestor: Any, attestor_key: str
+) -> None:
+    from edgeshare.attestation import UsageReport, sign
+    from edgeshare.suite import fetch_domain_of, send_increase_time
+    from edgeshare.usage import write_reports_file
+
+    manifest = str(tmp_path / "manifest.json")
+    load_script("deploy").main(manifest)
+    nodes = tmp_path / "nodes.yaml"
+    nodes.write_text(
+        f"nodes:\n  - external_id: br-1\n    operator: {deployer.address}\n"
+        f"    attestor: {attestor.address}\n    shares: 1000\n    price_per_1k: 2000\n"
+        "    operator_cut_bps: 0\n    region: Dhaka\n"
+    )
+    done = load_script("register_nodes").main(str(nodes), manifest)
+    assert [r.action for r in done] == ["registered"]
+    assert [r.action for r in load_script("register_nodes").main(str(nodes), manifest)] == [
+        "already registered"
+    ]
+    from edgeshare.brownie_support import get_suite
+
+    suite = get_suite(manifest)
+    send_increase_time(web3, 2 * 86_400)
+    domain = fetch_domain_of(suite)
+    report = UsageReport(
+        node_id=done[0].node_id, epoch=0, inferences=500, revenue=1_000,
+        latency_ms=10, uptime_bps=10_000, deadline=2**40,
+    )  # fmt: skip
+    reports = tmp_path / "reports.json"
+    write_reports_file(reports, domain, [sign(report, attestor_key, domain)])
+    coin = suite.stablecoin
+    coin.functions.mint(deployer.address, 10**9).transact({"from": deployer.address})
+    posted = load_script("post_attestations").main(str(reports), manifest)
+    assert (posted.settled, posted.revenue) == (1, 1_000)
+    assert load_script("post_attestations").main(str(reports), manifest).settled == 0
+    send_increase_time(web3, 2 * 86_400)  # past the default one-day challenge window
+    suite.router.functions.finalize(done[0].node_id, [0]).transact({"from": deployer.address})
+    send_increase_time(web3, 2 * 86_400)  # and the one-day unlock period
+    claims = load_script("claim").main(manifest)
+    assert [(c.node_id, c.receiver) for c in claims] == [(done[0].node_id, deployer.address)]
+    assert 1_000 * 95 // 100 - 1 <= claims[0].amount <= 1_000 * 95 // 100
+    out = tmp_path / "operator.json"
+    report_obj = load_script("report").main("operator", deployer.address, str(out), manifest)
+    assert report_obj.nodes[0].revenue == 1_000 and out.exists()

@@ -46,19 +46,42 @@ def _distribute(pay: Payer, node_id: int, count: int) -> None:
     assert pay.router.settlement(node_id, epochs[-1])["state"] == 2
 
 
+def _gas(contract: Any, sender: Any, fn: str, *args: Any) -> int:
+    """gasUsed of one transaction, read from its receipt (web3 polls until it exists;
+    brownie's single look-up after the nonce moves can race anvil under load)."""
+    handle = web3.eth.contract(address=contract.address, abi=contract.abi)
+    tx_hash = getattr(handle.functions, fn)(*args).transact(
+        {"from": sender.address, "gas": 2_000_000}
+    )
+    receipt = web3.eth.wait_for_transaction_receipt(tx_hash, timeout=60)
+    assert receipt["status"] == 1, fn
+    return int(receipt["gasUsed"])
+
+
 def _measure(
     pay: Payer, share: Any, node_id: int, investor: Any, investor2: Any, operator: Any
 ) -> dict[str, int]:
     """The same sequence on either node; every measured write hits the same storage shape."""
     gas = {}
-    epoch, settle = pay.settle(node_id, 5_000_000)
-    gas["settle"] = settle.gas_used
-    gas["distribution"] = pay.router.finalize(node_id, [epoch], {"from": pay.payer}).gas_used
-    gas["first claim"] = share.claim({"from": investor}).gas_used
-    pay(node_id, 5_000_000)
-    gas["repeat claim"] = share.claim({"from": investor}).gas_used
-    gas["transfer to holder"] = share.transfer(operator, SHARES, {"from": investor}).gas_used
-    gas["transfer to new holder"] = share.transfer(investor2, SHARES, {"from": investor}).gas_used
+    epoch = pay.take_epoch(node_id)
+    signed = sign_report(pay.suite, pay.key, node_id=node_id, epoch=epoch, inferences=5_000_000)
+    report, signature = signed.get_report().as_tuple(), signed.get_signature_bytes()
+    gas["settle"] = _gas(pay.router, pay.payer, "settle", report, signature)
+    gas["distribution"] = _gas(pay.router, pay.payer, "finalize", node_id, [epoch])
+    gas["first claim"] = _gas(share, investor, "claim")
+    epoch = pay.take_epoch(node_id)
+    signed = sign_report(pay.suite, pay.key, node_id=node_id, epoch=epoch, inferences=5_000_000)
+    _gas(
+        pay.router,
+        pay.payer,
+        "settle",
+        signed.get_report().as_tuple(),
+        signed.get_signature_bytes(),
+    )
+    _gas(pay.router, pay.payer, "finalize", node_id, [epoch])
+    gas["repeat claim"] = _gas(share, investor, "claim")
+    gas["transfer to holder"] = _gas(share, investor, "transfer", operator.address, SHARES)
+    gas["transfer to new holder"] = _gas(share, investor, "transfer", investor2.address, SHARES)
     return gas
 
 

@@ -6,9 +6,11 @@ import sys
 
 import typer
 
-from edgeshare.cli import attest, console
+from edgeshare.cli import attest, console, holders, nodes
 from edgeshare.cli.demo import demo
 from edgeshare.cli.deploy import deploy
+from edgeshare.cli.index import index, report_app
+from edgeshare.cli.market import market
 from edgeshare.errors import EdgeShareError
 
 app = typer.Typer(
@@ -21,27 +23,34 @@ app = typer.Typer(
 app.command()(deploy)
 app.command()(demo)
 app.add_typer(attest.app, name="attest")
+app.add_typer(nodes.app, name="nodes")
+app.add_typer(holders.shares_app, name="shares")
+app.add_typer(report_app, name="report")
+app.command()(market)
+app.command()(holders.portfolio)
+app.command()(holders.claim)
+app.command()(index)
 
 
 def main() -> None:
-    """Entry point: run the app; EdgeShare errors print one clear line and set the exit code."""
+    """Entry point: run the app; EdgeShare errors print one clear line and set the exit code.
+
+    Exit codes: 0 done, 2 bad input (nothing was sent), 1 an operation failed.
+    """
     try:
         app(standalone_mode=False)
     except EdgeShareError as exc:
         console.error(str(exc))
         sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
     except typer.Abort:
         console.error("aborted")
         sys.exit(1)
-    except (typer.BadParameter, typer.Exit) as exc:
-        if isinstance(exc, typer.Exit):
-            sys.exit(exc.exit_code)
-        console.error(exc.format_message())
-        sys.exit(2)
-    except Exception as exc:  # click's usage errors and anything unforeseen
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+    except typer.TyperException as exc:  # usage errors (typer vendors click)
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            console.error(str(exc))
+        sys.exit(int(getattr(exc, "exit_code", 2)))

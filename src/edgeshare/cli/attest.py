@@ -9,6 +9,7 @@ import typer
 
 from edgeshare.cli import console
 from edgeshare.cli.common import (
+    Confirmations,
     Json,
     Keystore,
     ManifestPath,
@@ -20,7 +21,7 @@ from edgeshare.cli.common import (
     load_suite,
     open_chain,
 )
-from edgeshare.poster import DEFAULT_BATCH, post_reports
+from edgeshare.poster import DEFAULT_BATCH, finalize_reports, post_reports
 from edgeshare.rpc import RpcClient
 from edgeshare.signer import load_signer_from_env
 from edgeshare.suite import fetch_domain_of
@@ -103,6 +104,7 @@ def post(
     batch_size: Annotated[
         int, typer.Option(help="Reports per transaction (1-100).")
     ] = DEFAULT_BATCH,
+    confirmations: Confirmations = 1,
     json_output: Json = False,
 ) -> None:
     """Settle every report not yet settled, paying its revenue (safe to run again)."""
@@ -111,7 +113,7 @@ def post(
     signer = load_signer(private_key_env, keystore, target)
     with open_chain(target) as w3:
         suite = load_suite(w3, manifest)
-        tx = Transactor(w3, signer)
+        tx = Transactor(w3, signer, confirmations=confirmations)
         with console.progress(disabled=json_output) as progress:
             result = post_reports(
                 tx,
@@ -129,4 +131,35 @@ def post(
         f"settled {result.settled} of {result.total} reports in {len(result.transactions)} "
         f"transaction(s) for {result.revenue} base units; {result.already_settled} were settled "
         "before"
+    )
+
+
+@app.command("finalize")
+def finalize(
+    reports: Annotated[Path, typer.Argument(help="Signed reports from `edgeshare attest sign`.")],
+    rpc_url: RpcUrl = None,
+    network: Network = None,
+    private_key_env: PrivateKeyEnv = None,
+    keystore: Keystore = None,
+    manifest: ManifestPath = None,
+    confirmations: Confirmations = 1,
+    json_output: Json = False,
+) -> None:
+    """Finalize the file's reports whose challenge window has passed (anyone may; idempotent)."""
+    parsed = read_reports_file(reports)
+    target = build_target(rpc_url, network, start_local=False)
+    signer = load_signer(private_key_env, keystore, target)
+    with open_chain(target) as w3:
+        suite = load_suite(w3, manifest)
+        tx = Transactor(w3, signer, confirmations=confirmations)
+        keys = [(r.node_id, r.epoch) for r in parsed.reports]
+        with console.progress(disabled=json_output) as progress:
+            result = finalize_reports(tx, suite, keys, progress)
+    if json_output:
+        console.print_json(result.__dict__)
+        return
+    console.out.print(
+        f"finalized {result.finalized} reports ({result.gross} base units) in "
+        f"{len(result.transactions)} transaction(s); {result.not_due} not due yet, "
+        f"{result.skipped} already finalized, disputed or not settled"
     )

@@ -47,11 +47,15 @@ Keystore = Annotated[
 ManifestPath = Annotated[
     Path | None,
     typer.Option(
-        "--manifest", help="Manifest path [default: deployments/<chain_id>.json].",
+        "--manifest",
+        help="Manifest path [default: deployments/<chain_id>.json].",
         show_default=False,
     ),
-]  # fmt: skip
+]
 Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+Confirmations = Annotated[
+    int, typer.Option("--confirmations", min=1, help="Blocks to wait for after each transaction.")
+]
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,37 @@ def build_target(rpc_url: str | None, network: str | None, *, start_local: bool 
     if network is None:
         raise InputError("give --rpc-url URL or --network NAME of the chain the suite is on")
     return Target(url=get_network_url(network), engine=None)
+
+
+def parse_address(value: str, name: str) -> str:
+    """A checksummed address from user input, or an InputError naming ``name``."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from edgeshare.models import Address
+
+    try:
+        return str(TypeAdapter(Address).validate_python(value))
+    except ValidationError as exc:
+        message = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+        raise InputError(f"{name}: {message}") from None
+
+
+DbUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        help="Index database URL [default: sqlite:///index/<chain_id>.db].",
+        show_default=False,
+    ),
+]
+
+
+@contextmanager
+def open_suite(rpc_url: str | None, network: str | None, manifest: Path | None) -> Iterator[Suite]:
+    """Connect to an existing chain and bind the manifest's suite."""
+    target = build_target(rpc_url, network, start_local=False)
+    with open_chain(target) as w3:
+        yield load_suite(w3, manifest)
 
 
 def load_suite(w3: Web3, manifest: Path | None) -> Suite:

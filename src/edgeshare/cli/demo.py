@@ -2,56 +2,76 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from edgeshare.chain import LocalChain, build_dev_keys, connect
+from edgeshare.chain import ENGINES, Engine, LocalChain, build_dev_keys, connect
 from edgeshare.cli import console
 from edgeshare.cli.common import Json
-from edgeshare.demo import get_accounts_needed, run_demo
+from edgeshare.demo import MAX_NODES, get_accounts_needed, get_keys_needed, run_demo
 from edgeshare.errors import InputError
 
 
 def demo(
-    nodes: Annotated[int, typer.Option(help="Nodes to register (1-5).")] = 3,
-    investors: Annotated[int, typer.Option(help="Investors buying shares.")] = 4,
-    days: Annotated[int, typer.Option(help="Days of revenue.")] = 3,
+    nodes: Annotated[int, typer.Option(help=f"Nodes to register (1-{MAX_NODES}).")] = 20,
+    investors: Annotated[int, typer.Option(help="Investors buying shares.")] = 50,
+    epochs: Annotated[int, typer.Option(help="Epochs of usage (2 hours each).")] = 12,
     seed: Annotated[int, typer.Option(help="Seed; the same seed gives the same numbers.")] = 7,
     engine: Annotated[str, typer.Option(help="anvil or ganache.")] = "anvil",
+    reports_dir: Annotated[Path, typer.Option(help="Where the reports are written.")] = Path(
+        "reports"
+    ),
     json_output: Json = False,
 ) -> None:
     """Run the EdgeShare story end to end on a fresh local chain."""
-    if not 1 <= nodes <= 5:
-        raise InputError("--nodes must be 1 to 5")
-    if investors < 1 or days < 1:
-        raise InputError("--investors and --days must be at least 1")
-    needed = get_accounts_needed(nodes, investors)
-    with LocalChain(engine, accounts=needed) as chain:  # type: ignore[arg-type]
-        log = (lambda _m: None) if json_output else console.note
+    if not 1 <= nodes <= MAX_NODES:
+        raise InputError(f"--nodes must be 1 to {MAX_NODES}")
+    if investors < 1 or epochs < 1:
+        raise InputError("--investors and --epochs must be at least 1")
+    if engine not in ENGINES:
+        raise InputError(f"--engine must be one of {', '.join(ENGINES)}")
+    engine_name: Engine = "ganache" if engine == "ganache" else "anvil"
+    log = (lambda _m: None) if json_output else console.note
+    with (
+        tempfile.TemporaryDirectory(prefix="edgeshare-demo-") as workdir,
+        LocalChain(engine_name, accounts=get_accounts_needed(nodes, investors)) as chain,
+    ):
         log(f"started {engine} at {chain.url}")
         summary = run_demo(
-            connect(chain.url), build_dev_keys(needed), nodes=nodes, investors=investors,
-            days=days, seed=seed, log=log,
-        )  # fmt: skip
+            connect(chain.url),
+            build_dev_keys(get_keys_needed(nodes, investors)),
+            nodes=nodes,
+            investors=investors,
+            epochs=epochs,
+            seed=seed,
+            reports_dir=reports_dir,
+            workdir=Path(workdir),
+            log=log,
+        )
     if json_output:
         console.print_json(summary.model_dump())
         return
     console.print_table(
         "Nodes (stablecoin base units, 6 decimals)",
-        ["node", "region", "price/1k", "gross", "to holders", "operator cut", "protocol fee"],
-        [[n.node_id, n.region, n.price_per_1k, n.gross, n.holders, n.operator, n.fee]
-         for n in summary.nodes],
+        ["node", "region", "price/1k", "inferences", "gross", "to holders", "operator", "fee",
+         "disputed"],
+        [[n.node_id, n.region, n.price_per_1k, n.inferences, n.gross, n.holders, n.operator,
+          n.fee, n.disputed or ""] for n in summary.nodes],
     )  # fmt: skip
-    console.print_table(
-        "Investors", ["address", "claimed"], [[i.address, i.claimed] for i in summary.investors]
-    )
+    node_id, epoch = summary.disputed_report
     console.print_table(
         "Every base unit accounted for",
-        ["reports", "settle txs", "paid in", "claimed", "withdrawn", "claimable", "unvested",
-         "dust"],
-        [[summary.reports_settled, summary.settle_transactions, summary.paid_in,
-          summary.claimed_by_holders, summary.withdrawn_by_operators_and_treasury,
-          summary.still_claimable, summary.still_unvested, summary.dust]],
+        ["paid in", "refunded", "claimed", "withdrawn", "claimable", "unvested", "dust"],
+        [[summary.paid_in, summary.refunded_to_payer, summary.claimed_by_investors,
+          summary.withdrawn_by_operators_and_treasury, summary.still_claimable,
+          summary.still_unvested, summary.dust]],
     )  # fmt: skip
+    console.out.print(
+        f"{summary.reports_settled} signed reports settled in {summary.settle_transactions} "
+        f"transactions; node {node_id} epoch {epoch} disputed and refunded; "
+        f"{summary.investors} investors claimed. Reports: {', '.join(summary.reports_written)}"
+    )
     console.note("the local chain has been stopped")

@@ -9,6 +9,7 @@ import typer
 
 from edgeshare.cli import console
 from edgeshare.cli.common import (
+    Confirmations,
     Json,
     Keystore,
     ManifestPath,
@@ -18,14 +19,14 @@ from edgeshare.cli.common import (
     build_target,
     load_signer,
     open_chain,
-)  # fmt: skip
+)
 from edgeshare.deploy import (
     DeployStep,
     build_params,
     deploy_suite,
     get_default_manifest_path,
     read_manifest,
-)  # fmt: skip
+)
 from edgeshare.tx import Transactor
 
 
@@ -55,6 +56,7 @@ def deploy(
     dry_run: Annotated[
         bool, typer.Option(help="Show what would be deployed; send nothing.")
     ] = False,
+    confirmations: Confirmations = 1,
     json_output: Json = False,
 ) -> None:
     """Deploy the EdgeShare suite, or finish one from its manifest (idempotent)."""
@@ -73,7 +75,7 @@ def deploy(
     else:
         build_params(None, **overrides)
     with open_chain(target) as w3:
-        tx = Transactor(w3, signer)
+        tx = Transactor(w3, signer, confirmations=confirmations)
         path: Path = manifest or get_default_manifest_path(tx.chain_id)
         params = build_params(read_manifest(path), **overrides)
 

@@ -1,0 +1,100 @@
+"""``edgeshare nodes register`` and ``edgeshare nodes list``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edgeshare.cli import console
+from edgeshare.cli.common import (
+    Confirmations,
+    Json,
+    Keystore,
+    ManifestPath,
+    Network,
+    PrivateKeyEnv,
+    RpcUrl,
+    build_target,
+    load_signer,
+    load_suite,
+    open_chain,
+    open_suite,
+)
+from edgeshare.nodes import read_nodes_file, register_nodes
+from edgeshare.tx import Transactor
+
+app = typer.Typer(help="Register and list nodes.", no_args_is_help=True)
+
+
+@app.command("register")
+def register(
+    nodes_file: Annotated[Path, typer.Argument(help="NODES.yaml: a 'nodes:' list of entries.")],
+    rpc_url: RpcUrl = None,
+    network: Network = None,
+    private_key_env: PrivateKeyEnv = None,
+    keystore: Keystore = None,
+    manifest: ManifestPath = None,
+    confirmations: Confirmations = 1,
+    json_output: Json = False,
+) -> None:
+    """Register every node of the list not registered yet (idempotent, by external id)."""
+    entries = read_nodes_file(nodes_file)  # the whole file is checked before anything else
+    target = build_target(rpc_url, network, start_local=False)
+    signer = load_signer(private_key_env, keystore, target)
+    with open_chain(target) as w3:
+        suite = load_suite(w3, manifest)
+        with console.progress(disabled=json_output) as progress:
+            done = register_nodes(
+                Transactor(w3, signer, confirmations=confirmations), suite, entries, progress
+            )
+    if json_output:
+        console.print_json([r.__dict__ for r in done])
+        return
+    console.print_table(
+        "Nodes",
+        ["node", "external id", "operator", "action"],
+        [[r.node_id, r.external_id, r.operator, r.action] for r in done],
+    )
+
+
+@app.command("list")
+def list_nodes(
+    rpc_url: RpcUrl = None,
+    network: Network = None,
+    manifest: ManifestPath = None,
+    json_output: Json = False,
+) -> None:
+    """Every registered node with its terms as the registry reports them now."""
+    with open_suite(rpc_url, network, manifest) as suite:
+        records = [suite.fetch_node(n) for n in range(1, suite.fetch_node_count() + 1)]
+    if json_output:
+        console.print_json([r.model_dump() for r in records])
+        return
+    console.print_table(
+        "Registered nodes",
+        [
+            "node",
+            "region",
+            "status",
+            "price/1k",
+            "next price/1k",
+            "cut bps",
+            "operator",
+            "share token",
+        ],
+        [
+            [
+                r.node_id,
+                r.region,
+                r.status,
+                r.price_per_1k,
+                r.next_price_per_1k,
+                r.operator_cut_bps,
+                r.operator,
+                r.share_token,
+            ]
+            for r in records
+        ],
+    )

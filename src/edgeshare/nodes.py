@@ -1,0 +1,172 @@
+"""Node lists: reading ``NODES.yaml`` and registering what is not registered yet.
+
+Every entry has an ``external_id`` of its operator's choosing; the registry refuses the
+same (operator, external id) twice, so registering a list is idempotent even across a
+crash: a re-run skips the nodes that made it on chain.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import Field, ValidationError
+from web3 import Web3
+from web3.logs import DISCARD
+
+from edgeshare.errors import InputError
+from edgeshare.models import StrictModel
+from edgeshare.poster import get_rpc, send_pipelined
+from edgeshare.suite import NodeSpec, Suite
+from edgeshare.tx import Transactor
+
+
+class _Loader(yaml.SafeLoader):  # type: ignore[misc]
+    """YAML 1.1 reads 0x... as a hex integer; an address must stay text."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    key: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:int"]
+    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:int", re.compile(r"^[-+]?(0|[1-9][0-9_]*)$"), list("-+0123456789")
+)
+
+
+class NodeEntry(NodeSpec):
+    """One node of a node list; ``external_id`` is required here."""
+
+    external_id: Annotated[str, Field(min_length=1, max_length=200)]
+    """The operator's own id for the node, unique per operator."""
+
+
+class NodesFile(StrictModel):
+    """``NODES.yaml``: ``nodes:`` followed by a list of entries."""
+
+    nodes: Annotated[list[NodeEntry], Field(min_length=1)]
+    """The nodes to register."""
+
+
+def read_nodes_file(path: Path) -> list[NodeEntry]:
+    """Parse and validate a node list; every problem is reported with index and field."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{path} does not exist") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path} is not UTF-8 text (byte {exc.start})") from None
+    try:
+        data: Any = yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict) or "nodes" not in data:
+        raise InputError(f"{path} must be a mapping with a 'nodes' list")
+    try:
+        parsed = NodesFile.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = list(err["loc"])
+            where = (
+                f"nodes[{loc[1]}].{'.'.join(str(p) for p in loc[2:])}"
+                if len(loc) > 1
+                else ".".join(map(str, loc))
+            )
+            message = str(err["msg"]).removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                message = "unknown field"
+            problems.append(f"{path}: {where}: {message}")
+        raise InputError(
+            f"{len(problems)} problem(s), nothing was sent:\n  " + "\n  ".join(problems)
+        ) from None
+    seen: dict[tuple[str, str], int] = {}
+    problems = []
+    for i, entry in enumerate(parsed.nodes):
+        key = (entry.operator, entry.external_id)
+        if key in seen:
+            problems.append(
+                f"{path}: nodes[{i}].external_id: {entry.external_id!r} of operator "
+                f"{entry.operator} is also nodes[{seen[key]}]"
+            )
+        seen.setdefault(key, i)
+    if problems:
+        raise InputError(
+            f"{len(problems)} problem(s), nothing was sent:\n  " + "\n  ".join(problems)
+        )
+    return parsed.nodes
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What happened to one entry of a node list."""
+
+    external_id: str
+    operator: str
+    node_id: int
+    action: str  # "registered" or "already registered"
+
+
+def register_nodes(
+    tx: Transactor,
+    suite: Suite,
+    entries: Sequence[NodeEntry],
+    on_progress: Callable[[str, int, int], None] | None = None,
+) -> list[Registration]:
+    """Register every entry not registered yet (by operator and external id)."""
+    progress = on_progress or (lambda _s, _d, _t: None)
+    registry = suite.registry
+    existing = [
+        int(registry.functions.node_by_external_id(e.operator, e.get_external_id_hash()).call())
+        for e in entries
+    ]
+    todo = [e for e, node_id in zip(entries, existing, strict=True) if node_id == 0]
+    registered: dict[tuple[str, str], int] = {}
+    if todo:
+        datas = [
+            registry.functions.register_node(
+                e.operator, e.attestor, e.shares, e.price_per_1k, e.operator_cut_bps,
+                e.region, e.metadata_uri, e.get_external_id_hash(),
+            )._encode_transaction_data()
+            for e in todo
+        ]  # fmt: skip
+        receipts = send_pipelined(
+            tx, get_rpc(suite.w3), registry.address, datas, "register nodes", progress
+        )
+        hashes = {e.get_external_id_hash(): e for e in todo}
+        for receipt in receipts:
+            for log in registry.events.NodeRegistered().process_receipt(
+                _as_web3_receipt(receipt), errors=DISCARD
+            ):
+                entry = hashes[bytes(log["args"]["external_id"])]
+                registered[(entry.operator, entry.external_id)] = int(log["args"]["node_id"])
+    out = []
+    for entry, node_id in zip(entries, existing, strict=True):
+        if node_id:
+            out.append(
+                Registration(entry.external_id, entry.operator, node_id, "already registered")
+            )
+        else:
+            out.append(
+                Registration(
+                    entry.external_id,
+                    entry.operator,
+                    registered[(entry.operator, entry.external_id)],
+                    "registered",
+                )
+            )
+    return out
+
+
+def _as_web3_receipt(raw: dict[str, Any]) -> Any:
+    """A raw JSON-RPC receipt in the shape web3's log processing expects."""
+    from web3._utils.method_formatters import receipt_formatter
+
+    return receipt_formatter(raw)
+
+
+__all__ = ["NodeEntry", "NodesFile", "Registration", "Web3", "read_nodes_file", "register_nodes"]

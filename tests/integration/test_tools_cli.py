@@ -1,0 +1,594 @@
+"""The tools people use, run as they run them: `edgeshare nodes|market|shares|portfolio|
+claim|index|report|demo` against a chain holding a finished demo story."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+import subprocess
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from web3 import Web3
+
+from edgeshare.chain import LocalChain, build_dev_keys, connect
+from edgeshare.demo import get_keys_needed, run_demo
+from edgeshare.deploy import read_manifest
+from edgeshare.signer import Signer
+from edgeshare.suite import Suite
+
+NODES, INVESTORS, EPOCHS = 3, 5, 4
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    workdir = tmp_path_factory.mktemp("tools")
+    keys = build_dev_keys(get_keys_needed(NODES, INVESTORS) + 1)
+    with LocalChain("anvil", accounts=len(keys)) as chain:
+        w3 = connect(chain.url)
+        summary = run_demo(
+            w3,
+            keys,
+            nodes=NODES,
+            investors=INVESTORS,
+            epochs=EPOCHS,
+            seed=3,
+            reports_dir=None,
+            workdir=workdir,
+        )
+        manifest = workdir / "manifest.json"
+        suite = Suite.load(w3, read_manifest(manifest))  # type: ignore[arg-type]
+        env = {f"KEY_{i}": k for i, k in enumerate(keys)}
+        yield {
+            "chain": chain,
+            "w3": w3,
+            "suite": suite,
+            "manifest": manifest,
+            "keys": keys,
+            "env": env,
+            "summary": summary,
+            "workdir": workdir,
+        }
+
+
+def cli(
+    world: dict[str, Any], *args: str, key: int | None = None
+) -> subprocess.CompletedProcess[str]:
+    extra = ["--rpc-url", world["chain"].url, "--manifest", str(world["manifest"])]
+    if key is not None:
+        extra += ["--private-key-env", f"KEY_{key}"]
+    return subprocess.run(
+        ["edgeshare", *args, *extra],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **world["env"]},
+        timeout=300,
+        check=False,
+    )
+
+
+def ok_json(result: subprocess.CompletedProcess[str]) -> Any:
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def address(world: dict[str, Any], index: int) -> str:
+    return Signer.from_key(world["keys"][index]).address
+
+
+OPERATOR = 1
+INVESTOR = 1 + NODES  # the first investor
+NEWCOMER = get_keys_needed(NODES, INVESTORS)  # funded, never used by the demo
+
+
+# ------------------------------------------------------------------ nodes
+
+
+def _nodes_yaml(world: dict[str, Any], path: Path, entries: list[dict[str, Any]]) -> Path:
+    lines = ["nodes:"]
+    for entry in entries:
+        lines.append(f"  - external_id: {entry.get('external_id', 'x')}")
+        for key, value in entry.items():
+            if key != "external_id":
+                lines.append(f"    {key}: {value}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _entry(world: dict[str, Any], **over: Any) -> dict[str, Any]:
+    entry = {
+        "external_id": "lagos-b200-01",
+        "operator": address(world, OPERATOR),
+        "attestor": address(world, OPERATOR),
+        "shares": 10**21,
+        "price_per_1k": 450000,
+        "operator_cut_bps": 1500,
+        "region": "Lagos",
+        "metadata_uri": "ipfs://n",
+    }
+    entry.update(over)
+    return entry
+
+
+def test_nodes_register__registers_once_then_skips(world: dict[str, Any], tmp_path: Path) -> None:
+    suite: Suite = world["suite"]
+    before = suite.fetch_node_count()
+    path = _nodes_yaml(
+        world,
+        tmp_path / "nodes.yaml",
+        [
+            _entry(world, external_id="lagos-b200-01"),
+            _entry(world, external_id="lima-h100-07", region="Lima"),
+        ],
+    )
+    first = ok_json(cli(world, "nodes", "register", str(path), "--json", key=0))
+    assert [r["action"] for r in first] == ["registered", "registered"]
+    assert [r["node_id"] for r in first] == [before + 1, before + 2]
+    assert suite.fetch_node(before + 2).region == "Lima"
+    again = ok_json(cli(world, "nodes", "register", str(path), "--json", key=0))
+    assert [r["action"] for r in again] == ["already registered"] * 2
+    assert [r["node_id"] for r in again] == [before + 1, before + 2]
+    assert suite.fetch_node_count() == before + 2
+
+
+@pytest.mark.parametrize(
+    ("over", "message"),
+    [
+        ({"shares": 1.5}, "nodes[0].shares"),
+        ({"price_per_1k": -1}, "nodes[0].price_per_1k"),
+        ({"operator_cut_bps": 5001}, "nodes[0].operator_cut_bps"),
+        ({"operator": "0x70997970c51812dc3a010c7d01b50e0d17dc79C8"}, "invalid EIP-55 checksum"),
+        ({"attestor": "0x1234"}, "nodes[0].attestor"),
+        ({"color": "blue"}, "nodes[0].color: unknown field"),
+        ({"shares": '"many"'}, "nodes[0].shares"),
+        ({"region": '""'}, "nodes[0].region"),
+        ({"external_id": '""'}, "nodes[0].external_id"),
+    ],
+)
+def test_nodes_register__bad_entry__exit_2_nothing_sent(
+    world: dict[str, Any], tmp_path: Path, over: dict[str, Any], message: str
+) -> None:
+    suite: Suite = world["suite"]
+    before = suite.fetch_node_count()
+    path = _nodes_yaml(
+        world, tmp_path / "nodes.yaml", [_entry(world, external_id="ok-1"), _entry(world, **over)]
+    )
+    result = cli(world, "nodes", "register", str(path), key=0)
+    assert result.returncode == 2, result.stderr
+    assert message.replace("nodes[0]", "nodes[1]") in result.stderr
+    assert suite.fetch_node_count() == before
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "must be a mapping with a 'nodes' list"),
+        (b"nodes: [\n  - {a: 1", "is not valid YAML"),
+        (b"\xff\xfenodes", "is not UTF-8 text"),
+        (b"nodes: []\n", "nodes"),
+        (b"- just\n- a list\n", "must be a mapping"),
+    ],
+)
+def test_nodes_register__bad_file__exit_2(
+    world: dict[str, Any], tmp_path: Path, content: bytes, message: str
+) -> None:
+    path = tmp_path / "nodes.yaml"
+    path.write_bytes(content)
+    result = cli(world, "nodes", "register", str(path), key=0)
+    assert result.returncode == 2 and message in result.stderr
+
+
+def test_nodes_register__duplicate_external_id__exit_2(
+    world: dict[str, Any], tmp_path: Path
+) -> None:
+    path = _nodes_yaml(
+        world,
+        tmp_path / "n.yaml",
+        [_entry(world, external_id="same"), _entry(world, external_id="same")],
+    )
+    result = cli(world, "nodes", "register", str(path), key=0)
+    assert (
+        result.returncode == 2
+        and "'same' of operator" in result.stderr
+        and "is also nodes[0]" in result.stderr
+    )
+
+
+def test_nodes_list__shows_every_node(world: dict[str, Any]) -> None:
+    listed = ok_json(cli(world, "nodes", "list", "--json"))
+    suite: Suite = world["suite"]
+    assert len(listed) == suite.fetch_node_count()
+    assert listed[0] == json.loads(suite.fetch_node(1).model_dump_json())
+
+
+# ----------------------------------------------------------------- market
+
+
+def test_market__cheapest_first_and_filters(world: dict[str, Any], tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'm.db'}"
+    board = ok_json(cli(world, "market", "--json", "--db", db))
+    prices = [row["price_per_1k"] for row in board]
+    assert prices == sorted(prices) and len(board) >= NODES
+    assert all(row["latency_ms"] is not None for row in board if row["node_id"] <= NODES)
+    cheapest = ok_json(cli(world, "market", "--json", "--db", db, "--top", "1"))
+    assert cheapest == board[:1]
+    region = board[-1]["region"]
+    in_region = ok_json(cli(world, "market", "--json", "--db", db, "--region", region.upper()))
+    assert in_region and all(r["region"] == region for r in in_region)
+    cap = prices[len(prices) // 2]
+    assert all(
+        r["price_per_1k"] <= cap
+        for r in ok_json(cli(world, "market", "--json", "--db", db, "--max-price", str(cap)))
+    )
+    fast = sorted(r["latency_ms"] for r in board if r["latency_ms"] is not None)[0]
+    quick = ok_json(cli(world, "market", "--json", "--db", db, "--max-latency", str(fast)))
+    assert quick and all(r["latency_ms"] is not None and r["latency_ms"] <= fast for r in quick)
+    bad = cli(world, "market", "--db", db, "--top", "0")
+    assert bad.returncode == 2
+
+
+# --------------------------------------------------- portfolio, shares, claim
+
+
+def test_portfolio__matches_the_chain(world: dict[str, Any]) -> None:
+    suite: Suite = world["suite"]
+    investor = address(world, INVESTOR)
+    data = ok_json(cli(world, "portfolio", investor, "--json"))
+    assert data["holder"] == investor and data["holdings"]
+    for h in data["holdings"]:
+        share = suite.share(h["node_id"])
+        assert h["shares"] == share.functions.balanceOf(investor).call()
+        assert h["claimable"] == share.functions.claimable(investor).call()
+    assert data["total_claimable"] == sum(h["claimable"] for h in data["holdings"])
+    assert cli(world, "portfolio", "0x1234").returncode == 2
+
+
+def test_shares_transfer__moves_all_and_refuses_bad_amounts(world: dict[str, Any]) -> None:
+    suite: Suite = world["suite"]
+    operator, newcomer = address(world, OPERATOR), address(world, NEWCOMER)
+    share = suite.share(1)
+    balance = share.functions.balanceOf(operator).call()
+    moved = ok_json(cli(world, "shares", "transfer", "1", newcomer, "1000", "--json", key=OPERATOR))
+    assert moved["amount"] == 1000 and share.functions.balanceOf(newcomer).call() == 1000
+    assert share.functions.balanceOf(operator).call() == balance - 1000
+    for amount, message in (
+        ("1.5", "whole number"),
+        (str(balance * 2), "holds"),
+        ("-3", "No such option: -3"),
+    ):
+        result = cli(world, "shares", "transfer", "1", newcomer, amount, key=OPERATOR)
+        assert result.returncode == 2 and message in result.stderr
+    everything = ok_json(
+        cli(world, "shares", "transfer", "1", operator, "all", "--json", key=NEWCOMER)
+    )
+    assert everything["amount"] == 1000 and share.functions.balanceOf(newcomer).call() == 0
+
+
+def test_claim__pays_what_was_claimable_then_nothing(world: dict[str, Any]) -> None:
+    suite: Suite = world["suite"]
+    operator = address(world, OPERATOR)
+    owed = {n: suite.share(n).functions.claimable(operator).call() for n in range(1, NODES + 1)}
+    before = suite.stablecoin.functions.balanceOf(operator).call()
+    claimed = ok_json(cli(world, "claim", "--json", key=OPERATOR))
+    paid = {c["node_id"]: c["amount"] for c in claimed["claims"]}
+    assert paid == {n: a for n, a in owed.items() if a > 0} and claimed["total"] > 0
+    assert suite.stablecoin.functions.balanceOf(operator).call() == before + claimed["total"]
+    assert ok_json(cli(world, "claim", "--json", key=OPERATOR)) == {"total": 0, "claims": []}
+
+
+def test_claim__named_node_to_another_address(world: dict[str, Any]) -> None:
+    suite: Suite = world["suite"]
+    holder, newcomer = address(world, 2), address(world, NEWCOMER)  # node 2's operator keeps 30%
+    owed = suite.share(2).functions.claimable(holder).call()
+    assert owed > 0
+    before = suite.stablecoin.functions.balanceOf(newcomer).call()
+    claimed = ok_json(cli(world, "claim", "--node", "2", "--to", newcomer, "--json", key=2))
+    assert [(c["node_id"], c["amount"], c["receiver"]) for c in claimed["claims"]] == [
+        (2, owed, newcomer)
+    ]
+    assert suite.stablecoin.functions.balanceOf(newcomer).call() == before + owed
+    assert suite.share(2).functions.claimable(holder).call() == 0
+    unknown = cli(world, "claim", "--node", "99", key=2)
+    assert unknown.returncode == 1 and "no node 99" in unknown.stderr
+
+
+# --------------------------------------------------------- index, reports
+
+
+def test_index__resumes_from_where_it_stopped(world: dict[str, Any], tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'i.db'}"
+    first = ok_json(cli(world, "index", "--db", db, "--chunk", "7", "--json"))
+    assert first["events"] > 0 and first["chunks"] > 1
+    again = ok_json(cli(world, "index", "--db", db, "--json"))
+    assert again["events"] == 0 and again["from_block"] == first["to_block"] + 1
+    assert cli(world, "index", "--db", "postgres://x/y").returncode == 2
+
+
+def _split_logs(suite: Suite) -> list[Any]:
+    return suite.router.events.RevenueSplit().get_logs(from_block=0)
+
+
+def test_report_operator__totals_equal_the_chain_exactly(
+    world: dict[str, Any], tmp_path: Path
+) -> None:
+    suite: Suite = world["suite"]
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    nodes = [str(n) for n in range(1, NODES + 1)]
+    args = ["report", "operator", "--format", "json", "--db", db]
+    for n in nodes:
+        args += ["--node", n]
+    report = ok_json(cli(world, *args))
+    splits = _split_logs(suite)
+    for totals in report["nodes"]:
+        mine = [e["args"] for e in splits if e["args"]["node_id"] == totals["node_id"]]
+        assert totals["revenue"] - totals["pending_revenue"] == sum(a["gross"] for a in mine)
+        assert totals["operator_cut"] == sum(a["operator_cut"] for a in mine)
+        assert totals["protocol_fee"] == sum(a["protocol_fee"] for a in mine)
+        assert totals["holders"] == sum(a["holders"] for a in mine)
+        assert (
+            totals["holders"] == suite.share(totals["node_id"]).functions.total_distributed().call()
+        )
+    disputed = [r for r in report["rows"] if r["disputed"]]
+    assert len(disputed) == 1 and (disputed[0]["node_id"], disputed[0]["epoch"]) == tuple(
+        world["summary"].disputed_report
+    )
+    assert len(report["rows"]) == NODES * EPOCHS
+    operator = address(world, OPERATOR)
+    by_operator = ok_json(
+        cli(world, "report", "operator", operator, "--format", "json", "--db", db)
+    )
+    owned = [
+        n
+        for n in range(1, suite.fetch_node_count() + 1)
+        if suite.fetch_node(n).operator == operator
+    ]
+    assert [t["node_id"] for t in by_operator["nodes"]] == owned and 1 in owned
+
+
+@pytest.mark.parametrize("fmt", ["csv", "table", "html"])
+def test_report_formats(world: dict[str, Any], tmp_path: Path, fmt: str) -> None:
+    result = cli(
+        world,
+        "report",
+        "operator",
+        "--node",
+        "1",
+        "--format",
+        fmt,
+        "--db",
+        f"sqlite:///{tmp_path / 'f.db'}",
+    )
+    assert result.returncode == 0, result.stderr
+    if fmt == "csv":
+        lines = result.stdout.strip().splitlines()
+        assert lines[0].startswith("node_id,epoch,inferences,revenue") and len(lines) == EPOCHS + 1
+    elif fmt == "html":
+        assert result.stdout.startswith("<!doctype html>") and "<svg" in result.stdout
+    else:
+        assert "Totals per node" in result.stdout
+
+
+def test_report__bad_input__exit_2(world: dict[str, Any]) -> None:
+    assert cli(world, "report", "operator").returncode == 2
+    assert cli(world, "report", "operator", "--node", "1", "--format", "pdf").returncode == 2
+    assert cli(world, "report", "investor", "0xnothex").returncode == 2
+
+
+def test_report_investor__positions_and_nodes_held(world: dict[str, Any], tmp_path: Path) -> None:
+    investor = address(world, INVESTOR)
+    report = ok_json(
+        cli(
+            world,
+            "report",
+            "investor",
+            investor,
+            "--format",
+            "json",
+            "--db",
+            f"sqlite:///{tmp_path / 'v.db'}",
+        )
+    )
+    suite: Suite = world["suite"]
+    assert report["positions"]
+    for p in report["positions"]:
+        assert p["shares"] == suite.share(p["node_id"]).functions.balanceOf(investor).call()
+    assert {r["node_id"] for r in report["rows"]} == {p["node_id"] for p in report["positions"]}
+
+
+def _png_has_content(path: Path) -> bool:
+    """True when a PNG's pixels are not one flat colour (a tiny PNG reader, no imaging library)."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat, width = 8, b"", 0
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
+        if kind == b"IHDR":
+            width = struct.unpack(">I", body[:4])[0]
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + length
+    raw = zlib.decompress(idat)
+    stride = len(raw) // (len(raw) // (width * 3 + 1) or 1)
+    pixels = b"".join(raw[i + 1 : i + stride] for i in range(0, len(raw), stride))
+    return len(set(pixels[::97])) > 8
+
+
+@pytest.mark.skipif(
+    shutil.which("chromium") is None and not os.environ.get("EDGESHARE_REQUIRE_BROWSER"),
+    reason="needs Debian's chromium: make install-browser (make test installs it and requires it)",
+)
+def test_html_report__renders_its_charts_in_a_real_browser(
+    world: dict[str, Any], tmp_path: Path
+) -> None:
+    page = tmp_path / "report.html"
+    result = cli(
+        world,
+        "report",
+        "operator",
+        "--node",
+        "1",
+        "--node",
+        "2",
+        "--format",
+        "html",
+        "-o",
+        str(page),
+        "--db",
+        f"sqlite:///{tmp_path / 'h.db'}",
+    )
+    assert result.returncode == 0, result.stderr
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]
+    shot = tmp_path / "shot.png"
+    subprocess.run(
+        ["chromium", *flags, f"--screenshot={shot}", "--window-size=1100,1400", page.as_uri()],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    assert shot.exists() and _png_has_content(shot)
+    dom = subprocess.run(
+        ["chromium", *flags, "--dump-dom", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    for title in (
+        "Revenue per epoch per node",
+        "Utilisation: inferences per epoch per node",
+        "Holder revenue claimed vs unclaimed",
+    ):
+        assert f"<figcaption>{title}</figcaption>" in dom
+    assert dom.count("<rect") >= 2 * 4  # bars were drawn
+    text = page.read_text()  # works offline: nothing to fetch, nothing to run
+    for fetch in ('src="http', "src='http", 'href="http', "@import", "url(http", "<script"):
+        assert fetch not in text
+
+
+# -------------------------------------------------------------------- demo
+
+
+def _demo(engine: str, seed: int, tmp_path: Path) -> Any:
+    result = subprocess.run(
+        [
+            "edgeshare",
+            "demo",
+            "--nodes",
+            "2",
+            "--investors",
+            "3",
+            "--epochs",
+            "3",
+            "--seed",
+            str(seed),
+            "--engine",
+            engine,
+            "--json",
+            "--reports-dir",
+            str(tmp_path / f"reports-{engine}-{seed}"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_demo__on_anvil__same_seed_same_numbers(tmp_path: Path) -> None:
+    first, second = _demo("anvil", 11, tmp_path), _demo("anvil", 11, tmp_path)
+    assert first == {**second, "reports_written": first["reports_written"]}
+    assert first["reports_settled"] == 6 and first["dust"] >= 0
+    assert _demo("anvil", 12, tmp_path)["paid_in"] != first["paid_in"]
+    written = [Path(p).name for p in first["reports_written"]]
+    assert "operator-report.html" in written and "investor-report.json" in written
+
+
+def test_demo__on_ganache(tmp_path: Path) -> None:
+    summary = _demo("ganache", 11, tmp_path)
+    assert summary["chain_id"] == 1337 and summary["reports_settled"] == 6
+    anvil = _demo("anvil", 11, tmp_path)
+    assert summary["paid_in"] == anvil["paid_in"] and summary["nodes"] == anvil["nodes"]
+
+
+__all__ = ["Web3"]
+
+
+def test_index__halves_a_range_the_node_refuses(world: dict[str, Any], tmp_path: Path) -> None:
+    from edgeshare.indexer import Indexer, open_db
+    from edgeshare.poster import get_rpc
+    from edgeshare.rpc import RpcClient, RpcError
+
+    class Picky(RpcClient):
+        """A node that answers at most 5 blocks of logs per request, like a hosted RPC."""
+
+        def batch(self, calls: list[tuple[str, list[Any]]], chunk: int = 200) -> list[Any]:
+            method, params = calls[0]
+            if method == "eth_getLogs":
+                span = int(params[0]["toBlock"], 16) - int(params[0]["fromBlock"], 16)
+                if span >= 5:
+                    return [RpcError(-32005, "query returned more than 10000 results")]
+            return super().batch(calls, chunk)
+
+    suite: Suite = world["suite"]
+    reference = f"sqlite:///{tmp_path / 'ref.db'}"
+    picky = f"sqlite:///{tmp_path / 'picky.db'}"
+    with open_db(reference) as db:
+        expected = Indexer(suite, db, get_rpc(suite.w3)).run()
+        usage = db.execute("SELECT * FROM usage ORDER BY node_id, epoch").fetchall()
+    with open_db(picky) as db:
+        result = Indexer(suite, db, Picky(world["chain"].url), chunk=10_000).run()
+        assert result.events == expected.events and result.to_block == expected.to_block
+        assert db.execute("SELECT * FROM usage ORDER BY node_id, epoch").fetchall() == usage
+
+
+def test_bad_input__other_commands__exit_2(world: dict[str, Any], tmp_path: Path) -> None:
+    missing = cli(world, "attest", "finalize", str(tmp_path / "none.json"), key=0)
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    no_manifest = subprocess.run(
+        ["edgeshare", "nodes", "list", "--rpc-url", world["chain"].url, "--manifest",
+         str(tmp_path / "none.json")],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert no_manifest.returncode == 2 and "no manifest at" in no_manifest.stderr
+    for args in (["--nodes", "0"], ["--nodes", "51"], ["--epochs", "0"], ["--engine", "hardhat"]):
+        demo = subprocess.run(["edgeshare", "demo", *args], capture_output=True, text=True,
+                              timeout=120, check=False)  # fmt: skip
+        assert demo.returncode == 2, (args, demo.stderr)
+
+
+def test_index__of_an_earlier_chain__is_refused(tmp_path: Path) -> None:
+    """A restarted local chain redeploys at the same addresses; its old index must not be reused."""
+    db = f"sqlite:///{tmp_path / 'old.db'}"
+    for round_ in (1, 2):
+        with LocalChain("anvil", accounts=get_keys_needed(1, 1)) as chain:
+            w3 = connect(chain.url)
+            run_demo(w3, build_dev_keys(get_keys_needed(1, 1)), nodes=1, investors=1, epochs=1,
+                     seed=round_, reports_dir=None, workdir=tmp_path / str(round_))  # fmt: skip
+            result = subprocess.run(
+                ["edgeshare", "index", "--rpc-url", chain.url, "--manifest",
+                 str(tmp_path / str(round_) / "manifest.json"), "--db", db],
+                capture_output=True, text=True, timeout=120, check=False,
+            )  # fmt: skip
+            if round_ == 1:
+                assert result.returncode == 0, result.stderr
+            else:
+                assert result.returncode == 2
+                assert "does not match this chain" in result.stderr
