@@ -1,7 +1,7 @@
 """Write an operator's or an investor's report (indexes the chain first).
 
 brownie run scripts/report.py main operator 0xOperator report.html [manifest.json]
-brownie run scripts/report.py main investor 0xInvestor report.json
+brownie run scripts/report.py main investor 0xInvestor report.json [manifest.json] [sqlite:///db]
 """
 
 from __future__ import annotations

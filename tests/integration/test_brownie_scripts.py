@@ -74,5 +74,6 @@ def test_scripts__register_post_claim_report_as_brownie_account(
     assert [(c.node_id, c.receiver) for c in claims] == [(done[0].node_id, deployer.address)]
     assert 1_000 * 95 // 100 - 1 <= claims[0].amount <= 1_000 * 95 // 100
     out = tmp_path / "operator.json"
-    report_obj = load_script("report").main("operator", deployer.address, str(out), manifest)
+    db = f"sqlite:///{tmp_path / 'index.db'}"
+    report_obj = load_script("report").main("operator", deployer.address, str(out), manifest, db)
     assert report_obj.nodes[0].revenue == 1_000 and out.exists()
