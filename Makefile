@@ -12,7 +12,7 @@ export PATH := $(CURDIR)/$(BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 # Keep brownie's data folder (network config, compiler cache) out of the way of tests.
 PYTEST_ARGS ?=
 
-.PHONY: help install install-browser demo test lint fuzz compile clean
+.PHONY: help install install-browser demo test lint fuzz bench compile clean
 
 help:
 	@echo "make demo     install what is missing, run the EdgeShare story on a local anvil"
@@ -20,6 +20,7 @@ help:
 	@echo "make lint     ruff (lint + format check) and mypy --strict on src/"
 	@echo "make install-browser  Debian's chromium, for the HTML report test (make test does it)"
 	@echo "make fuzz     the accounting state machine, long profile"
+	@echo "make bench    gas vs the EVM floor, flat cost at scale, throughput; writes bench/"
 	@echo "make compile  brownie compile"
 	@echo "make clean    remove build output (keeps .venv and node_modules)"
 
@@ -54,12 +55,15 @@ test: install install-browser lint
 	EDGESHARE_REQUIRE_BROWSER=1 $(BIN)/pytest $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check src tests scripts
-	$(BIN)/ruff format --check src tests scripts
+	$(BIN)/ruff check src tests scripts bench
+	$(BIN)/ruff format --check src tests scripts bench
 	$(BIN)/mypy
 
 fuzz: install
 	EDGESHARE_FUZZ=long $(BIN)/pytest tests/fuzz -p no:randomly $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/python bench/run.py
 
 compile: install
 	$(BIN)/brownie compile

@@ -40,6 +40,7 @@ MAX_BPS: constant(uint256) = 10_000
 MAX_PROTOCOL_FEE_BPS: constant(uint256) = 2_000
 MAX_CHALLENGE_PERIOD: constant(uint256) = 30 * 86_400
 MAX_BATCH: constant(uint256) = 100
+SIGNATURE_LENGTH: constant(uint256) = 65
 # Revenue of one report fits 96 bits of its settlement slot (7.9e28 base units).
 MAX_REPORT_REVENUE: constant(uint256) = 2**96 - 1
 USAGE_REPORT_TYPE_HASH: constant(bytes32) = keccak256(
@@ -95,17 +96,17 @@ _settlements: HashMap[uint256, HashMap[uint64, uint256]]
 _batches: HashMap[uint256, uint256]
 
 
+# Every field of the signed report, and the operator cut it will be split with. The
+# signer is the node's attestor at that point of the event order (AttestorRotated).
 event UsageSettled:
     node_id: indexed(uint256)
     epoch: indexed(uint64)
     payer: indexed(address)
-    batch_id: uint256
     inferences: uint64
     revenue: uint256
     latency_ms: uint32
     uptime_bps: uint16
     deadline: uint64
-    attestor: address
     operator_cut_bps: uint256
 
 
@@ -179,31 +180,54 @@ def settle(report: UsageReport, signature: Bytes[65]) -> uint256:
     @param signature The attestor's signature, r || s || v.
     @return The revenue taken, in stablecoin base units.
     """
+    assert len(signature) == SIGNATURE_LENGTH, "router: signature must be 65 bytes"
     epoch: uint64 = self._open()
     batch_id: uint256 = self._new_batch()
-    total: uint256 = self._settle(report, signature, batch_id, epoch)
+    total: uint256 = self._settle(
+        report,
+        convert(extract32(signature, 0), uint256),
+        convert(extract32(signature, 32), uint256),
+        # v is byte 64: the low byte of the word at offset 33
+        convert(extract32(signature, 33), uint256) & 255,
+        batch_id,
+        epoch,
+    )
+    self.total_pending += total
     self._pull(msg.sender, total)
     return total
 
 
 @external
 def settle_many(
-    reports: DynArray[UsageReport, MAX_BATCH], signatures: DynArray[Bytes[65], MAX_BATCH]
+    reports: DynArray[UsageReport, MAX_BATCH],
+    signatures: Bytes[MAX_BATCH * SIGNATURE_LENGTH],
 ) -> uint256:
     """
     @notice Accepts up to MAX_BATCH signed reports and takes their total revenue
             from the caller in one transfer. Any bad report reverts them all.
+    @dev The signatures come packed, 65 bytes (r || s || v) per report in report
+         order: no per-signature offset, length and padding words in the calldata.
     @param reports The reports.
-    @param signatures One signature per report, in the same order.
+    @param signatures The reports' signatures, concatenated.
     @return The total revenue taken, in stablecoin base units.
     """
-    assert len(reports) == len(signatures), "router: reports and signatures differ in number"
     assert len(reports) != 0, "router: no reports"
+    assert len(signatures) == len(reports) * SIGNATURE_LENGTH, "router: need 65 signature bytes per report"
     epoch: uint64 = self._open()
     batch_id: uint256 = self._new_batch()
     total: uint256 = 0
     for i: uint256 in range(len(reports), bound=MAX_BATCH):
-        total += self._settle(reports[i], signatures[i], batch_id, epoch)
+        at: uint256 = i * SIGNATURE_LENGTH
+        total += self._settle(
+            reports[i],
+            convert(extract32(signatures, at), uint256),
+            convert(extract32(signatures, at + 32), uint256),
+            # v is byte at + 64: the low byte of the word at at + 33
+            convert(extract32(signatures, at + 33), uint256) & 255,
+            batch_id,
+            epoch,
+        )
+    self.total_pending += total
     self._pull(msg.sender, total)
     return total
 
@@ -392,7 +416,9 @@ def _digest(report: UsageReport) -> bytes32:
 
 
 @internal
-def _settle(report: UsageReport, signature: Bytes[65], batch_id: uint256, current: uint64) -> uint256:
+def _settle(
+    report: UsageReport, r: uint256, s: uint256, v: uint256, batch_id: uint256, current: uint64
+) -> uint256:
     assert report.epoch < current, "router: epoch not ended"
     assert block.timestamp <= convert(report.deadline, uint256), "router: report deadline passed"
     assert report.uptimeBps <= 10_000, "router: uptime above 100%"
@@ -402,30 +428,21 @@ def _settle(report: UsageReport, signature: Bytes[65], batch_id: uint256, curren
     # rounds down, as the attestor's tools compute it; inferences < 2**64 and price < 2**192
     expected: uint256 = convert(report.inferences, uint256) * terms.price_per_1k // 1000
     assert report.revenue == expected, "router: revenue does not match inferences x price"
-    assert len(signature) == 65, "router: signature must be 65 bytes"
-    signer: address = eip712._recover(
-        self._digest(report),
-        convert(slice(signature, 64, 1), uint256),
-        convert(extract32(signature, 0), uint256),
-        convert(extract32(signature, 32), uint256),
-    )
+    signer: address = eip712._recover(self._digest(report), v, r, s)
     assert signer == terms.attestor, "router: signer is not the node's attestor"
     assert self._settlements[report.nodeId][report.epoch] == 0, "router: epoch already settled"
     self._settlements[report.nodeId][report.epoch] = (
         report.revenue | (batch_id << 96) | (terms.operator_cut_bps << 160) | (PENDING << 176)
     )
-    self.total_pending += report.revenue
     log UsageSettled(
         node_id=report.nodeId,
         epoch=report.epoch,
         payer=msg.sender,
-        batch_id=batch_id,
         inferences=report.inferences,
         revenue=report.revenue,
         latency_ms=report.latencyMs,
         uptime_bps=report.uptimeBps,
         deadline=report.deadline,
-        attestor=signer,
         operator_cut_bps=terms.operator_cut_bps,
     )
     return report.revenue

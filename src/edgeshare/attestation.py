@@ -9,6 +9,7 @@ the tests. Signing goes through eth_account, which uses coincurve when installed
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from eth_account import Account
@@ -158,8 +159,10 @@ class SignedReport(UsageReport):
     """The attestor's EIP-712 signature."""
 
     def get_report(self) -> UsageReport:
-        """The report without its signature."""
-        return UsageReport(**self.model_dump(exclude={"signature"}))
+        """The report without its signature (already validated: not validated again)."""
+        return UsageReport.model_construct(
+            **{name: getattr(self, name) for name in UsageReport.model_fields}
+        )
 
     def get_signature_bytes(self) -> bytes:
         """The signature as 65 bytes."""
@@ -173,6 +176,11 @@ class SignedReportsFile(StrictModel):
     """The domain every report was signed for."""
     reports: list[SignedReport]
     """The signed reports."""
+
+
+def pack_signatures(reports: Sequence[SignedReport]) -> bytes:
+    """The signatures of ``reports`` as ``settle_many`` takes them: 65 bytes each, in order."""
+    return b"".join(r.get_signature_bytes() for r in reports)
 
 
 def get_struct_hash(report: UsageReport) -> bytes:
@@ -210,7 +218,9 @@ def sign(
     """Sign ``report`` with the attestor's ``key``."""
     digest = get_digest(report, domain, separator)
     signed = Account.unsafe_sign_hash(Hash32(digest), key)
-    return SignedReport(**report.model_dump(), signature="0x" + bytes(signed.signature).hex())
+    # the report is a validated model and the signature is 65 bytes we just made
+    fields = {name: getattr(report, name) for name in UsageReport.model_fields}
+    return SignedReport.model_construct(**fields, signature="0x" + bytes(signed.signature).hex())
 
 
 def recover(signed: SignedReport, domain: Eip712Domain, separator: bytes | None = None) -> str:

@@ -38,7 +38,7 @@ CREATE TABLE IF NOT EXISTS nodes (
     metadata_uri TEXT, external_id TEXT, status INTEGER, registered_block INTEGER);
 CREATE TABLE IF NOT EXISTS usage (
     node_id INTEGER, epoch INTEGER, inferences INTEGER, revenue TEXT, latency_ms INTEGER,
-    uptime_bps INTEGER, payer TEXT, attestor TEXT, batch_id INTEGER, operator_cut_bps INTEGER,
+    uptime_bps INTEGER, payer TEXT, attestor TEXT, operator_cut_bps INTEGER,
     state TEXT, settled_block INTEGER, PRIMARY KEY (node_id, epoch));
 CREATE TABLE IF NOT EXISTS splits (
     block INTEGER, log_index INTEGER, node_id INTEGER, epochs INTEGER, gross TEXT,
@@ -60,6 +60,9 @@ CREATE INDEX IF NOT EXISTS claims_holder ON claims (holder);
 """
 
 
+STATIC = ("uint", "int", "address", "bool", "bytes32")
+
+
 @dataclass(frozen=True)
 class EventSpec:
     """How to decode one event: its name, indexed inputs and data inputs."""
@@ -67,6 +70,36 @@ class EventSpec:
     name: str
     indexed: tuple[tuple[str, str], ...]
     data: tuple[tuple[str, str], ...]
+
+    @property
+    def static(self) -> bool:
+        """True when every data field is one 32-byte word (decoded by slicing)."""
+        return all(t.startswith(STATIC) and "[" not in t for _, t in self.data)
+
+
+_CHECKSUMS: dict[bytes, str] = {}
+
+
+def _address(raw: bytes) -> str:
+    """A checksummed address from its 20 bytes (cached: the same ones recur constantly)."""
+    found = _CHECKSUMS.get(raw)
+    if found is None:
+        if len(_CHECKSUMS) > 100_000:
+            _CHECKSUMS.clear()
+        found = _CHECKSUMS[raw] = Web3.to_checksum_address(raw)
+    return found
+
+
+def _word(typ: str, raw: bytes) -> Any:
+    if typ == "address":
+        return _address(raw[12:])
+    if typ.startswith("uint"):
+        return int.from_bytes(raw, "big")
+    if typ.startswith("int"):
+        return int.from_bytes(raw, "big", signed=True)
+    if typ == "bool":
+        return raw[-1] == 1
+    return "0x" + raw.hex()
 
 
 def _specs(contract: str) -> dict[bytes, EventSpec]:
@@ -95,13 +128,12 @@ def decode_log(spec: EventSpec, log: dict[str, Any]) -> dict[str, Any]:
     args: dict[str, Any] = {}
     topics = log["topics"][1:]
     for (name, typ), topic in zip(spec.indexed, topics, strict=True):
-        raw = bytes.fromhex(topic[2:])
-        if typ == "address":
-            args[name] = Web3.to_checksum_address(raw[12:])
-        elif typ.startswith(("uint", "int")):
-            args[name] = int.from_bytes(raw, "big")
-        else:
-            args[name] = "0x" + raw.hex()
+        args[name] = _word(typ, bytes.fromhex(topic[2:]))
+    if spec.data and spec.static:
+        data = bytes.fromhex(log["data"][2:])
+        for i, (name, typ) in enumerate(spec.data):
+            args[name] = _word(typ, data[32 * i : 32 * i + 32])
+        return args
     if spec.data:
         values = decode([t for _, t in spec.data], bytes.fromhex(log["data"][2:]))
         for (name, typ), value in zip(spec.data, values, strict=True):
@@ -311,71 +343,91 @@ class Indexer:
     def _store(
         self, rows: list[tuple[int, int, str, dict[str, Any]]], shares: dict[str, int], end: int
     ) -> None:
-        db = self.db
-        with db:
-            for block, index, name, a in rows:
-                if name == "NodeRegistered":
-                    db.execute(
-                        "INSERT OR REPLACE INTO nodes VALUES (?,?,?,?,?,?,?,?,?,?,1,?)",
-                        (a["node_id"], a["operator"], a["attestor"], a["share_token"], str(a["shares"]),
-                         str(a["price_per_1k"]), a["operator_cut_bps"], a["region"], a["metadata_uri"],
-                         a["external_id"], block),
-                    )  # fmt: skip
-                elif name == "UsageSettled":
-                    db.execute(
-                        "INSERT OR REPLACE INTO usage VALUES (?,?,?,?,?,?,?,?,?,?,'pending',?)",
-                        (a["node_id"], a["epoch"], a["inferences"], str(a["revenue"]), a["latency_ms"],
-                         a["uptime_bps"], a["payer"], a["attestor"], a["batch_id"], a["operator_cut_bps"], block),
-                    )  # fmt: skip
-                elif name in ("RevenueFinalized", "RevenueDisputed"):
-                    state = "finalized" if name == "RevenueFinalized" else "disputed"
-                    db.execute(
-                        "UPDATE usage SET state = ? WHERE node_id = ? AND epoch = ?",
-                        (state, a["node_id"], a["epoch"]),
+        """Write one chunk's events and the new last block in one transaction.
+
+        Inserts are grouped per table (executemany); updates of earlier rows keep the
+        events' order, so a report settled and finalized in one chunk ends finalized.
+        """
+        inserts: dict[str, list[tuple[Any, ...]]] = {}
+        updates: list[tuple[str, tuple[Any, ...]]] = []
+        attestors: dict[int, str | None] = {}
+
+        def insert(table: str, row: tuple[Any, ...]) -> None:
+            inserts.setdefault(table, []).append(row)
+
+        for block, index, name, a in rows:
+            if name == "UsageSettled":
+                # the signer was the node's attestor at this point of the event order
+                signer = attestors.get(a["node_id"])
+                if signer is None:
+                    row = self.db.execute(
+                        "SELECT attestor FROM nodes WHERE node_id = ?", (a["node_id"],)
+                    ).fetchone()
+                    signer = attestors[a["node_id"]] = row[0] if row else None
+                insert("usage", (a["node_id"], a["epoch"], a["inferences"], str(a["revenue"]),
+                                 a["latency_ms"], a["uptime_bps"], a["payer"], signer,
+                                 a["operator_cut_bps"], "pending", block))  # fmt: skip
+            elif name in ("RevenueFinalized", "RevenueDisputed"):
+                state = "finalized" if name == "RevenueFinalized" else "disputed"
+                updates.append(("UPDATE usage SET state = ? WHERE node_id = ? AND epoch = ?",
+                                (state, a["node_id"], a["epoch"])))  # fmt: skip
+            elif name == "Transfer" and a["_address"].lower() in shares:
+                insert("transfers", (block, index, shares[a["_address"].lower()], a["sender"],
+                                     a["receiver"], str(a["value"])))  # fmt: skip
+            elif name == "RevenueClaimed":
+                insert("claims", (block, index, shares[a["_address"].lower()], a["holder"],
+                                  a["receiver"], str(a["amount"])))  # fmt: skip
+            elif name == "RevenueSplit":
+                insert("splits", (block, index, a["node_id"], a["epochs"], str(a["gross"]),
+                                  str(a["protocol_fee"]), str(a["operator_cut"]), str(a["holders"])))  # fmt: skip
+            elif name == "Withdrawn":
+                insert("withdrawals", (block, index, a["account"], a["receiver"], str(a["amount"])))
+            elif name == "NodeRegistered":
+                attestors[a["node_id"]] = a["attestor"]
+                insert("nodes", (a["node_id"], a["operator"], a["attestor"], a["share_token"],
+                                 str(a["shares"]), str(a["price_per_1k"]), a["operator_cut_bps"],
+                                 a["region"], a["metadata_uri"], a["external_id"], 1, block))  # fmt: skip
+            else:
+                column = {"AttestorRotated": ("attestor", "new_attestor"),
+                          "NodeStatusChanged": ("status", "status"),
+                          "MetadataUpdated": ("metadata_uri", "metadata_uri"),
+                          "PriceSet": ("price_per_1k", "price_per_1k")}.get(name)  # fmt: skip
+                if name == "AttestorRotated":
+                    attestors[a["node_id"]] = a["new_attestor"]
+                if column is not None:
+                    value = a[column[1]]
+                    if column[0] == "price_per_1k":
+                        value = str(value)
+                    updates.append(
+                        (
+                            f"UPDATE nodes SET {column[0]} = ? WHERE node_id = ?",
+                            (value, a["node_id"]),
+                        )
                     )
-                elif name == "RevenueSplit":
-                    db.execute(
-                        "INSERT OR REPLACE INTO splits VALUES (?,?,?,?,?,?,?,?)",
-                        (block, index, a["node_id"], a["epochs"], str(a["gross"]), str(a["protocol_fee"]),
-                         str(a["operator_cut"]), str(a["holders"])),
-                    )  # fmt: skip
-                elif name == "RevenueClaimed":
-                    node_id = shares[a["_address"].lower()]
-                    db.execute("INSERT OR REPLACE INTO claims VALUES (?,?,?,?,?,?)",
-                               (block, index, node_id, a["holder"], a["receiver"], str(a["amount"])))  # fmt: skip
-                elif name == "Transfer" and a["_address"].lower() in shares:
-                    node_id = shares[a["_address"].lower()]
-                    db.execute("INSERT OR REPLACE INTO transfers VALUES (?,?,?,?,?,?)",
-                               (block, index, node_id, a["sender"], a["receiver"], str(a["value"])))  # fmt: skip
-                elif name == "Withdrawn":
-                    db.execute("INSERT OR REPLACE INTO withdrawals VALUES (?,?,?,?,?)",
-                               (block, index, a["account"], a["receiver"], str(a["amount"])))  # fmt: skip
-                else:
-                    if name == "AttestorRotated":
-                        db.execute(
-                            "UPDATE nodes SET attestor = ? WHERE node_id = ?",
-                            (a["new_attestor"], a["node_id"]),
-                        )
-                    elif name == "NodeStatusChanged":
-                        db.execute(
-                            "UPDATE nodes SET status = ? WHERE node_id = ?",
-                            (a["status"], a["node_id"]),
-                        )
-                    elif name == "MetadataUpdated":
-                        db.execute(
-                            "UPDATE nodes SET metadata_uri = ? WHERE node_id = ?",
-                            (a["metadata_uri"], a["node_id"]),
-                        )
-                    elif name == "PriceSet":
-                        db.execute(
-                            "UPDATE nodes SET price_per_1k = ? WHERE node_id = ?",
-                            (str(a["price_per_1k"]), a["node_id"]),
-                        )
-                    args = {k: (str(v) if isinstance(v, int) else v) for k, v in a.items()}
-                    db.execute("INSERT OR REPLACE INTO other_events VALUES (?,?,?,?,?)",
-                               (block, index, a["_address"], name, json.dumps(args)))  # fmt: skip
+                args = {k: (str(v) if isinstance(v, int) else v) for k, v in a.items()}
+                insert("other_events", (block, index, a["_address"], name, json.dumps(args)))
+        columns = {"usage": 11, "transfers": 6, "claims": 6, "splits": 8, "withdrawals": 5,
+                   "nodes": 12, "other_events": 5}  # fmt: skip
+        end_hash = self.suite.w3.eth.get_block(end)["hash"].to_0x_hex()
+        with self.db as db:
+            # nodes first: later updates in the same chunk refer to them
+            for table in (
+                "nodes",
+                "usage",
+                "transfers",
+                "claims",
+                "splits",
+                "withdrawals",
+                "other_events",
+            ):
+                if table in inserts:
+                    marks = ",".join("?" * columns[table])
+                    db.executemany(
+                        f"INSERT OR REPLACE INTO {table} VALUES ({marks})", inserts[table]
+                    )
+            for sql, params in updates:
+                db.execute(sql, params)
             db.execute("INSERT OR REPLACE INTO meta VALUES ('last_block', ?)", (str(end),))
-            end_hash = self.suite.w3.eth.get_block(end)["hash"].to_0x_hex()
             db.execute("INSERT OR REPLACE INTO meta VALUES ('last_block_hash', ?)", (end_hash,))
 
 

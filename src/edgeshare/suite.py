@@ -16,7 +16,13 @@ from web3.contract import Contract
 from web3.logs import DISCARD
 
 from edgeshare.artifacts import load_artifact
-from edgeshare.attestation import Eip712Domain, SignedReport, UsageReport, fetch_domain
+from edgeshare.attestation import (
+    Eip712Domain,
+    SignedReport,
+    UsageReport,
+    fetch_domain,
+    pack_signatures,
+)
 from edgeshare.errors import ChainMismatch, NodeNotFound
 from edgeshare.models import MAX_OPERATOR_CUT_BPS, Address, Manifest, StrictModel
 from edgeshare.tx import Transactor
@@ -206,7 +212,7 @@ def send_settle(tx: Transactor, suite: Suite, reports: list[SignedReport]) -> in
     total = sum(r.revenue for r in reports)
     send_approve_if_needed(tx, suite.stablecoin, suite.router.address, total)
     fn = suite.router.functions.settle_many(
-        [r.get_report().as_tuple() for r in reports], [r.get_signature_bytes() for r in reports]
+        [r.get_report().as_tuple() for r in reports], pack_signatures(reports)
     )
     tx.call(fn, f"settle {len(reports)} usage report(s)")
     return total

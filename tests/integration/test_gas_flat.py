@@ -14,6 +14,7 @@ import pytest
 from brownie import web3
 from eth_account import Account
 
+from edgeshare.attestation import pack_signatures
 from tests.conftest import SHARES, Payer, sign_report
 
 HOLDERS, DISTRIBUTIONS = 1_000, 500
@@ -22,9 +23,10 @@ HOLDERS, DISTRIBUTIONS = 1_000, 500
 def _spread(share: Any, operator: Any, count: int) -> None:
     contract = web3.eth.contract(address=share.address, abi=share.abi)
     for _ in range(count):
-        contract.functions.transfer(Account.create().address, SHARES).transact(
+        tx_hash = contract.functions.transfer(Account.create().address, SHARES).transact(
             {"from": operator.address, "gas": 200_000}
         )
+    assert web3.eth.wait_for_transaction_receipt(tx_hash, timeout=60)["status"] == 1
 
 
 def _distribute(pay: Payer, node_id: int, count: int) -> None:
@@ -39,7 +41,7 @@ def _distribute(pay: Payer, node_id: int, count: int) -> None:
     for i in range(0, count, 50):
         part = signed[i : i + 50]
         router.functions.settle_many(
-            [r.get_report().as_tuple() for r in part], [r.get_signature_bytes() for r in part]
+            [r.get_report().as_tuple() for r in part], pack_signatures(part)
         ).transact(payer)
     for epoch in epochs:
         router.functions.finalize(node_id, [epoch]).transact(payer)
@@ -98,9 +100,9 @@ def test_gas__is_flat_in_holders_and_distributions(
     small_id, small = register(shares=10_000 * SHARES)
     large_id, large = register(shares=10_000 * SHARES, region="Lagos")
     for share in (small, large):
-        share.transfer(investor, 10 * SHARES, {"from": operator})
+        _gas(share, operator, "transfer", investor.address, 10 * SHARES)
     # the claimer's stablecoin balance is non-zero before either node is measured
-    stablecoin.mint(investor, 1, {"from": deployer})
+    _gas(stablecoin, deployer, "mint", investor.address, 1)
     _distribute(pay, small_id, 1)
     _spread(large, operator, HOLDERS - 2)
     _distribute(pay, large_id, DISTRIBUTIONS)

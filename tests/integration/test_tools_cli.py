@@ -592,3 +592,36 @@ def test_index__of_an_earlier_chain__is_refused(tmp_path: Path) -> None:
             else:
                 assert result.returncode == 2
                 assert "does not match this chain" in result.stderr
+
+
+def test_index__attributes_each_report_to_the_attestor_in_force(
+    world: dict[str, Any], tmp_path: Path
+) -> None:
+    from edgeshare.attestation import sign
+    from edgeshare.indexer import open_db, sync_index
+    from edgeshare.suite import build_report, send_increase_time, send_settle
+    from edgeshare.tx import Transactor
+
+    suite: Suite = world["suite"]
+    node_id = 3
+    old = suite.fetch_node(node_id).attestor
+    operator = Transactor(world["w3"], Signer.from_key(world["keys"][node_id]))
+    new_key = world["keys"][NEWCOMER]
+    operator.call(
+        suite.registry.functions.rotate_attestor(node_id, address(world, NEWCOMER)), "rotate"
+    )
+    send_increase_time(world["w3"], 3 * 7_200)
+    epoch = EPOCHS + 1
+    report = build_report(suite, node_id, epoch, 10, 20, 9_999, 2**40)
+    payer = Transactor(world["w3"], Signer.from_key(world["keys"][0]))
+    send_settle(payer, suite, [sign(report, new_key, fetch_domain_of(suite))])
+    url, _ = sync_index(suite, f"sqlite:///{tmp_path / 'a.db'}", chunk=3)
+    with open_db(url) as db:
+        rows = dict(
+            db.execute("SELECT epoch, attestor FROM usage WHERE node_id = ?", (node_id,)).fetchall()
+        )
+    assert rows[epoch] == address(world, NEWCOMER)
+    assert all(rows[e] == old for e in range(EPOCHS))
+
+
+from edgeshare.suite import fetch_domain_of  # noqa: E402

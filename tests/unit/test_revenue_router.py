@@ -8,6 +8,7 @@ import brownie
 import pytest
 from brownie import project, web3
 
+from edgeshare.attestation import pack_signatures
 from edgeshare.signer import Signer
 from edgeshare.suite import NodeSpec, send_register_node
 from edgeshare.tx import Transactor
@@ -53,12 +54,8 @@ def test_settle__records_the_report_and_logs_all_of_it(
     node_id, _ = node
     epoch, tx = pay.settle(node_id, 4_321)
     event = tx.events["UsageSettled"]
-    assert (event["node_id"], event["epoch"], event["payer"], event["attestor"]) == (
-        node_id,
-        epoch,
-        deployer,
-        attestor,
-    )
+    assert (event["node_id"], event["epoch"], event["payer"]) == (node_id, epoch, deployer)
+    assert "attestor" not in event and "batch_id" not in event  # derivable: kept off the log
     assert (event["inferences"], event["revenue"], event["latency_ms"], event["uptime_bps"]) == (
         4_321,
         4_321,
@@ -101,7 +98,7 @@ def test_settle_many__takes_one_payment_for_fifty_reports(
             )
     tx = router.settle_many(
         [r.get_report().as_tuple() for r in reports],
-        [r.get_signature_bytes() for r in reports],
+        pack_signatures(reports),
         {"from": deployer},
     )
     assert len(tx.events["UsageSettled"]) == 50
@@ -112,9 +109,9 @@ def test_settle_many__takes_one_payment_for_fifty_reports(
 
 def test_settle_many__mismatched_or_empty_lists__revert(router: Any, deployer: Any) -> None:
     with brownie.reverts("router: no reports"):
-        router.settle_many([], [], {"from": deployer})
-    with brownie.reverts("router: reports and signatures differ in number"):
-        router.settle_many([(1, 0, 1, 1, 1, 1, 1)], [], {"from": deployer})
+        router.settle_many([], b"", {"from": deployer})
+    with brownie.reverts("router: need 65 signature bytes per report"):
+        router.settle_many([(1, 0, 1, 1, 1, 1, 1)], bytes(64), {"from": deployer})
 
 
 def test_finalize__sums_epochs_and_rounds_each_report_down(

@@ -23,6 +23,7 @@ from edgeshare.attestation import (
     UsageReport,
     build_typed_data,
     get_digest,
+    pack_signatures,
     recover,
     sign,
 )
@@ -94,7 +95,7 @@ def test_same_report_twice_in_one_batch__reverts(
 ) -> None:
     args = report_args(good)
     with brownie.reverts("router: epoch already settled"):
-        router.settle_many([args[0], args[0]], [args[1], args[1]], {"from": deployer})
+        router.settle_many([args[0], args[0]], args[1] + args[1], {"from": deployer})
     assert not router.is_settled(good.node_id, good.epoch)
 
 
@@ -294,3 +295,32 @@ def test_python_recover__applies_the_routers_rules(
         recover(good.model_copy(update={"signature": high}), domain)
     with pytest.raises(InputError, match="v must be 27 or 28"):
         recover(good.model_copy(update={"signature": "0x" + (sig[:64] + b"\x00").hex()}), domain)
+
+
+def test_encode_settle_many__equals_web3s_encoding(
+    router: Any, good: SignedReport, suite: Any, attestor_key: str
+) -> None:
+    from edgeshare.poster import encode_settle_many
+
+    reports = [good] + [
+        sign_report(
+            suite,
+            attestor_key,
+            node_id=1 + i,
+            epoch=7 + i,
+            inferences=10**i,
+            revenue=i,
+            deadline=2**64 - 1,
+        )
+        for i in range(3)
+    ]
+    expected = suite.router.functions.settle_many(
+        [r.get_report().as_tuple() for r in reports], pack_signatures(reports)
+    )._encode_transaction_data()
+    assert encode_settle_many(reports) == expected
+    assert (
+        encode_settle_many(reports[:1])
+        == suite.router.functions.settle_many(
+            [reports[0].get_report().as_tuple()], reports[0].get_signature_bytes()
+        )._encode_transaction_data()
+    )
