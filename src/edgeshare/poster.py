@@ -319,16 +319,32 @@ def send_pipelined(
             if isinstance(reply, RpcError) and "already known" not in reply.message.lower():
                 raise TransactionFailed(f"{what}: transaction {i} was refused: {reply.message}")
     progress("sent", len(hashes), len(hashes))
-    return wait_receipts(tx, rpc, hashes, what, progress)
+    raws = dict(zip(hashes, signed, strict=True)) if signed else {}
+    return wait_receipts(tx, rpc, hashes, what, progress, raws)
+
+
+REBROADCAST_AFTER = 5.0  # seconds without a new receipt before re-sending what is missing
 
 
 def wait_receipts(
-    tx: Transactor, rpc: RpcClient, hashes: Sequence[str], what: str, progress: Progress
+    tx: Transactor,
+    rpc: RpcClient,
+    hashes: Sequence[str],
+    what: str,
+    progress: Progress,
+    raws: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Poll receipts in batches until all arrive; raise if any reverted or never came."""
+    """Poll receipts in batches until all arrive; raise if any reverted or never came.
+
+    A node may drop transactions from its pool; when no new receipt has come for a few
+    seconds, the signed transactions still missing (``raws``) are sent again (a node that
+    still holds one answers "already known", which is fine).
+    """
     receipts: dict[str, dict[str, Any]] = {}
     deadline = time.monotonic() + tx.timeout
+    last_progress = time.monotonic()
     while len(receipts) < len(hashes):
+        before = len(receipts)
         missing = [h for h in hashes if h not in receipts]
         for h, receipt in zip(
             missing, rpc.batch([("eth_getTransactionReceipt", [h]) for h in missing]), strict=True
@@ -336,6 +352,12 @@ def wait_receipts(
             if isinstance(receipt, dict):
                 receipts[h] = receipt
         progress("mined", len(receipts), len(hashes))
+        if len(receipts) > before:
+            last_progress = time.monotonic()
+        elif raws and time.monotonic() - last_progress > REBROADCAST_AFTER:
+            missing_raw = [raws[h] for h in hashes if h not in receipts and h in raws]
+            rpc.batch([("eth_sendRawTransaction", [raw]) for raw in missing_raw])
+            last_progress = time.monotonic()
         if len(receipts) < len(hashes):
             if time.monotonic() > deadline:
                 raise TransactionFailed(

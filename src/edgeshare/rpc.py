@@ -10,6 +10,7 @@ retries, raises with a message that says what failed.
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from typing import Any
 
@@ -18,6 +19,8 @@ import requests
 from edgeshare.errors import ChainUnavailable
 
 TRANSIENT_HTTP = {429, 500, 502, 503, 504}
+# Nodes cap request bodies (anvil refuses a few MB); stay well under.
+MAX_REQUEST_BYTES = 1_000_000
 RATE_LIMIT_WORDS = ("rate limit", "too many requests", "rate-limited")
 
 
@@ -84,11 +87,16 @@ class RpcClient:
             raise result
         return result
 
-    def batch(self, calls: list[tuple[str, list[Any]]], chunk: int = 200) -> list[Any]:
-        """Many calls, ``chunk`` per HTTP request; each result or an RpcError, in order."""
+    def batch(
+        self,
+        calls: list[tuple[str, list[Any]]],
+        chunk: int = 200,
+        max_bytes: int = MAX_REQUEST_BYTES,
+    ) -> list[Any]:
+        """Many calls, at most ``chunk`` and about ``max_bytes`` per HTTP request (nodes
+        refuse larger bodies); each result or an RpcError, in order."""
         results: list[Any] = []
-        for start in range(0, len(calls), chunk):
-            part = calls[start : start + chunk]
+        for part in _split(calls, chunk, max_bytes):
             payload = [
                 {"jsonrpc": "2.0", "id": next(self._ids), "method": m, "params": p} for m, p in part
             ]
@@ -109,6 +117,21 @@ class RpcClient:
                 else:
                     results.append(item.get("result"))
         return results
+
+
+def _split(
+    calls: list[tuple[str, list[Any]]], chunk: int, max_bytes: int
+) -> list[list[tuple[str, list[Any]]]]:
+    parts: list[list[tuple[str, list[Any]]]] = [[]]
+    size = 0
+    for call in calls:
+        cost = len(json.dumps(call[1])) + 64
+        if parts[-1] and (len(parts[-1]) >= chunk or size + cost > max_bytes):
+            parts.append([])
+            size = 0
+        parts[-1].append(call)
+        size += cost
+    return [p for p in parts if p]
 
 
 def _is_rate_limited(error: Any) -> bool:
