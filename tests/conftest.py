@@ -15,6 +15,8 @@ from typing import Any
 import brownie
 import pytest
 from brownie import Contract, accounts, web3
+from eth_account import Account
+from eth_account.messages import encode_typed_data
 
 from edgeshare.artifacts import load_artifact
 from edgeshare.attestation import SignedReport, UsageReport, sign
@@ -271,3 +273,41 @@ class Payer:
 def pay(suite: Suite, attestor_key: str, funded: Any) -> Payer:
     """Pays revenue to a node of the default suite through a signed report."""
     return Payer(suite, attestor_key, funded)
+
+
+def sign_permit(
+    share: Any, key: bytes, owner: str, spender: str, value: int, nonce: int, deadline: int
+) -> Any:
+    """An EIP-2612 permit signature by ``key`` for ``share``."""
+    data = {
+        "types": {
+            "EIP712Domain": [
+                {"name": "name", "type": "string"},
+                {"name": "version", "type": "string"},
+                {"name": "chainId", "type": "uint256"},
+                {"name": "verifyingContract", "type": "address"},
+            ],
+            "Permit": [
+                {"name": "owner", "type": "address"},
+                {"name": "spender", "type": "address"},
+                {"name": "value", "type": "uint256"},
+                {"name": "nonce", "type": "uint256"},
+                {"name": "deadline", "type": "uint256"},
+            ],
+        },
+        "primaryType": "Permit",
+        "domain": {
+            "name": share.name(),
+            "version": "1",
+            "chainId": web3.eth.chain_id,
+            "verifyingContract": share.address,
+        },
+        "message": {
+            "owner": owner,
+            "spender": spender,
+            "value": value,
+            "nonce": nonce,
+            "deadline": deadline,
+        },
+    }
+    return Account.sign_message(encode_typed_data(full_message=data), key)

@@ -21,7 +21,6 @@ import brownie
 import pytest
 from brownie import accounts, chain, web3
 from eth_account import Account
-from eth_account.messages import encode_typed_data
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -42,6 +41,7 @@ from tests.conftest import (
     get_now,
     mine_at,
     report_args,
+    sign_permit,
     sign_report,
 )
 
@@ -203,38 +203,9 @@ class AccountingMachine(RuleBasedStateMachine):
         spender = self.holders[0]
         deadline = get_now() + 3_600
         nonce = self.share.nonces(owner.address)
-        message = {
-            "types": {
-                "EIP712Domain": [
-                    {"name": "name", "type": "string"},
-                    {"name": "version", "type": "string"},
-                    {"name": "chainId", "type": "uint256"},
-                    {"name": "verifyingContract", "type": "address"},
-                ],
-                "Permit": [
-                    {"name": "owner", "type": "address"},
-                    {"name": "spender", "type": "address"},
-                    {"name": "value", "type": "uint256"},
-                    {"name": "nonce", "type": "uint256"},
-                    {"name": "deadline", "type": "uint256"},
-                ],
-            },
-            "primaryType": "Permit",
-            "domain": {
-                "name": self.share.name(),
-                "version": "1",
-                "chainId": web3.eth.chain_id,
-                "verifyingContract": self.share.address,
-            },
-            "message": {
-                "owner": owner.address,
-                "spender": spender.address,
-                "value": amount,
-                "nonce": nonce,
-                "deadline": deadline,
-            },
-        }
-        sig = Account.sign_message(encode_typed_data(full_message=message), owner.private_key)
+        sig = sign_permit(
+            self.share, owner.private_key, owner.address, spender.address, amount, nonce, deadline
+        )
         self.share.permit(
             owner.address,
             spender,

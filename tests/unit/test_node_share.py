@@ -8,7 +8,6 @@ import brownie
 import pytest
 from brownie import web3
 from eth_account import Account
-from eth_account.messages import encode_typed_data
 
 from edgeshare.signer import Signer
 from edgeshare.suite import NodeSpec, send_register_node
@@ -21,6 +20,7 @@ from tests.conftest import (
     get_now,
     mine_at,
     set_next_timestamp,
+    sign_permit,
 )
 
 pytestmark = pytest.mark.usefixtures("funded")
@@ -86,43 +86,6 @@ def test_approve__zero_spender__reverts(node: Any, operator: Any) -> None:
         share.approve("0x" + "00" * 20, 1, {"from": operator})
 
 
-def _permit_signature(
-    share: Any, key: bytes, owner: str, spender: str, value: int, nonce: int, deadline: int
-) -> Any:
-    data = {
-        "types": {
-            "EIP712Domain": [
-                {"name": "name", "type": "string"},
-                {"name": "version", "type": "string"},
-                {"name": "chainId", "type": "uint256"},
-                {"name": "verifyingContract", "type": "address"},
-            ],
-            "Permit": [
-                {"name": "owner", "type": "address"},
-                {"name": "spender", "type": "address"},
-                {"name": "value", "type": "uint256"},
-                {"name": "nonce", "type": "uint256"},
-                {"name": "deadline", "type": "uint256"},
-            ],
-        },
-        "primaryType": "Permit",
-        "domain": {
-            "name": share.name(),
-            "version": "1",
-            "chainId": web3.eth.chain_id,
-            "verifyingContract": share.address,
-        },
-        "message": {
-            "owner": owner,
-            "spender": spender,
-            "value": value,
-            "nonce": nonce,
-            "deadline": deadline,
-        },
-    }
-    return Account.sign_message(encode_typed_data(full_message=data), key)
-
-
 @pytest.fixture
 def holder_key(node: Any, operator: Any) -> Any:
     """A key-holding investor (brownie's dev accounts sign on the node only)."""
@@ -135,7 +98,7 @@ def holder_key(node: Any, operator: Any) -> Any:
 def test_permit__sets_allowance_from_signature(node: Any, holder_key: Any, stranger: Any) -> None:
     _, share = node
     deadline = get_now() + 3_600
-    sig = _permit_signature(
+    sig = sign_permit(
         share, holder_key.key, holder_key.address, stranger.address, 5 * SHARES, 0, deadline
     )
     tx = share.permit(
@@ -167,9 +130,7 @@ def test_permit__sets_allowance_from_signature(node: Any, holder_key: Any, stran
 def test_permit__expired__reverts(node: Any, holder_key: Any, stranger: Any) -> None:
     _, share = node
     deadline = get_now() - 1
-    sig = _permit_signature(
-        share, holder_key.key, holder_key.address, stranger.address, 1, 0, deadline
-    )
+    sig = sign_permit(share, holder_key.key, holder_key.address, stranger.address, 1, 0, deadline)
     with brownie.reverts("share: permit expired"):
         share.permit(
             holder_key.address,
@@ -187,9 +148,7 @@ def test_permit__high_s_twin__reverts(node: Any, holder_key: Any, stranger: Any)
     _, share = node
     n = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
     deadline = get_now() + 3_600
-    sig = _permit_signature(
-        share, holder_key.key, holder_key.address, stranger.address, 1, 0, deadline
-    )
+    sig = sign_permit(share, holder_key.key, holder_key.address, stranger.address, 1, 0, deadline)
     v = 55 - sig.v  # the malleated twin: s' = n - s, v flipped
     with brownie.reverts("eip712: signature s is high"):
         share.permit(
@@ -208,7 +167,7 @@ def test_permit__signed_by_someone_else__reverts(node: Any, holder_key: Any, str
     _, share = node
     deadline = get_now() + 3_600
     other = Account.create()
-    sig = _permit_signature(share, other.key, holder_key.address, stranger.address, 1, 0, deadline)
+    sig = sign_permit(share, other.key, holder_key.address, stranger.address, 1, 0, deadline)
     with brownie.reverts("share: permit signer is not the owner"):
         share.permit(
             holder_key.address,
