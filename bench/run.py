@@ -363,7 +363,7 @@ class Bench:
         url = f"sqlite:///{workdir / 'bench-index.db'}"
         with open_db(url) as db:
             started = time.perf_counter()
-            result = Indexer(self.suite, db, self.rpc, chunk=5_000).run()
+            result = Indexer(self.suite, db, self.rpc, chunk=5_000, start_block=0).run()
             index_rate = result.events / (time.perf_counter() - started)
         # the raw reference: the same logs fetched with eth_getLogs and decoded, not stored
         specs = {}
@@ -390,7 +390,7 @@ class Bench:
 
     def _count_events_needed(self, node_id: int, minimum: int) -> None:
         with tempfile.TemporaryDirectory() as tmp, open_db(f"sqlite:///{tmp}/count.db") as db:
-            have = Indexer(self.suite, db, self.rpc, chunk=5_000).run().events
+            have = Indexer(self.suite, db, self.rpc, chunk=5_000, start_block=0).run().events
         if have < minimum:
             self.spread(node_id, minimum - have)
 
@@ -448,7 +448,9 @@ def main() -> None:
     results: dict[str, Any] = {}
     with (
         tempfile.TemporaryDirectory() as tmp,
-        LocalChain("anvil", accounts=8, extra_args=("--gas-limit", "100000000")) as chain,
+        LocalChain(
+            "anvil", accounts=8, extra_args=("--gas-limit", "100000000", "--prune-history")
+        ) as chain,
     ):
         bench = Bench(connect(chain.url, timeout=300), keys, Path(tmp))
         bench.issuer.timeout = bench.operator.timeout = 600

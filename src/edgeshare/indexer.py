@@ -210,9 +210,17 @@ class Indexer:
     """
 
     def __init__(
-        self, suite: Suite, db: sqlite3.Connection, rpc: RpcClient, chunk: int = DEFAULT_CHUNK
+        self,
+        suite: Suite,
+        db: sqlite3.Connection,
+        rpc: RpcClient,
+        chunk: int = DEFAULT_CHUNK,
+        start_block: int | None = None,
     ):
         self.suite = suite
+        # where a new database starts; searched in the code history when not given (a
+        # node that keeps no history, e.g. anvil --prune-history, needs it given)
+        self.start_block = start_block
         self.db = db
         self.rpc = rpc
         self.chunk = chunk
@@ -253,7 +261,9 @@ class Indexer:
                         "chain was reset or reorganised since); delete it or use another --db"
                     )
         if "deploy_block" not in have:
-            first = find_deploy_block(w3, self.suite.registry.address, manifest.block)
+            first = self.start_block
+            if first is None:
+                first = find_deploy_block(w3, self.suite.registry.address, manifest.block)
             want["deploy_block"] = str(first)
             want["deploy_block_hash"] = w3.eth.get_block(first)["hash"].to_0x_hex()
         with self.db:
