@@ -38,13 +38,18 @@ def _distribute(pay: Payer, node_id: int, count: int) -> None:
         sign_report(pay.suite, pay.key, node_id=node_id, epoch=e, inferences=1_000_003 + e)
         for e in epochs
     ]
+    hashes = []
     for i in range(0, count, 50):
         part = signed[i : i + 50]
-        router.functions.settle_many(
-            [r.get_report().as_tuple() for r in part], pack_signatures(part)
-        ).transact(payer)
-    for epoch in epochs:
-        router.functions.finalize(node_id, [epoch]).transact(payer)
+        hashes.append(
+            router.functions.settle_many(
+                [r.get_report().as_tuple() for r in part], pack_signatures(part)
+            ).transact(payer)
+        )
+    hashes += [router.functions.finalize(node_id, [epoch]).transact(payer) for epoch in epochs]
+    # transact() may return before the transaction is mined on a busy machine
+    for tx_hash in hashes:
+        assert web3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)["status"] == 1
     assert pay.router.settlement(node_id, epochs[-1])["state"] == 2
 
 
