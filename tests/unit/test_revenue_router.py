@@ -16,7 +16,6 @@ from tests.conftest import (
     SHARES,
     Payer,
     brownie_contract,
-    get_now,
     mine_at,
     report_args,
     sign_report,
@@ -329,4 +328,3 @@ def test_fee_on_transfer_token__is_rejected_at_deposit(
     payer = Payer(suite, attestor_key, deployer)
     with brownie.reverts("router: stablecoin delivered a different amount"):
         payer.settle(node_id, 1_000_000)
-    assert get_now() > 0

@@ -17,15 +17,14 @@ from edgeshare.cli.common import (
     PrivateKeyEnv,
     RpcUrl,
     build_target,
-    load_signer,
     load_suite,
     open_chain,
+    open_sender,
 )
 from edgeshare.poster import DEFAULT_BATCH, finalize_reports, post_reports
 from edgeshare.rpc import RpcClient
 from edgeshare.signer import load_signer_from_env
 from edgeshare.suite import fetch_domain_of
-from edgeshare.tx import Transactor
 from edgeshare.usage import (
     build_signed_reports,
     read_reports_file,
@@ -109,20 +108,21 @@ def post(
 ) -> None:
     """Settle every report not yet settled, paying its revenue (safe to run again)."""
     parsed = read_reports_file(reports)
-    target = build_target(rpc_url, network, start_local=False)
-    signer = load_signer(private_key_env, keystore, target)
-    with open_chain(target) as w3:
-        suite = load_suite(w3, manifest)
-        tx = Transactor(w3, signer, confirmations=confirmations)
-        with console.progress(disabled=json_output) as progress:
-            result = post_reports(
-                tx,
-                suite,
-                parsed.reports,
-                parsed.domain,
-                batch_size=batch_size,
-                on_progress=progress,
-            )
+    with (
+        open_sender(rpc_url, network, private_key_env, keystore, manifest, confirmations) as (
+            suite,
+            tx,
+        ),
+        console.progress(disabled=json_output) as progress,
+    ):
+        result = post_reports(
+            tx,
+            suite,
+            parsed.reports,
+            parsed.domain,
+            batch_size=batch_size,
+            on_progress=progress,
+        )
     data = result.__dict__
     if json_output:
         console.print_json(data)
@@ -147,11 +147,10 @@ def finalize(
 ) -> None:
     """Finalize the file's reports whose challenge window has passed (anyone may; idempotent)."""
     parsed = read_reports_file(reports)
-    target = build_target(rpc_url, network, start_local=False)
-    signer = load_signer(private_key_env, keystore, target)
-    with open_chain(target) as w3:
-        suite = load_suite(w3, manifest)
-        tx = Transactor(w3, signer, confirmations=confirmations)
+    with open_sender(rpc_url, network, private_key_env, keystore, manifest, confirmations) as (
+        suite,
+        tx,
+    ):
         keys = [(r.node_id, r.epoch) for r in parsed.reports]
         with console.progress(disabled=json_output) as progress:
             result = finalize_reports(tx, suite, keys, progress)

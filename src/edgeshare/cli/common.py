@@ -16,6 +16,7 @@ from edgeshare.deploy import get_default_manifest_path, read_manifest
 from edgeshare.errors import InputError, KeyUnavailable
 from edgeshare.signer import Signer, load_signer_from_env, load_signer_from_keystore
 from edgeshare.suite import Suite
+from edgeshare.tx import Transactor
 
 RpcUrl = Annotated[
     str | None, typer.Option("--rpc-url", help="JSON-RPC URL of the chain.", show_default=False)
@@ -119,6 +120,23 @@ def open_suite(rpc_url: str | None, network: str | None, manifest: Path | None) 
     target = build_target(rpc_url, network, start_local=False)
     with open_chain(target) as w3:
         yield load_suite(w3, manifest)
+
+
+@contextmanager
+def open_sender(
+    rpc_url: str | None,
+    network: str | None,
+    private_key_env: str | None,
+    keystore: Path | None,
+    manifest: Path | None,
+    confirmations: int,
+) -> Iterator[tuple[Suite, Transactor]]:
+    """For commands that send: the key is loaded before the chain is touched, then the
+    manifest's suite and a Transactor for that key."""
+    target = build_target(rpc_url, network, start_local=False)
+    signer = load_signer(private_key_env, keystore, target)
+    with open_chain(target) as w3:
+        yield load_suite(w3, manifest), Transactor(w3, signer, confirmations=confirmations)
 
 
 def load_suite(w3: Web3, manifest: Path | None) -> Suite:

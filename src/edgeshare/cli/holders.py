@@ -16,10 +16,7 @@ from edgeshare.cli.common import (
     Network,
     PrivateKeyEnv,
     RpcUrl,
-    build_target,
-    load_signer,
-    load_suite,
-    open_chain,
+    open_sender,
     open_suite,
     parse_address,
 )
@@ -27,7 +24,6 @@ from edgeshare.errors import InputError
 from edgeshare.market import fetch_portfolio, send_claims
 from edgeshare.reports import format_units
 from edgeshare.suite import send_transfer_shares
-from edgeshare.tx import Transactor
 
 shares_app = typer.Typer(help="Move node shares.", no_args_is_help=True)
 
@@ -51,10 +47,11 @@ def transfer(
         raise InputError(
             f"AMOUNT must be a whole number of share base units or 'all', got {amount!r}"
         )
-    target = build_target(rpc_url, network, start_local=False)
-    signer = load_signer(private_key_env, keystore, target)
-    with open_chain(target) as w3:
-        suite = load_suite(w3, manifest)
+    with open_sender(rpc_url, network, private_key_env, keystore, manifest, confirmations) as (
+        suite,
+        tx,
+    ):
+        signer = tx.signer
         share = suite.share(node_id)
         balance = int(share.functions.balanceOf(signer.address).call())
         value = balance if amount == "all" else int(amount)
@@ -62,9 +59,7 @@ def transfer(
             raise InputError(
                 f"{signer.address} holds {balance} share base units of node {node_id}, not {value}"
             )
-        send_transfer_shares(
-            Transactor(w3, signer, confirmations=confirmations), suite, node_id, to, value
-        )
+        send_transfer_shares(tx, suite, node_id, to, value)
     result = {"node_id": node_id, "from": signer.address, "to": to, "amount": value}
     if json_output:
         console.print_json(result)
@@ -117,14 +112,13 @@ def claim(
 ) -> None:
     """Claim every node with revenue to claim (or the named ones), one transaction per node."""
     receiver = parse_address(to, "--to") if to else None
-    target = build_target(rpc_url, network, start_local=False)
-    signer = load_signer(private_key_env, keystore, target)
-    with open_chain(target) as w3:
-        suite = load_suite(w3, manifest)
+    with open_sender(rpc_url, network, private_key_env, keystore, manifest, confirmations) as (
+        suite,
+        tx,
+    ):
+        signer = tx.signer
         with console.progress(disabled=json_output) as progress:
-            results = send_claims(
-                Transactor(w3, signer, confirmations=confirmations), suite, node, receiver, progress
-            )
+            results = send_claims(tx, suite, node, receiver, progress)
     total = sum(r.amount for r in results)
     if json_output:
         console.print_json({"total": total, "claims": [r.__dict__ for r in results]})

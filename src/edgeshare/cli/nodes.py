@@ -16,14 +16,10 @@ from edgeshare.cli.common import (
     Network,
     PrivateKeyEnv,
     RpcUrl,
-    build_target,
-    load_signer,
-    load_suite,
-    open_chain,
+    open_sender,
     open_suite,
 )
 from edgeshare.nodes import read_nodes_file, register_nodes
-from edgeshare.tx import Transactor
 
 app = typer.Typer(help="Register and list nodes.", no_args_is_help=True)
 
@@ -41,14 +37,14 @@ def register(
 ) -> None:
     """Register every node of the list not registered yet (idempotent, by external id)."""
     entries = read_nodes_file(nodes_file)  # the whole file is checked before anything else
-    target = build_target(rpc_url, network, start_local=False)
-    signer = load_signer(private_key_env, keystore, target)
-    with open_chain(target) as w3:
-        suite = load_suite(w3, manifest)
-        with console.progress(disabled=json_output) as progress:
-            done = register_nodes(
-                Transactor(w3, signer, confirmations=confirmations), suite, entries, progress
-            )
+    with (
+        open_sender(rpc_url, network, private_key_env, keystore, manifest, confirmations) as (
+            suite,
+            tx,
+        ),
+        console.progress(disabled=json_output) as progress,
+    ):
+        done = register_nodes(tx, suite, entries, progress)
     if json_output:
         console.print_json([r.__dict__ for r in done])
         return
