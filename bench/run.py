@@ -30,7 +30,8 @@ from edgeshare.chain import LocalChain, build_dev_keys, connect
 from edgeshare.deploy import build_params, deploy_suite
 from edgeshare.indexer import Indexer, decode_log, open_db
 from edgeshare.nodes import NodeEntry, register_nodes
-from edgeshare.poster import encode_settle_many, get_rpc, post_reports, send_pipelined
+from edgeshare.pipeline import send_pipelined
+from edgeshare.poster import encode_settle_many, get_rpc, post_reports
 from edgeshare.signer import Signer
 from edgeshare.suite import (
     Suite,

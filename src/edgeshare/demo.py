@@ -25,7 +25,8 @@ from edgeshare.errors import EdgeShareError, InputError
 from edgeshare.indexer import open_db, sync_index
 from edgeshare.market import send_claims
 from edgeshare.nodes import NodeEntry, register_nodes
-from edgeshare.poster import get_rpc, post_reports, send_pipelined
+from edgeshare.pipeline import send_pipelined
+from edgeshare.poster import get_rpc, post_reports
 from edgeshare.reports import build_report, render_csv, render_html, render_json
 from edgeshare.signer import Signer
 from edgeshare.suite import (

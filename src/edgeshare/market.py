@@ -18,7 +18,8 @@ from web3 import Web3
 from web3.logs import DISCARD
 
 from edgeshare.errors import InputError, NodeNotFound
-from edgeshare.poster import get_rpc, send_pipelined
+from edgeshare.pipeline import send_pipelined
+from edgeshare.poster import get_rpc
 from edgeshare.rpc import RpcError
 from edgeshare.suite import Suite
 from edgeshare.tx import Transactor

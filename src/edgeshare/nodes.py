@@ -20,7 +20,8 @@ from web3.logs import DISCARD
 
 from edgeshare.errors import InputError
 from edgeshare.models import StrictModel
-from edgeshare.poster import get_rpc, send_pipelined
+from edgeshare.pipeline import send_pipelined
+from edgeshare.poster import get_rpc
 from edgeshare.suite import NodeSpec, Suite
 from edgeshare.tx import Transactor
 

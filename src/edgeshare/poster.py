@@ -9,8 +9,7 @@ consecutive nonces and sent in JSON-RPC batches, then their receipts are awaited
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,16 +19,16 @@ from web3 import Web3
 
 from edgeshare.attestation import Eip712Domain, SignedReport, fetch_domain, pack_signatures, recover
 from edgeshare.errors import InputError, TransactionFailed
+from edgeshare.pipeline import Progress, send_pipelined
 from edgeshare.rpc import RpcClient, RpcError
-from edgeshare.suite import Suite, send_approve_if_needed
-from edgeshare.tx import GAS_HEADROOM_DEN, GAS_HEADROOM_NUM, Transactor
+from edgeshare.suite import Suite
+from edgeshare.tx import Transactor
 
 DEFAULT_BATCH = 50
 MAX_BATCH = 100  # RevenueRouter.MAX_BATCH
+MAX_ROUNDS = 3  # posting rounds when reorganisations keep removing settlements
 DEADLINE_MARGIN = 120  # a report must stay valid this long after we check it
 ACTIVE = 1
-
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass
@@ -48,6 +47,8 @@ class PostResult:
     """Hashes of the settle_many transactions sent."""
     gas_used: int = 0
     """Gas used by those transactions."""
+    reposted: int = 0
+    """Reports posted again because a reorganisation removed their settlement."""
 
 
 def get_rpc(w3: Web3) -> RpcClient:
@@ -227,6 +228,31 @@ def post_reports(
     )
     if not pending:
         return result
+    for _round in range(MAX_ROUNDS):
+        lost = _post_round(tx, rpc, suite, pending, domain, batch_size, progress, result)
+        if not lost:
+            return result
+        # a reorganisation removed blocks holding our settlements: post those again
+        result.reposted += len(lost)
+        pending = lost
+        tx.forget_nonce()
+    raise TransactionFailed(
+        f"{len(pending)} report(s) were settled and then removed by chain reorganisations "
+        f"{MAX_ROUNDS} times; run the poster again once the chain is stable"
+    )
+
+
+def _post_round(
+    tx: Transactor,
+    rpc: RpcClient,
+    suite: Suite,
+    pending: list[SignedReport],
+    domain: Eip712Domain,
+    batch_size: int,
+    progress: Progress,
+    result: PostResult,
+) -> list[SignedReport]:
+    """Check, pay for and settle ``pending``; returns those not settled afterwards."""
     _raise_problems(check_reports(rpc, suite, pending, domain))
     total = sum(r.revenue for r in pending)
     balance = int(suite.stablecoin.functions.balanceOf(tx.signer.address).call())
@@ -234,7 +260,10 @@ def post_reports(
         raise InputError(
             f"the payer {tx.signer.address} holds {balance} base units; these reports need {total}"
         )
-    send_approve_if_needed(tx, suite.stablecoin, suite.router.address, total)
+    coin, router = suite.stablecoin, suite.router.address
+    if int(coin.functions.allowance(tx.signer.address, router).call()) < total:
+        approve = coin.functions.approve(router, total)._encode_transaction_data()
+        send_pipelined(tx, rpc, coin.address, [approve], "approve the stablecoin", progress)
 
     batches = [pending[i : i + batch_size] for i in range(0, len(pending), batch_size)]
     datas = [encode_settle_many(batch) for batch in batches]
@@ -242,136 +271,16 @@ def post_reports(
         tx, rpc, suite.router.address, datas, "settle usage reports", progress,
         units=[len(batch) for batch in batches],
     )  # fmt: skip
+    # read the settlements back: a receipt is no proof once its block is reorganised away
+    now_settled = fetch_settled(rpc, suite, [(r.node_id, r.epoch) for r in pending])
+    done = {(r.node_id, r.epoch) for r, ok in zip(pending, now_settled, strict=True) if ok}
     for batch, receipt in zip(batches, receipts, strict=True):
-        result.settled += len(batch)
-        result.revenue += sum(r.revenue for r in batch)
-        result.transactions.append(HexBytes(receipt["transactionHash"]).to_0x_hex())
-        result.gas_used += int(receipt["gasUsed"], 16)
-    return result
-
-
-def send_pipelined(
-    tx: Transactor,
-    rpc: RpcClient,
-    to: str | Sequence[str],
-    datas: Sequence[str],
-    what: str,
-    progress: Progress,
-    units: Sequence[int] | None = None,
-) -> list[dict[str, Any]]:
-    """Send one transaction per calldata with consecutive nonces, then await all receipts.
-
-    Gas is estimated before anything is sent; a transaction that would revert stops
-    everything with its reason. Where the transactions are one call over ``units`` items
-    each (settle batches of N reports, every report checked beforehand), one transaction
-    of each distinct size is estimated and its figure serves all of that size; otherwise
-    each is estimated, in one JSON-RPC batch. Signed transactions go out in JSON-RPC
-    batches (a node that holds the key instead gets them one by one).
-    """
-    sender = tx.signer.address
-    targets = [to] * len(datas) if isinstance(to, str) else list(to)
-    if units is not None and datas:
-        # one estimate per distinct size: a transaction's fixed cost is not per item
-        sample = {u: i for i, u in reversed(list(enumerate(units)))}
-        calls = [("eth_estimateGas", [{"from": sender, "to": targets[i], "data": datas[i]}])
-                 for i in sample.values()]  # fmt: skip
-        by_size: dict[int, Any] = {}
-        for (size, index), result in zip(sample.items(), rpc.batch(calls), strict=True):
-            if isinstance(result, RpcError):
-                raise TransactionFailed(
-                    f"{what}: transaction {index} would revert: {result.message}"
-                )
-            by_size[size] = result
-        estimates: list[Any] = [by_size[u] for u in units]
-    else:
-        estimates = rpc.batch(
-            [
-                ("eth_estimateGas", [{"from": sender, "to": t, "data": d}])
-                for t, d in zip(targets, datas, strict=True)
-            ]
-        )
-    for i, estimate in enumerate(estimates):
-        if isinstance(estimate, RpcError):
-            raise TransactionFailed(f"{what}: transaction {i} would revert: {estimate.message}")
-    fees = tx.build_fees()
-    hashes: list[str] = []
-    signed: list[str] = []
-    for target, data, estimate in zip(targets, datas, estimates, strict=True):
-        body: dict[str, Any] = {
-            "from": sender,
-            "to": target,
-            "data": data,
-            "value": 0,
-            "gas": int(estimate, 16) * GAS_HEADROOM_NUM // GAS_HEADROOM_DEN,
-            "nonce": tx.take_nonce(),
-            "chainId": tx.chain_id,
-            **fees,
-        }
-        if tx.signer.is_local:
-            raw = tx.signer.sign_transaction(body)
-            signed.append("0x" + raw.hex())
-            hashes.append(Web3.keccak(raw).to_0x_hex())
-        else:
-            hashes.append(HexBytes(tx.w3.eth.send_transaction(body)).to_0x_hex())  # type: ignore[arg-type]
-    if signed:
-        replies = rpc.batch([("eth_sendRawTransaction", [raw]) for raw in signed], chunk=100)
-        for i, reply in enumerate(replies):
-            if isinstance(reply, RpcError) and "already known" not in reply.message.lower():
-                raise TransactionFailed(f"{what}: transaction {i} was refused: {reply.message}")
-    progress("sent", len(hashes), len(hashes))
-    raws = dict(zip(hashes, signed, strict=True)) if signed else {}
-    return wait_receipts(tx, rpc, hashes, what, progress, raws)
-
-
-REBROADCAST_AFTER = 5.0  # seconds without a new receipt before re-sending what is missing
-
-
-def wait_receipts(
-    tx: Transactor,
-    rpc: RpcClient,
-    hashes: Sequence[str],
-    what: str,
-    progress: Progress,
-    raws: dict[str, str] | None = None,
-) -> list[dict[str, Any]]:
-    """Poll receipts in batches until all arrive; raise if any reverted or never came.
-
-    A node may drop transactions from its pool; when no new receipt has come for a few
-    seconds, the signed transactions still missing (``raws``) are sent again (a node that
-    still holds one answers "already known", which is fine).
-    """
-    receipts: dict[str, dict[str, Any]] = {}
-    deadline = time.monotonic() + tx.timeout
-    last_progress = time.monotonic()
-    while len(receipts) < len(hashes):
-        before = len(receipts)
-        missing = [h for h in hashes if h not in receipts]
-        for h, receipt in zip(
-            missing, rpc.batch([("eth_getTransactionReceipt", [h]) for h in missing]), strict=True
-        ):
-            if isinstance(receipt, dict):
-                receipts[h] = receipt
-        progress("mined", len(receipts), len(hashes))
-        if len(receipts) > before:
-            last_progress = time.monotonic()
-        elif raws and time.monotonic() - last_progress > REBROADCAST_AFTER:
-            missing_raw = [raws[h] for h in hashes if h not in receipts and h in raws]
-            rpc.batch([("eth_sendRawTransaction", [raw]) for raw in missing_raw])
-            last_progress = time.monotonic()
-        if len(receipts) < len(hashes):
-            if time.monotonic() > deadline:
-                raise TransactionFailed(
-                    f"{what}: {len(hashes) - len(receipts)} transaction(s) not mined after "
-                    f"{tx.timeout:.0f}s, first {missing[0]}"
-                )
-            time.sleep(0.05)
-    ordered = [receipts[h] for h in hashes]
-    for h, receipt in zip(hashes, ordered, strict=True):
-        if int(receipt["status"], 16) != 1:
-            raise TransactionFailed(f"{what}: transaction {h} reverted")
-    if tx.confirmations > 1:
-        tx.wait(HexBytes(hashes[-1]), what)
-    return ordered
+        if (batch[0].node_id, batch[0].epoch) in done:
+            result.settled += len(batch)
+            result.revenue += sum(r.revenue for r in batch)
+            result.transactions.append(HexBytes(receipt["transactionHash"]).to_0x_hex())
+            result.gas_used += int(receipt["gasUsed"], 16)
+    return [r for r in pending if (r.node_id, r.epoch) not in done]
 
 
 _SETTLEMENT = _selector("settlement(uint256,uint64)")

@@ -33,13 +33,16 @@ class Transactor:
         w3: The connection.
         signer: Who signs and pays.
         confirmations: Blocks to wait for after the one holding the transaction.
-        timeout: Seconds to wait for a receipt.
+        timeout: Seconds to wait for a receipt (for many at once: without a new one).
+        max_fee_per_gas: The most wei per gas a replacement of a stuck transaction may
+            offer (None: no ceiling).
     """
 
     w3: Web3
     signer: Signer
     confirmations: int = 0
     timeout: float = 120.0
+    max_fee_per_gas: int | None = None
     _nonce: int | None = field(default=None, init=False, repr=False)
     _chain_id: int | None = field(default=None, init=False, repr=False)
 
@@ -55,6 +58,10 @@ class Transactor:
             address = Web3.to_checksum_address(self.signer.address)
             self._nonce = int(self.w3.eth.get_transaction_count(address, "pending"))
         return self._nonce
+
+    def forget_nonce(self) -> None:
+        """Read the nonce from the chain again before the next send (after a reorg)."""
+        self._nonce = None
 
     def take_nonce(self) -> int:
         """Reserve the next nonce for a transaction this caller sends itself."""
