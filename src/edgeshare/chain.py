@@ -16,13 +16,17 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
+from typing import Any, Literal
 
+import requests
 import yaml
 from web3 import HTTPProvider, Web3
+from web3.providers.rpc.utils import REQUEST_RETRY_ALLOWLIST, ExceptionRetryConfiguration
+from web3.types import RPCEndpoint, RPCResponse
 
 from edgeshare.artifacts import get_project_root
 from edgeshare.errors import ChainUnavailable, InputError
+from edgeshare.rpc import get_rpc_timeout, is_rate_limited, redact_urls
 
 Engine = Literal["anvil", "ganache"]
 ENGINES: tuple[Engine, ...] = ("anvil", "ganache")
@@ -191,15 +195,55 @@ class LocalChain:
         self.stop()
 
 
-def connect(url: str, timeout: float = 30.0) -> Web3:
-    """A Web3 connected to ``url``; raises ChainUnavailable if it does not answer."""
+RETRIES, BACKOFF = 7, 0.25  # a transient failure is retried for about half a minute
+
+
+class RetryingHTTPProvider(HTTPProvider):
+    """web3's HTTP provider, retrying what a busy public endpoint does to callers.
+
+    Connection errors, timeouts, HTTP 429 and 5xx are retried by web3 itself (for
+    methods that are safe to repeat, sending a signed transaction among them) with
+    exponential backoff; this class also retries a JSON-RPC reply that says the caller
+    is rate limited.
+    """
+
+    def __init__(self, url: str, timeout: float) -> None:
+        super().__init__(
+            url,
+            request_kwargs={"timeout": timeout},
+            exception_retry_configuration=ExceptionRetryConfiguration(
+                errors=(requests.ConnectionError, requests.HTTPError, requests.Timeout),
+                retries=RETRIES,
+                backoff_factor=BACKOFF,
+                method_allowlist=[*REQUEST_RETRY_ALLOWLIST, "eth_feeHistory", "web3", "anvil"],
+            ),
+        )
+
+    def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
+        wait = BACKOFF
+        for _attempt in range(RETRIES):
+            response = super().make_request(method, params)
+            if not is_rate_limited(response.get("error")):
+                return response
+            time.sleep(wait)
+            wait *= 2
+        return super().make_request(method, params)
+
+
+def connect(url: str, timeout: float | None = None) -> Web3:
+    """A Web3 connected to ``url``; raises ChainUnavailable if it does not answer.
+
+    Args:
+        url: The JSON-RPC endpoint.
+        timeout: Seconds per request (default: ``EDGESHARE_RPC_TIMEOUT`` or 30).
+    """
     if not url.startswith(("http://", "https://")):
         raise InputError(f"RPC URL must start with http:// or https://, got {url!r}")
-    w3 = Web3(HTTPProvider(url, request_kwargs={"timeout": timeout}))
+    w3 = Web3(RetryingHTTPProvider(url, timeout if timeout is not None else get_rpc_timeout(30.0)))
     try:
         w3.eth.chain_id  # noqa: B018 - probes the endpoint
     except Exception as exc:
-        raise ChainUnavailable(f"cannot reach the chain at {url}: {exc}") from exc
+        raise ChainUnavailable(redact_urls(f"cannot reach the chain at {url}: {exc}")) from None
     return w3
 
 

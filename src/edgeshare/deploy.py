@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import rlp  # type: ignore[import-untyped]
 from eth_abi.abi import encode
 from hexbytes import HexBytes
 from pydantic import ValidationError
@@ -24,13 +26,13 @@ from web3 import Web3
 from edgeshare.artifacts import BLUEPRINT_PREAMBLE, load_artifact
 from edgeshare.chain import is_local_chain_id
 from edgeshare.errors import ChainMismatch, DeploymentError, InputError, NotLocalChain
-from edgeshare.models import ContractAddresses, DeployParams, Manifest
+from edgeshare.models import ContractAddresses, DeployParams, Manifest, PendingDeployment
 from edgeshare.tx import Transactor
 
 MOCK_NAME, MOCK_SYMBOL, MOCK_DECIMALS = "Mock USD", "mUSD", 6
 ZERO_ADDRESS = "0x" + "00" * 20
 
-Action = Literal["deployed", "reused", "linked", "would deploy", "would link"]
+Action = Literal["deployed", "reused", "recovered", "linked", "would deploy", "would link"]
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,31 @@ def _has_expected_code(w3: Web3, address: str, contract: str) -> bool:
     return True
 
 
+def get_create_address(sender: str, nonce: int) -> str:
+    """The address of the contract that ``sender`` creates with ``nonce``."""
+    encoded = rlp.encode([bytes(HexBytes(sender)), nonce])
+    return Web3.to_checksum_address(Web3.keccak(encoded)[12:])
+
+
+def _find_pending(tx: Transactor, pending: PendingDeployment, contract: str) -> str | None:
+    """The contract an interrupted run created, waiting while its creation is in flight;
+    None when that nonce never created it (nothing was mined, or something else was)."""
+    w3, sender = tx.w3, Web3.to_checksum_address(tx.signer.address)
+    deadline = time.monotonic() + tx.timeout
+    while int(w3.eth.get_transaction_count(sender, "latest")) <= pending.nonce:
+        if int(w3.eth.get_transaction_count(sender, "pending")) <= pending.nonce:
+            return None  # never reached the chain, or dropped: the nonce is free again
+        if time.monotonic() > deadline:
+            raise DeploymentError(
+                f"the {contract} creation sent with nonce {pending.nonce} by an earlier run is "
+                f"still not mined after {tx.timeout:.0f}s; run deploy again later"
+            )
+        time.sleep(0.5)
+    if _has_expected_code(w3, pending.address, contract):
+        return pending.address
+    return None
+
+
 def deploy_suite(
     tx: Transactor,
     params: DeployParams,
@@ -172,6 +199,7 @@ def deploy_suite(
     if not use_mock:
         addresses["Stablecoin"] = params.stablecoin
     block = existing.block if existing else 0
+    pending = existing.pending if existing else None
     steps: list[DeployStep] = []
     redeployed = False  # once a contract is new, everything built on it is new too
 
@@ -188,25 +216,41 @@ def deploy_suite(
             params=params,
             contracts=ContractAddresses(**addresses),
             stablecoin_is_mock=use_mock,
+            pending=pending,
         )
         if not dry_run:
             write_manifest(manifest, manifest_path)
         return manifest
 
     def ensure(contract: str, build: Callable[[], bytes]) -> None:
-        nonlocal redeployed, block
+        nonlocal redeployed, block, pending
         current = addresses.get(contract)
         if current and not redeployed and _has_expected_code(w3, current, contract):
             record(DeployStep(contract, "reused", current))
             return
+        if pending is not None and pending.contract == contract and not dry_run:
+            # an earlier run was stopped after sending this creation: find what it made
+            found = _find_pending(tx, pending, contract)
+            pending = None
+            if found:
+                addresses[contract] = found
+                save()
+                record(DeployStep(contract, "recovered", found))
+                return
         redeployed = True
         if dry_run:
             addresses[contract] = None
             record(DeployStep(contract, "would deploy"))
             return
+        nonce = tx.peek_nonce()
+        pending = PendingDeployment(
+            contract=contract, address=get_create_address(tx.signer.address, nonce), nonce=nonce
+        )
+        save()  # before sending: a kill after the send can then find the contract
         address, receipt = tx.deploy(build(), f"deploy {contract}")
         addresses[contract] = address
         block = int(receipt["blockNumber"])
+        pending = None
         save()
         record(DeployStep(contract, "deployed", address, int(receipt["gasUsed"])))
 

@@ -71,6 +71,22 @@ class ContractAddresses(StrictModel):
     """The revenue router, which holds and splits the stablecoin."""
 
 
+class PendingDeployment(StrictModel):
+    """A contract creation sent but not yet seen mined when the manifest was written.
+
+    The address of a created contract depends only on the deployer and its nonce, so a
+    run that was killed after sending can find the contract it created, instead of
+    creating a second one.
+    """
+
+    contract: str
+    """Which contract of the suite."""
+    address: Address
+    """Where it will live."""
+    nonce: Annotated[int, Field(ge=0)]
+    """The deployer's nonce that creates it."""
+
+
 class Manifest(StrictModel):
     """What ``edgeshare deploy`` wrote: where the suite lives and how it was configured."""
 
@@ -86,6 +102,8 @@ class Manifest(StrictModel):
     """Addresses of the deployed contracts."""
     stablecoin_is_mock: bool = False
     """True when Stablecoin is the MockStablecoin deployed by EdgeShare."""
+    pending: PendingDeployment | None = None
+    """A deployment in flight when this was written (None once it is recorded)."""
 
     def is_complete(self) -> bool:
         """True when every contract of the suite has an address."""

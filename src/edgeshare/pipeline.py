@@ -143,7 +143,9 @@ def send_pipelined(
             _sign(tx, flight)
         replies = rpc.batch([("eth_sendRawTransaction", [f.raw]) for f in flights], chunk=100)
         for flight, reply in zip(flights, replies, strict=True):
-            if isinstance(reply, RpcError) and not _says(reply, _ALREADY_IN):
+            # "nonce too low" can answer a retried request about our own transaction;
+            # wait_flights tells that apart from a nonce used by someone else
+            if isinstance(reply, RpcError) and not _says(reply, (*_ALREADY_IN, "nonce too low")):
                 raise TransactionFailed(
                     f"{what}: transaction {flight.index} (nonce {flight.nonce}) was refused: "
                     f"{reply.message}"

@@ -11,17 +11,48 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import re
 import time
 from typing import Any
 
 import requests
 
-from edgeshare.errors import ChainUnavailable
+from edgeshare.errors import ChainUnavailable, InputError
 
 TRANSIENT_HTTP = {429, 500, 502, 503, 504}
+RPC_TIMEOUT_ENV = "EDGESHARE_RPC_TIMEOUT"
 # Nodes cap request bodies (anvil refuses a few MB); stay well under.
 MAX_REQUEST_BYTES = 1_000_000
 RATE_LIMIT_WORDS = ("rate limit", "too many requests", "rate-limited")
+
+
+_URL = re.compile(r"(https?://)(?:[^/\s@]+@)?([^/\s?#'\"]+)([^\s'\"]*)")
+
+
+def redact_urls(text: str) -> str:
+    """``text`` with every URL cut to its scheme and host: hosted RPC endpoints carry
+    their API key in the path, the query or the user part, and none may be printed."""
+
+    def cut(match: re.Match[str]) -> str:
+        rest = match.group(3)
+        return match.group(1) + match.group(2) + ("/..." if rest not in ("", "/") else rest)
+
+    return _URL.sub(cut, text)
+
+
+def get_rpc_timeout(default: float) -> float:
+    """Seconds an RPC request may take: ``EDGESHARE_RPC_TIMEOUT`` if set, else ``default``."""
+    raw = os.environ.get(RPC_TIMEOUT_ENV)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 3_600:
+        raise InputError(f"{RPC_TIMEOUT_ENV} must be a number of seconds (0-3600], got {raw!r}")
+    return value
 
 
 class RpcError(Exception):
@@ -44,11 +75,15 @@ class RpcClient:
         timeout: Seconds per HTTP request.
     """
 
-    def __init__(self, url: str, retries: int = 6, backoff: float = 0.25, timeout: float = 60.0):
+    def __init__(
+        self, url: str, retries: int = 6, backoff: float = 0.25, timeout: float | None = None
+    ):
         self.url = url
+        self.name = redact_urls(url)
+        """The URL as it may be printed."""
         self.retries = retries
         self.backoff = backoff
-        self.timeout = timeout
+        self.timeout = timeout if timeout is not None else get_rpc_timeout(60.0)
         self._ids = itertools.count(1)
         self._session = requests.Session()
 
@@ -63,21 +98,22 @@ class RpcClient:
                 else:
                     response.raise_for_status()
                     body = response.json()
-                    if isinstance(body, dict) and _is_rate_limited(body.get("error")):
+                    if isinstance(body, dict) and is_rate_limited(body.get("error")):
                         problem = "rate limited"
                     else:
                         return body
             except (requests.ConnectionError, requests.Timeout) as exc:
                 problem = type(exc).__name__
             except requests.HTTPError as exc:
-                raise ChainUnavailable(f"RPC {self.url} refused the request: {exc}") from None
+                refused = redact_urls(f"RPC {self.url} refused the request: {exc}")
+                raise ChainUnavailable(refused) from None
             except ValueError:
                 problem = "a reply that is not JSON"
             if attempt < self.retries:
                 time.sleep(wait)
                 wait *= 2
         raise ChainUnavailable(
-            f"RPC {self.url} kept failing ({problem}) after {self.retries + 1} attempts"
+            f"RPC {self.name} kept failing ({problem}) after {self.retries + 1} attempts"
         )
 
     def call(self, method: str, params: list[Any]) -> Any:
@@ -103,7 +139,7 @@ class RpcClient:
             body = self._post(payload)
             if not isinstance(body, list):
                 error = body.get("error", {}) if isinstance(body, dict) else {}
-                raise ChainUnavailable(f"RPC {self.url} rejected a batch: {error or body}")
+                raise ChainUnavailable(f"RPC {self.name} rejected a batch: {error or body}")
             by_id = {item.get("id"): item for item in body}
             for request in payload:
                 item = by_id.get(request["id"])
@@ -134,7 +170,8 @@ def _split(
     return [p for p in parts if p]
 
 
-def _is_rate_limited(error: Any) -> bool:
+def is_rate_limited(error: Any) -> bool:
+    """True for a JSON-RPC error object that says the caller is being rate limited."""
     if not isinstance(error, dict):
         return False
     message = str(error.get("message", "")).lower()

@@ -16,7 +16,7 @@ from eth_typing import ChecksumAddress
 from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract.contract import ContractFunction
-from web3.exceptions import ContractLogicError, TimeExhausted, Web3RPCError
+from web3.exceptions import ContractLogicError, TimeExhausted, TransactionNotFound, Web3RPCError
 from web3.types import TxReceipt
 
 from edgeshare.errors import TransactionFailed
@@ -58,6 +58,10 @@ class Transactor:
             address = Web3.to_checksum_address(self.signer.address)
             self._nonce = int(self.w3.eth.get_transaction_count(address, "pending"))
         return self._nonce
+
+    def peek_nonce(self) -> int:
+        """The nonce the next transaction will use."""
+        return self._next_nonce()
 
     def forget_nonce(self) -> None:
         """Read the nonce from the chain again before the next send (after a reorg)."""
@@ -105,9 +109,11 @@ class Transactor:
             tx["nonce"] = self._next_nonce()
             try:
                 if self.signer.is_local:
-                    tx_hash = self.w3.eth.send_raw_transaction(self.signer.sign_transaction(tx))
+                    raw = self.signer.sign_transaction(tx)
+                    tx_hash = Web3.keccak(raw)
+                    self._send_raw(raw, tx_hash)
                 else:
-                    tx_hash = self.w3.eth.send_transaction(tx)  # type: ignore[arg-type]
+                    tx_hash = HexBytes(self.w3.eth.send_transaction(tx))  # type: ignore[arg-type]
                 break
             except (Web3RPCError, ValueError) as exc:
                 # another process used this key since we read its nonce: read it again once
@@ -116,6 +122,26 @@ class Transactor:
                 self._nonce = None
         self._nonce = tx["nonce"] + 1
         return self.wait(HexBytes(tx_hash), what)
+
+    def _send_raw(self, raw: bytes, tx_hash: HexBytes) -> None:
+        """Send a signed transaction. A request retried after a lost reply can be told
+        "already known" or "nonce too low" about this very transaction: that is success."""
+        try:
+            self.w3.eth.send_raw_transaction(raw)
+        except (Web3RPCError, ValueError) as exc:
+            message = str(exc).lower()
+            if "already known" in message or "already imported" in message:
+                return
+            if "nonce too low" in message and self._is_known(tx_hash):
+                return
+            raise
+
+    def _is_known(self, tx_hash: HexBytes) -> bool:
+        try:
+            self.w3.eth.get_transaction(tx_hash)
+        except TransactionNotFound:
+            return False
+        return True
 
     def wait(self, tx_hash: HexBytes, what: str) -> TxReceipt:
         """Wait for a receipt and the configured confirmations; raise if it reverted."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+import requests
 import typer
 
 from edgeshare.cli import attest, console, holders, nodes
@@ -42,6 +43,9 @@ def main() -> None:
     except EdgeShareError as exc:
         console.error(str(exc))
         sys.exit(exc.exit_code)
+    except requests.RequestException as exc:  # web3 gave up after its retries
+        console.error(f"the chain's RPC endpoint kept failing: {type(exc).__name__}: {exc}")
+        sys.exit(1)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -22,6 +23,8 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.table import Table
+
+from edgeshare.rpc import redact_urls
 
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -72,5 +75,5 @@ def note(message: str) -> None:
 
 
 def error(message: str) -> None:
-    """An error line on stderr."""
-    err.print(f"[bold red]error:[/bold red] {message}", markup=True)
+    """An error line on stderr (URLs cut to their host: they may carry API keys)."""
+    err.print(f"[bold red]error:[/bold red] {escape(redact_urls(message))}", markup=True)
