@@ -23,11 +23,12 @@ from edgeshare.attestation import (
     fetch_domain,
     pack_signatures,
 )
-from edgeshare.errors import ChainMismatch, NodeNotFound
+from edgeshare.errors import ChainMismatch, InputError, NodeNotFound
 from edgeshare.models import MAX_OPERATOR_CUT_BPS, Address, Manifest, StrictModel
 from edgeshare.tx import Transactor
 
 UINT256_MAX = 2**256 - 1
+MAX_PRICE = 2**192 - 1  # NodeRegistry.MAX_PRICE: prices are packed beside their epoch
 
 
 class NodeStatus(IntFlag):
@@ -47,7 +48,7 @@ class NodeSpec(StrictModel):
     """Signs the node's usage reports."""
     shares: Annotated[int, Field(ge=1, le=2**128)]
     """Share supply in 18-decimal base units."""
-    price_per_1k: Annotated[int, Field(ge=0, lt=2**256)]
+    price_per_1k: Annotated[int, Field(ge=0, le=MAX_PRICE)]
     """Stablecoin base units per 1,000 inferences."""
     operator_cut_bps: Annotated[int, Field(ge=0, le=MAX_OPERATOR_CUT_BPS)]
     """The operator's share of gross revenue in basis points."""
@@ -99,6 +100,19 @@ class Suite:
                 f"the manifest is for chain {manifest.chain_id}, the node is chain {chain_id}"
             )
         c = manifest.contracts
+        missing = [name for name, address in c.model_dump().items() if not address]
+        if missing:
+            raise InputError(
+                f"the manifest is incomplete: {', '.join(missing)} has no address; run "
+                "`edgeshare deploy` with this manifest to finish the deployment"
+            )
+        for name in ("NodeRegistry", "RevenueRouter"):
+            address = Web3.to_checksum_address(str(getattr(c, name)))
+            if not w3.eth.get_code(address):
+                raise ChainMismatch(
+                    f"the manifest's {name} {address} has no code on chain {chain_id}: "
+                    "a manifest of another deployment, or a chain that was reset?"
+                )
 
         def bind(address: str | None, name: str) -> Contract:
             return w3.eth.contract(
