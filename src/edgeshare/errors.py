@@ -47,5 +47,5 @@ class DeploymentError(EdgeShareError, RuntimeError):
     """A deployment is inconsistent (e.g. a manifest address holds the wrong code)."""
 
 
-class NodeNotFound(EdgeShareError, LookupError):
-    """No node with that id is registered."""
+class NodeNotFound(InputError, LookupError):
+    """No node with that id is registered (the user named it: bad input, nothing sent)."""

@@ -10,7 +10,6 @@ runs) so that ~100 variants take seconds.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,6 @@ import pytest
 
 from edgeshare.attestation import sign
 from edgeshare.chain import LocalChain, build_dev_keys, connect
-from edgeshare.cli import main
 from edgeshare.deploy import build_params, deploy_suite
 from edgeshare.signer import Signer
 from edgeshare.suite import (
@@ -34,6 +32,7 @@ from edgeshare.suite import (
 )
 from edgeshare.tx import Transactor
 from edgeshare.usage import write_reports_file
+from tests.inproc import run_main
 
 KEYS = build_dev_keys(4)
 ENV = {"OPERATOR_KEY": KEYS[0], "ATTESTOR_KEY": KEYS[2], "PAYER_KEY": KEYS[3]}
@@ -85,17 +84,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 def run(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str
 ) -> tuple[int, str]:
-    """Run ``edgeshare ARGS`` in-process; returns (exit code, stdout + stderr)."""
-    for name, value in ENV.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setattr(sys, "argv", ["edgeshare", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out + captured.err
+    return run_main(capsys, monkeypatch, ENV, *args)
 
 
 def _assert_refused(

@@ -294,7 +294,7 @@ def test_claim__named_node_to_another_address(world: dict[str, Any]) -> None:
     assert suite.stablecoin.functions.balanceOf(newcomer).call() == before + owed
     assert suite.share(2).functions.claimable(holder).call() == 0
     unknown = cli(world, "claim", "--node", "99", key=2)
-    assert unknown.returncode == 1 and "no node 99" in unknown.stderr
+    assert unknown.returncode == 2 and "no node 99" in unknown.stderr
 
 
 # --------------------------------------------------------- index, reports

@@ -1,0 +1,29 @@
+"""Running the ``edgeshare`` command in-process: the same ``main`` the installed command
+runs, without a Python start-up per call (for tests that make many calls)."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from edgeshare.cli import main
+
+
+def run_main(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    env: dict[str, str],
+    *args: str,
+) -> tuple[int, str]:
+    """Run ``edgeshare ARGS`` with ``env`` set; returns (exit code, stdout + stderr)."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(sys, "argv", ["edgeshare", *args])
+    code = 0
+    try:
+        main()
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err

@@ -1,0 +1,114 @@
+"""Secrets never leave the process: every command runs with a private key (and a keystore
+password) set, on success and on failure, and neither appears in any output or in any
+file the tools write (manifest, signed reports, index database, reports)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+
+from edgeshare.chain import LocalChain, build_dev_keys, connect
+from edgeshare.deploy import read_manifest
+from edgeshare.signer import Signer
+from edgeshare.suite import Suite, send_increase_time, send_mint_mock
+from edgeshare.tx import Transactor
+from tests.inproc import run_main
+
+PASSWORD = "correct horse battery staple 7f3a"
+
+
+@pytest.fixture(scope="module")
+def secret_key() -> str:
+    """A key nobody else knows (not a dev key), funded on each test chain."""
+    return Account.create().key.to_0x_hex()
+
+
+@pytest.fixture
+def chain(secret_key: str) -> Iterator[LocalChain]:
+    with LocalChain("anvil") as local:
+        address = Account.from_key(secret_key).address
+        connect(local.url).provider.make_request("anvil_setBalance", [address, hex(10**22)])  # type: ignore[arg-type]
+        yield local
+
+
+def _leaks(secret_key: str, text: str) -> list[str]:
+    body = secret_key[2:]
+    needles = [body.lower(), body.upper(), PASSWORD]
+    return [n[:6] + "..." for n in needles if n in text]
+
+
+def test_every_command__never_prints_or_writes_the_key(
+    secret_key: str,
+    chain: LocalChain,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    me = Account.from_key(secret_key).address
+    keystore = tmp_path / "keystore.json"
+    keystore.write_text(json.dumps(Account.encrypt(secret_key, PASSWORD)))
+    env = {"SECRET_KEY": secret_key, "EDGESHARE_KEYSTORE_PASSWORD": PASSWORD}
+    manifest, db = str(tmp_path / "m.json"), str(tmp_path / "index.db")
+    at = ["--rpc-url", chain.url, "--manifest", manifest]
+    signed = ["--private-key-env", "SECRET_KEY"]
+    outputs: list[str] = []
+
+    def run(*args: str, expect: int = 0) -> None:
+        code, output = run_main(capsys, monkeypatch, env, *args)
+        assert code == expect, output
+        outputs.append(output)
+
+    run("deploy", *at, *signed, "--epoch-length", "60", "--challenge-period", "0")
+    (tmp_path / "nodes.yaml").write_text(
+        f'nodes:\n  - operator: "{me}"\n    attestor: "{me}"\n    shares: 1000\n'
+        "    price_per_1k: 2000\n    operator_cut_bps: 500\n    region: Accra\n"
+        "    external_id: accra-1\n"
+    )
+    run("nodes", "register", "nodes.yaml", *at, *signed)
+    run("nodes", "list", *at)
+    w3 = connect(chain.url)
+    suite = Suite.load(w3, read_manifest(Path(manifest)))  # type: ignore[arg-type]
+    send_mint_mock(Transactor(w3, Signer.from_key(secret_key)), suite, me, 10**12)
+    send_increase_time(w3, 600)
+    (tmp_path / "usage.csv").write_text(
+        "node_id,epoch,inferences,latency_ms,uptime_bps\n1,0,5000,40,9990\n1,1,7000,41,9980\n"
+    )
+    run("attest", "sign", "usage.csv", "--attestor-key-env", "SECRET_KEY", "-o", "signed.json", *at)
+    run("attest", "post", "signed.json", *at, *signed)
+    run("attest", "finalize", "signed.json", *at, "--keystore", str(keystore))
+    run("claim", *at, *signed)
+    run("shares", "transfer", "1", build_dev_keys_address(), "10", *at, *signed)
+    run("portfolio", me, *at)
+    run("index", *at, "--db", db)
+    run("market", *at, "--db", db)
+    run("report", "operator", me, "--format", "html", "-o", "op.html", *at, "--db", db)
+    run("report", "investor", me, "--format", "csv", "-o", "inv.csv", *at, "--db", db)
+    # and failures, where a careless error message would show what it was given
+    run("attest", "post", "usage.csv", *at, *signed, expect=2)
+    run("claim", "--node", "99", *at, *signed, expect=2)
+    run("deploy", *at, *signed, "--protocol-fee-bps", "999", expect=2)
+    env["EDGESHARE_KEYSTORE_PASSWORD"] = "wrong " + PASSWORD
+    run("claim", *at, "--keystore", str(keystore), expect=2)
+    env["EDGESHARE_KEYSTORE_PASSWORD"] = PASSWORD
+    env["BROKEN_KEY"] = secret_key[:-1] + "x"  # a typo'd key must not be echoed either
+    run("claim", *at, "--private-key-env", "BROKEN_KEY", expect=2)
+
+    assert len(outputs) == 18
+    for output in outputs:
+        assert not _leaks(secret_key, output), output
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and p != keystore]
+    assert {p.name for p in written} >= {"m.json", "signed.json", "index.db", "op.html", "inv.csv"}
+    for path in written:
+        assert not _leaks(secret_key, path.read_bytes().decode("latin-1")), path
+        assert secret_key[2:].encode() not in path.read_bytes()
+        assert bytes.fromhex(secret_key[2:]) not in path.read_bytes(), path
+
+
+def build_dev_keys_address() -> str:
+    """Someone to give shares to."""
+    return Signer.from_key(build_dev_keys(2)[1]).address
