@@ -8,7 +8,10 @@ new receipt arrives for a while, every transaction still missing is sent again, 
 whose fee no longer covers the base fee, that the node refuses as underpriced, or that
 has waited long is replaced: the same nonce, signed again with fees raised by at least
 12.5% (nodes require 10% to accept a replacement). Every hash ever sent for a nonce is
-polled, so whichever version is mined is found, and no nonce is left as a gap.
+polled, so whichever version is mined is found, and no nonce is left as a gap. On a local
+anvil that automines, a stall also asks it to mine a block: it mines on a transaction's
+arrival, and what a burst bigger than a block left over waits for an arrival that may
+not come.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 from hexbytes import HexBytes
 from web3 import Web3
 
+from edgeshare.chain import is_local_chain_id
 from edgeshare.errors import TransactionFailed
 from edgeshare.rpc import RpcClient, RpcError
 from edgeshare.tx import GAS_HEADROOM_DEN, GAS_HEADROOM_NUM, Transactor
@@ -29,6 +33,8 @@ Progress = Callable[[str, int, int], None]
 
 RESEND_AFTER = 5.0
 """Seconds without a new receipt before what is missing is sent again."""
+NUDGE_AFTER = 0.5
+"""Seconds without a new receipt before a local development chain is asked to mine."""
 REPLACE_AFTER = 60.0
 """Seconds a transaction may wait at a fee the chain accepts before it is replaced anyway
 (its tip may be too small to be picked)."""
@@ -180,7 +186,8 @@ def wait_flights(
     nonce still missing; raises if any transaction reverted.
     """
     receipts: dict[int, dict[str, Any]] = {}
-    last_progress = last_resend = time.monotonic()
+    last_progress = last_resend = last_nudge = time.monotonic()
+    nudge = _is_automining(tx, rpc)
     while len(receipts) < len(flights):
         waiting = [f for f in flights if f.index not in receipts]
         asked = [(f, h) for f in waiting for h in f.hashes]
@@ -191,7 +198,7 @@ def wait_flights(
         progress("mined", len(receipts), len(flights))
         now = time.monotonic()
         if len(receipts) > len(flights) - len(waiting):
-            last_progress = last_resend = now
+            last_progress = last_resend = last_nudge = now
             continue
         if now - last_progress > tx.timeout:
             first = min(waiting, key=lambda f: f.nonce)
@@ -199,6 +206,11 @@ def wait_flights(
                 f"{what}: {len(waiting)} transaction(s) not mined after {tx.timeout:.0f}s "
                 f"without progress; first nonce {first.nonce}, last hash {first.hashes[-1]}"
             )
+        if nudge and now - last_nudge > NUDGE_AFTER:
+            # anvil's automine mines when a transaction arrives; ready ones left over
+            # from a burst bigger than a block wait for an arrival that may not come
+            rpc.batch([("evm_mine", [])])
+            last_nudge = now
         if now - last_resend > RESEND_AFTER and tx.signer.is_local:
             _resend(tx, rpc, [f for f in waiting if f.index not in receipts], what)
             last_resend = now
@@ -210,6 +222,15 @@ def wait_flights(
     if tx.confirmations > 1:
         tx.wait(HexBytes(ordered[-1]["transactionHash"]), what)
     return ordered
+
+
+def _is_automining(tx: Transactor, rpc: RpcClient) -> bool:
+    """True for a local anvil that mines on each transaction's arrival (not one with
+    interval or manual mining, whose owner chose when blocks come)."""
+    if not is_local_chain_id(tx.chain_id):
+        return False
+    (reply,) = rpc.batch([("anvil_getAutomine", [])])
+    return reply is True
 
 
 def _resend(tx: Transactor, rpc: RpcClient, waiting: Sequence[Flight], what: str) -> None:
