@@ -151,11 +151,14 @@ def send_pipelined(
         for flight, reply in zip(flights, replies, strict=True):
             # "nonce too low" can answer a retried request about our own transaction;
             # wait_flights tells that apart from a nonce used by someone else
-            if isinstance(reply, RpcError) and not _says(reply, (*_ALREADY_IN, "nonce too low")):
-                raise TransactionFailed(
-                    f"{what}: transaction {flight.index} (nonce {flight.nonce}) was refused: "
-                    f"{reply.message}"
-                )
+            if not isinstance(reply, RpcError) or _says(reply, (*_ALREADY_IN, "nonce too low")):
+                continue
+            if _says(reply, _UNDERPRICED) and _at_ceiling(tx, flight):
+                continue  # the chain wants more than the user allows: wait, maybe time out
+            raise TransactionFailed(
+                f"{what}: transaction {flight.index} (nonce {flight.nonce}) was refused: "
+                f"{reply.message}"
+            )
     else:
         for flight in flights:
             sent = tx.w3.eth.send_transaction({**flight.body, **flight.fees})  # type: ignore[typeddict-item]
@@ -202,9 +205,15 @@ def wait_flights(
             continue
         if now - last_progress > tx.timeout:
             first = min(waiting, key=lambda f: f.nonce)
+            ceiling = (
+                f" (offering the most allowed: {tx.max_fee_per_gas // 10**9} gwei per gas)"
+                if tx.max_fee_per_gas is not None and _at_ceiling(tx, first)
+                else ""
+            )
             raise TransactionFailed(
                 f"{what}: {len(waiting)} transaction(s) not mined after {tx.timeout:.0f}s "
                 f"without progress; first nonce {first.nonce}, last hash {first.hashes[-1]}"
+                + ceiling
             )
         if nudge and now - last_nudge > NUDGE_AFTER:
             # anvil's automine mines when a transaction arrives; ready ones left over
@@ -262,10 +271,17 @@ def _resend(tx: Transactor, rpc: RpcClient, waiting: Sequence[Flight], what: str
         for flight, reply in zip(
             again, rpc.batch([("eth_sendRawTransaction", [f.raw]) for f in again]), strict=True
         ):
-            if isinstance(reply, RpcError) and not _says(reply, (*_ALREADY_IN, "nonce too low")):
-                raise TransactionFailed(
-                    f"{what}: the replacement for nonce {flight.nonce} was refused: {reply.message}"
-                )
+            if not isinstance(reply, RpcError) or _says(reply, (*_ALREADY_IN, "nonce too low")):
+                continue
+            if _says(reply, _UNDERPRICED) and _at_ceiling(tx, flight):
+                continue  # the chain wants more than the user allows: wait, maybe time out
+            raise TransactionFailed(
+                f"{what}: the replacement for nonce {flight.nonce} was refused: {reply.message}"
+            )
+
+
+def _at_ceiling(tx: Transactor, flight: Flight) -> bool:
+    return tx.max_fee_per_gas is not None and _fee_cap(flight.fees) >= tx.max_fee_per_gas
 
 
 def _replace(tx: Transactor, flight: Flight, fees_now: dict[str, int]) -> None:

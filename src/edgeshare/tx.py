@@ -8,6 +8,7 @@ transactions does not wait on the node between sends.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,10 +20,21 @@ from web3.contract.contract import ContractFunction
 from web3.exceptions import ContractLogicError, TimeExhausted, TransactionNotFound, Web3RPCError
 from web3.types import TxReceipt
 
-from edgeshare.errors import TransactionFailed
+from edgeshare.errors import InputError, TransactionFailed
 from edgeshare.signer import Signer
 
 GAS_HEADROOM_NUM, GAS_HEADROOM_DEN = 6, 5  # send with 20% more gas than estimated
+MAX_FEE_ENV = "EDGESHARE_MAX_FEE_GWEI"
+
+
+def get_max_fee_per_gas() -> int | None:
+    """The fee ceiling in wei per gas from ``EDGESHARE_MAX_FEE_GWEI`` (None: not set)."""
+    raw = os.environ.get(MAX_FEE_ENV, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or int(raw) == 0:
+        raise InputError(f"{MAX_FEE_ENV} must be a whole number of gwei above 0, got {raw!r}")
+    return int(raw) * 10**9
 
 
 @dataclass
@@ -34,8 +46,9 @@ class Transactor:
         signer: Who signs and pays.
         confirmations: Blocks to wait for after the one holding the transaction.
         timeout: Seconds to wait for a receipt (for many at once: without a new one).
-        max_fee_per_gas: The most wei per gas a replacement of a stuck transaction may
-            offer (None: no ceiling).
+        max_fee_per_gas: The most wei per gas any transaction may offer, first versions
+            and replacements of stuck ones alike (None: no ceiling; the commands read
+            it from ``EDGESHARE_MAX_FEE_GWEI``).
     """
 
     w3: Web3
@@ -77,13 +90,18 @@ class Transactor:
         """EIP-1559 fee fields when the chain has a base fee, else a legacy gas price."""
         block = self.w3.eth.get_block("latest")
         base_fee = block.get("baseFeePerGas")
+        cap = self.max_fee_per_gas
         if base_fee is None:
-            return {"gasPrice": int(self.w3.eth.gas_price)}
+            price = int(self.w3.eth.gas_price)
+            return {"gasPrice": price if cap is None else min(price, cap)}
         try:
             tip = int(self.w3.eth.max_priority_fee)
         except Exception:
             tip = 10**9
-        return {"maxFeePerGas": 2 * int(base_fee) + tip, "maxPriorityFeePerGas": tip}
+        max_fee = 2 * int(base_fee) + tip
+        if cap is not None:
+            max_fee = min(max_fee, cap)
+        return {"maxFeePerGas": max_fee, "maxPriorityFeePerGas": min(tip, max_fee)}
 
     def send(self, tx: dict[str, Any], what: str) -> TxReceipt:
         """Estimate, sign, send and wait for one transaction.

@@ -19,6 +19,7 @@ from web3 import Web3
 from edgeshare.attestation import SignedReport, sign
 from edgeshare.chain import LocalChain, build_dev_keys, connect
 from edgeshare.deploy import build_params, deploy_suite
+from edgeshare.errors import InputError, TransactionFailed
 from edgeshare.pipeline import raise_fees
 from edgeshare.poster import fetch_settled, get_rpc, post_reports
 from edgeshare.rpc import RpcClient
@@ -32,7 +33,7 @@ from edgeshare.suite import (
     send_mint_mock,
     send_register_node,
 )
-from edgeshare.tx import Transactor
+from edgeshare.tx import MAX_FEE_ENV, Transactor, get_max_fee_per_gas
 
 EPOCH = 60
 PRICE = 2_000
@@ -236,3 +237,40 @@ def test_burst_bigger_than_a_block__automining_anvil_is_nudged(tmp_path: Path) -
         result = post_reports(payer, suite, reports, domain, batch_size=1)
         assert result.settled == EPOCHS
         assert all(fetch_settled(get_rpc(w3), suite, [(1, e) for e in range(EPOCHS)]))
+
+
+def test_fee_ceiling__never_exceeded_even_by_replacements(world: World) -> None:
+    """With a ceiling below what the jumped base fee needs, the settlements are re-sent
+    at the ceiling at most and the poster gives up naming the stuck nonce: an operator's
+    limit is not overridden to get a transaction through."""
+    base = int(world.w3.eth.get_block("latest")["baseFeePerGas"])
+    ceiling = 5 * base
+    world.payer.max_fee_per_gas = ceiling
+    world.payer.timeout = 12
+    assert world.payer.build_fees()["maxFeePerGas"] <= ceiling
+    offered: list[int] = []
+
+    def on_progress(stage: str, done: int, total: int) -> None:
+        _stop_mining_after_the_approval(world, stage, done, total)
+        if stage == "sent" and total == 10 and not offered:
+            offered.append(0)
+            world.rpc.call("anvil_setNextBlockBaseFeePerGas", [hex(base * 100)])
+            world.rpc.call("evm_setIntervalMining", [1])
+        if stage == "mined":
+            pool = world.rpc.call("txpool_content", [])["pending"]
+            offered.extend(
+                int(tx["maxFeePerGas"], 16) for txs in pool.values() for tx in txs.values()
+            )
+
+    with pytest.raises(TransactionFailed, match="not mined after 12s .* most allowed"):
+        _post(world, on_progress)
+    assert max(offered) <= ceiling
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "1.5", "lots"])
+def test_fee_ceiling__bad_setting_is_refused(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(MAX_FEE_ENV, value)
+    with pytest.raises(InputError, match=MAX_FEE_ENV):
+        get_max_fee_per_gas()
+    monkeypatch.setenv(MAX_FEE_ENV, "30")
+    assert get_max_fee_per_gas() == 30 * 10**9

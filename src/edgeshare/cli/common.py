@@ -16,7 +16,7 @@ from edgeshare.deploy import get_default_manifest_path, read_manifest
 from edgeshare.errors import InputError, KeyUnavailable
 from edgeshare.signer import Signer, load_signer_from_env, load_signer_from_keystore
 from edgeshare.suite import Suite
-from edgeshare.tx import Transactor
+from edgeshare.tx import Transactor, get_max_fee_per_gas
 
 RpcUrl = Annotated[
     str | None, typer.Option("--rpc-url", help="JSON-RPC URL of the chain.", show_default=False)
@@ -135,8 +135,10 @@ def open_sender(
     manifest's suite and a Transactor for that key."""
     target = build_target(rpc_url, network, start_local=False)
     signer = load_signer(private_key_env, keystore, target)
+    fee_ceiling = get_max_fee_per_gas()
     with open_chain(target) as w3:
-        yield load_suite(w3, manifest), Transactor(w3, signer, confirmations=confirmations)
+        tx = Transactor(w3, signer, confirmations, max_fee_per_gas=fee_ceiling)
+        yield load_suite(w3, manifest), tx
 
 
 def load_suite(w3: Web3, manifest: Path | None) -> Suite:

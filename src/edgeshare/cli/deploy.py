@@ -27,7 +27,7 @@ from edgeshare.deploy import (
     get_default_manifest_path,
     read_manifest,
 )
-from edgeshare.tx import Transactor
+from edgeshare.tx import Transactor, get_max_fee_per_gas
 
 
 def deploy(
@@ -62,6 +62,7 @@ def deploy(
     """Deploy the EdgeShare suite, or finish one from its manifest (idempotent)."""
     target = build_target(rpc_url, network)
     signer = load_signer(private_key_env, keystore, target)
+    fee_ceiling = get_max_fee_per_gas()
     overrides = {
         "stablecoin": stablecoin,
         "epoch_length": epoch_length,
@@ -75,7 +76,7 @@ def deploy(
     else:
         build_params(None, **overrides)
     with open_chain(target) as w3:
-        tx = Transactor(w3, signer, confirmations=confirmations)
+        tx = Transactor(w3, signer, confirmations, max_fee_per_gas=fee_ceiling)
         path: Path = manifest or get_default_manifest_path(tx.chain_id)
         params = build_params(read_manifest(path), **overrides)
 
