@@ -33,6 +33,7 @@ from edgeshare.indexer import Indexer, decode_log, open_db
 from edgeshare.nodes import NodeEntry, register_nodes
 from edgeshare.pipeline import send_pipelined
 from edgeshare.poster import encode_settle_many, get_rpc, post_reports
+from edgeshare.rpc import RpcError
 from edgeshare.signer import Signer
 from edgeshare.suite import (
     Suite,
@@ -411,6 +412,9 @@ def measure_plain_transfers(key: str, count: int) -> tuple[float, int]:
             raw.append("0x" + bytes(sender.sign_transaction(body).raw_transaction).hex())
         started = time.perf_counter()
         pending = rpc.batch([("eth_sendRawTransaction", [r]) for r in raw], chunk=500)
+        refused = [r for r in pending if isinstance(r, RpcError)]
+        if refused:
+            raise RuntimeError(f"{len(refused)} plain transfers refused, first: {refused[0]}")
         nudges, last_progress = 0, time.perf_counter()
         while pending:
             receipts = rpc.batch([("eth_getTransactionReceipt", [h]) for h in pending], chunk=500)

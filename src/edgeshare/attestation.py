@@ -9,18 +9,19 @@ the tests. Signing goes through eth_account, which uses coincurve when installed
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Annotated, Any
 
-from eth_account import Account
-from eth_keys.datatypes import Signature
-from eth_typing import Hash32
+from coincurve import PrivateKey as CurveKey
+from coincurve import PublicKey as CurvePublicKey
 from eth_utils.crypto import keccak
+from hexbytes import HexBytes
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field
 from web3 import Web3
 
 from edgeshare.errors import InputError
-from edgeshare.models import Address, StrictModel
+from edgeshare.models import Address, StrictModel, to_checksum
 
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 MAX_REPORT_REVENUE = 2**96 - 1  # what one report's revenue may be (RevenueRouter)
@@ -212,15 +213,23 @@ def build_typed_data(report: UsageReport, domain: Eip712Domain) -> dict[str, Any
     }
 
 
+@functools.lru_cache(maxsize=64)
+def _curve_key(secret: bytes) -> CurveKey:
+    # parsing a key derives its public key (an EC multiplication): once per attestor key
+    return CurveKey(secret)
+
+
 def sign(
     report: UsageReport, key: bytes | str, domain: Eip712Domain, separator: bytes | None = None
 ) -> SignedReport:
-    """Sign ``report`` with the attestor's ``key``."""
+    """Sign ``report`` with the attestor's ``key`` (libsecp256k1: low-s, v = 27 or 28)."""
     digest = get_digest(report, domain, separator)
-    signed = Account.unsafe_sign_hash(Hash32(digest), key)
+    secret = bytes(HexBytes(key)) if isinstance(key, str) else key
+    rs_recid = _curve_key(secret).sign_recoverable(digest, hasher=None)
+    signature = rs_recid[:64] + bytes([rs_recid[64] + 27])
     # the report is a validated model and the signature is 65 bytes we just made
     fields = {name: getattr(report, name) for name in UsageReport.model_fields}
-    return SignedReport.model_construct(**fields, signature="0x" + bytes(signed.signature).hex())
+    return SignedReport.model_construct(**fields, signature="0x" + signature.hex())
 
 
 def recover(signed: SignedReport, domain: Eip712Domain, separator: bytes | None = None) -> str:
@@ -237,10 +246,12 @@ def recover(signed: SignedReport, domain: Eip712Domain, separator: bytes | None 
         raise InputError("signature is not canonical (s must be in the lower half of the curve)")
     digest = get_digest(signed.get_report(), domain, separator)
     try:
-        public_key = Signature(vrs=(v - 27, r, s)).recover_public_key_from_msg_hash(digest)
+        public_key = CurvePublicKey.from_signature_and_message(
+            sig[:64] + bytes([v - 27]), digest, hasher=None
+        ).format(compressed=False)
     except Exception:
         raise InputError("signature recovers no key") from None
-    return str(public_key.to_checksum_address())
+    return to_checksum(keccak(public_key[1:])[12:])
 
 
 def fetch_domain(w3: Web3, router_address: str) -> Eip712Domain:

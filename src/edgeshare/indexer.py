@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from Crypto.Hash import keccak as keccak256
 from eth_abi.abi import decode
 from eth_utils.crypto import keccak
 from web3 import Web3
 
 from edgeshare.artifacts import load_artifact
 from edgeshare.errors import InputError
+from edgeshare.models import to_checksum
 from edgeshare.rpc import RpcClient, RpcError
 from edgeshare.suite import Suite
 
@@ -79,20 +79,6 @@ class EventSpec:
 
 
 _CHECKSUMS: dict[bytes, str] = {}
-# a hex digit of the hash that is 8 or more marks an upper-case position: 0xff, else 0x00
-_CASE_MASK = bytes.maketrans(b"0123456789abcdef", b"\x00" * 8 + b"\xff" * 8)
-
-
-def to_checksum(raw: bytes) -> str:
-    """The EIP-55 form of a 20-byte address: each hex digit is upper-cased where the same
-    position of keccak256(lower-case hex) is 8 or more; done here as whole-string integer
-    masking (eth_utils goes through several conversions and costs ~5x as much, and
-    indexing checksums every address it meets)."""
-    low = raw.hex().encode()
-    marks = keccak256.new(data=low, digest_bits=256).digest().hex()[:40].encode()
-    mask = int.from_bytes(marks.translate(_CASE_MASK), "big")
-    mixed = (int.from_bytes(low, "big") & ~mask) | (int.from_bytes(low.upper(), "big") & mask)
-    return "0x" + mixed.to_bytes(40, "big").decode()
 
 
 def _address(raw: bytes) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+from Crypto.Hash import keccak as keccak256
 from eth_utils.address import is_checksum_address, is_hex_address, to_checksum_address
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -32,6 +33,23 @@ def _checksum(value: Any) -> str:
 
 
 Address = Annotated[str, BeforeValidator(_checksum)]
+
+# a hex digit of the hash that is 8 or more marks an upper-case position: 0xff, else 0x00
+_CASE_MASK = bytes.maketrans(b"0123456789abcdef", b"\x00" * 8 + b"\xff" * 8)
+
+
+def to_checksum(raw: bytes) -> str:
+    """The EIP-55 form of a 20-byte address: each hex digit is upper-cased where the same
+    position of keccak256(lower-case hex) is 8 or more; done as whole-string integer
+    masking (eth_utils goes through several conversions and costs ~3x as much, and the
+    indexer and signature recovery checksum every address they meet)."""
+    low = raw.hex().encode()
+    marks = keccak256.new(data=low, digest_bits=256).digest().hex()[:40].encode()
+    mask = int.from_bytes(marks.translate(_CASE_MASK), "big")
+    mixed = (int.from_bytes(low, "big") & ~mask) | (int.from_bytes(low.upper(), "big") & mask)
+    return "0x" + mixed.to_bytes(40, "big").decode()
+
+
 """An EIP-55 checksummed address; all-lower and all-upper case input is accepted."""
 
 

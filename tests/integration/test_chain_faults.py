@@ -262,7 +262,7 @@ def test_fee_ceiling__never_exceeded_even_by_replacements(world: World) -> None:
                 int(tx["maxFeePerGas"], 16) for txs in pool.values() for tx in txs.values()
             )
 
-    with pytest.raises(TransactionFailed, match="not mined after 12s .* most allowed"):
+    with pytest.raises(TransactionFailed, match=r"not mined after 12s .* most allowed"):
         _post(world, on_progress)
     assert max(offered) <= ceiling
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from web3 import Web3
 
 from edgeshare.errors import InputError
-from edgeshare.indexer import to_checksum
+from edgeshare.models import to_checksum
 from edgeshare.rpc import RPC_TIMEOUT_ENV, get_rpc_timeout, redact_urls
 
 
