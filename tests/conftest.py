@@ -36,11 +36,6 @@ SHARES = 10**18
 # (brownie's submodules are reached through `brownie`: its test runner cannot read the
 # compiled ones when they are imported here by name.)
 brownie._config.CONFIG.networks["development"]["cmd_settings"]["port"] = get_free_port()
-# A session's chain mines thousands of blocks; anvil keeps a state per block and spills
-# them to ~/.foundry/anvil/tmp, which brownie's kill at the end leaves behind (~0.9 GB per
-# `make test`). Isolation uses evm_snapshot/evm_revert, which need no history.
-if "--prune-history" not in brownie._config.CONFIG.networks["development"]["cmd"]:
-    brownie._config.CONFIG.networks["development"]["cmd"] += " --prune-history"
 
 
 @pytest.fixture(autouse=True)
