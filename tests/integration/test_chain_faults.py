@@ -208,35 +208,19 @@ def test_replacement_fees_rise_at_least_an_eighth() -> None:
     assert raise_fees({"gasPrice": 80}, {"gasPrice": 10}) == {"gasPrice": 91}
 
 
-def test_burst_bigger_than_a_block__automining_anvil_is_nudged(tmp_path: Path) -> None:
+def test_burst_bigger_than_a_block__automining_anvil_is_nudged(world: World) -> None:
     """anvil automines when a transaction arrives; 25 settlements sent at once into
     blocks that hold four leave some ready but unmined, waiting for an arrival that
     never comes. The poster asks the local chain to mine instead of waiting out its
     replacement delay (the payer's timeout here is shorter than that delay)."""
-    keys = build_dev_keys(4)
-    with LocalChain("anvil") as chain:
-        w3 = connect(chain.url)
-        issuer = Transactor(w3, Signer.from_key(keys[0]))
-        params = build_params(None, epoch_length=EPOCH, challenge_period=0)
-        suite = Suite.load(w3, deploy_suite(issuer, params, tmp_path / "m.json").manifest)
-        spec = NodeSpec(
-            operator=Signer.from_key(keys[1]).address, attestor=Signer.from_key(keys[2]).address,
-            shares=10**18, price_per_1k=PRICE, operator_cut_bps=1_000, region="Lagos",
-        )  # fmt: skip
-        send_register_node(issuer, suite, spec)
-        payer = Transactor(w3, Signer.from_key(keys[3]), timeout=15)
-        send_mint_mock(issuer, suite, payer.signer.address, 10**15)
-        send_increase_time(w3, (EPOCHS + 1) * EPOCH)
-        domain = fetch_domain_of(suite)
-        reports = [
-            sign(UsageReport(node_id=1, epoch=e, inferences=1_000, revenue=1_000 * PRICE // 1000,
-                             latency_ms=40, uptime_bps=9_990, deadline=2**40), keys[2], domain)
-            for e in range(EPOCHS)
-        ]  # fmt: skip
-        w3.provider.make_request("evm_setBlockGasLimit", [hex(600_000)])  # type: ignore[arg-type]
-        result = post_reports(payer, suite, reports, domain, batch_size=1)
-        assert result.settled == EPOCHS
-        assert all(fetch_settled(get_rpc(w3), suite, [(1, e) for e in range(EPOCHS)]))
+    reports = [r for r in world.reports if r.node_id == 1]
+    assert len(reports) == EPOCHS
+    world.payer.timeout = 15
+    world.rpc.call("evm_setBlockGasLimit", [hex(600_000)])
+    domain = fetch_domain_of(world.suite)
+    result = post_reports(world.payer, world.suite, reports, domain, batch_size=1)
+    assert result.settled == EPOCHS
+    assert all(fetch_settled(world.rpc, world.suite, [(1, e) for e in range(EPOCHS)]))
 
 
 def test_fee_ceiling__never_exceeded_even_by_replacements(world: World) -> None:
