@@ -16,14 +16,24 @@
      vests linearly over UNLOCK_PERIOD seconds; what is still unvested when more
      arrives is rolled into the new period. No function loops over holders or
      distributions, so every cost is the same at any scale.
+     Shares cannot be sent to this token or to the router, which could never
+     claim. A holder that cannot call `claim` (a pool, a vault, an escrow) gets
+     a revenue receiver: set by the holder itself, or for a contract by the
+     registrar until the holder sets one itself. Anyone may then `claim_for`
+     that holder, paying the receiver. Setting a receiver first pays the holder
+     what it earned until then, so a receiver only ever gets revenue earned
+     after it was set.
 @custom:security Only the RevenueRouter fixed at deployment can add revenue,
      and it transfers the stablecoin before it notifies. All state is written
-     before the stablecoin is transferred out, and every external function is
-     non-reentrant.
+     before the stablecoin is transferred out, and every state-changing
+     function is non-reentrant. Views are reentrant: they read only state that
+     is already consistent whenever this token calls out.
 """
 
 from ethereum.ercs import IERC20
 from ethereum.ercs import IERC20Detailed
+
+from .interfaces import INodeRegistry
 
 implements: IERC20
 implements: IERC20Detailed
@@ -45,16 +55,21 @@ _PERMIT_TYPE_HASH: constant(bytes32) = keccak256(
 )
 
 NODE_ID: public(immutable(uint256))
+REGISTRY: public(immutable(INodeRegistry))
 ROUTER: public(immutable(address))
 STABLECOIN: public(immutable(IERC20))
 UNLOCK_PERIOD: public(immutable(uint256))
 _NAME: immutable(String[96])
 _SYMBOL: immutable(String[32])
 
-balanceOf: public(HashMap[address, uint256])
-allowance: public(HashMap[address, HashMap[address, uint256]])
-totalSupply: public(uint256)
-nonces: public(HashMap[address, uint256])
+balanceOf: public(reentrant(HashMap[address, uint256]))
+allowance: public(reentrant(HashMap[address, HashMap[address, uint256]]))
+totalSupply: public(reentrant(uint256))
+nonces: public(reentrant(HashMap[address, uint256]))
+# Where `claim_for(holder)` pays a holder's revenue (0: nowhere, the holder claims itself).
+revenue_receiver: public(reentrant(HashMap[address, address]))
+# Holders that chose their receiver themselves; the registrar cannot change it then.
+receiver_chosen_by_holder: public(reentrant(HashMap[address, bool]))
 
 # Revenue per share released so far, times MAGNITUDE.
 _acc: uint256
@@ -68,8 +83,9 @@ _unvested: uint256
 _vest_last: uint256
 _vest_end: uint256
 
-total_distributed: public(uint256)
-total_claimed: public(uint256)
+# Revenue ever received. What was claimed is the sum of the RevenueClaimed events
+# (not kept on chain: a counter would cost every claim a storage write).
+total_distributed: public(reentrant(uint256))
 
 
 event Transfer:
@@ -97,6 +113,12 @@ event RevenueClaimed:
     amount: uint256
 
 
+event RevenueReceiverSet:
+    holder: indexed(address)
+    receiver: indexed(address)
+    caller: indexed(address)
+
+
 @deploy
 def __init__(
     name: String[96],
@@ -110,6 +132,8 @@ def __init__(
 ):
     """
     @notice Creates the share token of one node and mints its whole supply.
+            The deployer (the NodeRegistry) is the registry whose registrar may
+            set revenue receivers for contract holders.
     @param name The token name, e.g. "EdgeShare Node 7".
     @param symbol The token symbol, e.g. "ESN7".
     @param node_id The node's id in the registry.
@@ -127,6 +151,7 @@ def __init__(
     _NAME = name
     _SYMBOL = symbol
     NODE_ID = node_id
+    REGISTRY = INodeRegistry(msg.sender)
     ROUTER = router
     STABLECOIN = stablecoin
     UNLOCK_PERIOD = unlock_period
@@ -137,6 +162,7 @@ def __init__(
 
 @external
 @view
+@reentrant
 def name() -> String[96]:
     """
     @notice The token name.
@@ -147,6 +173,7 @@ def name() -> String[96]:
 
 @external
 @view
+@reentrant
 def symbol() -> String[32]:
     """
     @notice The token symbol.
@@ -157,6 +184,7 @@ def symbol() -> String[32]:
 
 @external
 @view
+@reentrant
 def decimals() -> uint8:
     """
     @notice Shares have 18 decimals.
@@ -216,7 +244,7 @@ def permit(
     v: uint8,
     r: bytes32,
     s: bytes32,
-) -> bool:
+):
     """
     @notice EIP-2612: sets an allowance from the owner's signature, so an
             investor can approve without sending a transaction.
@@ -227,7 +255,6 @@ def permit(
     @param v Signature recovery id (27 or 28).
     @param r Signature r.
     @param s Signature s (low half of the curve order).
-    @return True.
     """
     assert block.timestamp <= deadline, "share: permit expired"
     nonce: uint256 = self.nonces[owner]
@@ -240,7 +267,6 @@ def permit(
     assert signer == owner, "share: permit signer is not the owner"
     self.nonces[owner] = nonce + 1
     self._approve(owner, spender, amount)
-    return True
 
 
 @external
@@ -291,7 +317,46 @@ def claim_to(receiver: address) -> uint256:
 
 
 @external
+def claim_for(holder: address) -> uint256:
+    """
+    @notice Pays `holder`'s claimable revenue to the revenue receiver set for
+            it. Anyone may call it (a keeper, the receiver).
+    @param holder A holder with a revenue receiver.
+    @return The stablecoin base units paid (0 if there was nothing to claim).
+    """
+    receiver: address = self.revenue_receiver[holder]
+    assert receiver != empty(address), "share: holder has no revenue receiver"
+    return self._claim(holder, receiver)
+
+
+@external
+def set_revenue_receiver(holder: address, receiver: address):
+    """
+    @notice Sets where `claim_for(holder)` pays. The holder may set its own
+            (then nobody else can change it); the registrar may set one for a
+            contract holder that has not chosen (e.g. a pool that cannot call
+            `claim`). What the holder earned until now is paid to the holder
+            first, so the receiver gets only revenue earned from now on.
+    @param holder The holder.
+    @param receiver The receiver (the zero address removes it).
+    """
+    if msg.sender == holder:
+        self.receiver_chosen_by_holder[holder] = True
+    else:
+        assert msg.sender == staticcall REGISTRY.registrar(), "share: not the holder or the registrar"
+        assert not self.receiver_chosen_by_holder[holder], "share: the holder chose its receiver"
+        assert holder.is_contract, "share: the registrar sets receivers only for contracts"
+        # an EIP-7702 delegated account has code but is a person's account
+        assert slice(holder.code, 0, 3) != b"\xef\x01\x00", "share: the registrar sets receivers only for contracts"
+    assert receiver != self and receiver != ROUTER, "share: receiver cannot claim"
+    self._claim(holder, holder)
+    self.revenue_receiver[holder] = receiver
+    log RevenueReceiverSet(holder=holder, receiver=receiver, caller=msg.sender)
+
+
+@external
 @view
+@reentrant
 def claimable(holder: address) -> uint256:
     """
     @notice Revenue `holder` can claim now, including what has vested since
@@ -308,6 +373,7 @@ def claimable(holder: address) -> uint256:
 
 @external
 @view
+@reentrant
 def unvested() -> uint256:
     """
     @notice Revenue received that has not vested yet.
@@ -318,6 +384,7 @@ def unvested() -> uint256:
 
 @external
 @view
+@reentrant
 def vesting_ends_at() -> uint256:
     """
     @notice When the revenue now vesting is fully released.
@@ -335,7 +402,6 @@ def _claim(holder: address, receiver: address) -> uint256:
         return 0
     # amount * MAGNITUDE <= _acc * balance + correction < 2**255: fits int256
     self._correction[holder] -= convert(amount * MAGNITUDE, int256)
-    self.total_claimed += amount
     assert extcall STABLECOIN.transfer(receiver, amount, default_return_value=True), "share: stablecoin transfer failed"
     log RevenueClaimed(holder=holder, receiver=receiver, amount=amount)
     return amount
@@ -388,6 +454,9 @@ def _release(amount: uint256):
 @internal
 def _transfer(owner: address, receiver: address, amount: uint256):
     assert receiver != empty(address), "share: transfer to the zero address"
+    # neither could ever claim what the shares earn there
+    assert receiver != self, "share: transfer to the share token"
+    assert receiver != ROUTER, "share: transfer to the router"
     balance: uint256 = self.balanceOf[owner]
     assert balance >= amount, "share: transfer amount exceeds balance"
     self._checkpoint()

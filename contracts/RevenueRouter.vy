@@ -10,19 +10,25 @@
         splits it: the protocol fee to the treasury, the operator's cut to the
         operator, and the rest to the node's holders through its NodeShare.
         Treasury, operators and refunded payers withdraw what they are owed.
-@dev A report for (node, epoch) is accepted once, ever: pending, then either
-     finalized or disputed. Split of a report of revenue R, at the protocol fee f
-     and the operator cut c in force when it was settled:
+@dev A (node, epoch) holds at most one live report: pending, then finalized
+     or disputed. A disputed epoch takes a report again, but only one of a
+     higher version, so the disputed report can never come back. Split of a
+     report of revenue R, at the protocol fee f and the operator cut c of the
+     report's epoch:
      fee = R * f // MAX_BPS, cut = R * c // MAX_BPS (both rounded down), holders
      get R - fee - cut; a finalize call sums these over its epochs, so the parts
      always add up to the gross exactly.
 @custom:security Signatures must be low-s with v in {27, 28} and recover the
-     node's current attestor; the domain binds chain id and this router. Every
-     check failing in a batch reverts the whole batch. Payment is one transfer
-     per call, measured by the router's balance change (a fee-on-transfer token
-     is rejected). State is written before any token moves and every external
-     function is non-reentrant. While the suite is paused nothing is settled or
-     finalized, the guardian may dispute any pending report, and withdrawals go on.
+     node's current attestor; the domain binds chain id and this router. A bad
+     report reverts its whole batch, but one that someone else settled first is
+     skipped, so nobody can make a payer's batch or a keeper's finalize fail.
+     A zero-revenue report is accepted only from the node's operator or
+     attestor. Payment is one transfer per call, measured by the router's
+     balance change (a fee-on-transfer token is rejected). State is written
+     before any token moves and every state-changing function is non-reentrant.
+     Disputes are possible only inside the challenge window, paused or not; a
+     report whose window has passed is final. While the suite is paused nothing
+     is settled or finalized, and withdrawals go on.
 """
 
 from ethereum.ercs import IERC20
@@ -39,19 +45,25 @@ MAX_BPS: constant(uint256) = 10_000
 # The protocol never takes more than a fifth of gross revenue.
 MAX_PROTOCOL_FEE_BPS: constant(uint256) = 2_000
 MAX_CHALLENGE_PERIOD: constant(uint256) = 30 * 86_400
+# The guardian always has at least an hour to dispute a report.
+MIN_CHALLENGE_PERIOD: constant(uint256) = 3_600
 MAX_BATCH: constant(uint256) = 100
 SIGNATURE_LENGTH: constant(uint256) = 65
 # Revenue of one report fits 96 bits of its settlement slot (7.9e28 base units).
 MAX_REPORT_REVENUE: constant(uint256) = 2**96 - 1
 USAGE_REPORT_TYPE_HASH: constant(bytes32) = keccak256(
-    "UsageReport(uint256 nodeId,uint64 epoch,uint64 inferences,uint256 revenue,uint32 latencyMs,uint16 uptimeBps,uint64 deadline)"
+    "UsageReport(uint256 nodeId,uint64 epoch,uint32 version,uint64 inferences,uint256 revenue,uint32 latencyMs,uint16 uptimeBps,uint64 deadline)"
 )
 # Settlement states (0: no report accepted).
 PENDING: constant(uint256) = 1
 FINALIZED: constant(uint256) = 2
 DISPUTED: constant(uint256) = 3
 # _settlements slot (low to high): revenue 96 | batch id 64 | operator cut 16 | state 8
+# | version 32
 # _batches slot (low to high): payer 160 | settled at 64
+_MASK_8: constant(uint256) = 2**8 - 1
+_MASK_16: constant(uint256) = 2**16 - 1
+_MASK_32: constant(uint256) = 2**32 - 1
 _MASK_64: constant(uint256) = 2**64 - 1
 _MASK_96: constant(uint256) = 2**96 - 1
 _MASK_160: constant(uint256) = 2**160 - 1
@@ -66,6 +78,7 @@ CHALLENGE_PERIOD: public(immutable(uint256))
 struct UsageReport:
     nodeId: uint256
     epoch: uint64
+    version: uint32
     inferences: uint64
     revenue: uint256
     latencyMs: uint32
@@ -75,6 +88,7 @@ struct UsageReport:
 
 struct Settlement:
     state: uint256
+    version: uint32
     revenue: uint256
     operator_cut_bps: uint256
     payer: address
@@ -102,6 +116,7 @@ event UsageSettled:
     node_id: indexed(uint256)
     epoch: indexed(uint64)
     payer: indexed(address)
+    version: uint32
     inferences: uint64
     revenue: uint256
     latency_ms: uint32
@@ -114,7 +129,24 @@ event RevenueDisputed:
     node_id: indexed(uint256)
     epoch: indexed(uint64)
     payer: indexed(address)
+    version: uint32
     revenue: uint256
+
+
+# A report of a batch that is not settled because its epoch already has a live
+# report (or a disputed one of the same or a higher version).
+event ReportSkipped:
+    node_id: indexed(uint256)
+    epoch: indexed(uint64)
+    version: uint32
+
+
+# An epoch of a finalize call that is not pending (already finalized, disputed or
+# never settled).
+event FinalizeSkipped:
+    node_id: indexed(uint256)
+    epoch: indexed(uint64)
+    state: uint256
 
 
 event RevenueFinalized:
@@ -142,6 +174,11 @@ event TreasurySet:
     treasury: indexed(address)
 
 
+event ExcessRecovered:
+    receiver: indexed(address)
+    amount: uint256
+
+
 @deploy
 def __init__(
     registry: INodeRegistry,
@@ -156,12 +193,14 @@ def __init__(
     @param stablecoin The token revenue is paid in.
     @param protocol_fee_bps The protocol fee, at most MAX_PROTOCOL_FEE_BPS; fixed.
     @param treasury Where protocol fees accrue.
-    @param challenge_period Seconds settled revenue can be disputed before it is paid out.
+    @param challenge_period Seconds settled revenue can be disputed before it is
+           paid out: 1 hour to 30 days.
     """
     assert registry.address.is_contract, "router: registry has no code"
     assert stablecoin.address.is_contract, "router: stablecoin has no code"
     assert protocol_fee_bps <= MAX_PROTOCOL_FEE_BPS, "router: protocol fee above cap"
     assert treasury != empty(address), "router: treasury is the zero address"
+    assert challenge_period >= MIN_CHALLENGE_PERIOD, "router: challenge period too short"
     assert challenge_period <= MAX_CHALLENGE_PERIOD, "router: challenge period too long"
     eip712.__init__("EdgeShare", "1")
     REGISTRY = registry
@@ -176,6 +215,7 @@ def __init__(
 def settle(report: UsageReport, signature: Bytes[65]) -> uint256:
     """
     @notice Accepts one signed usage report and takes its revenue from the caller.
+            Reverts if the epoch already has a live report.
     @param report The report, as its node's attestor signed it.
     @param signature The attestor's signature, r || s || v.
     @return The revenue taken, in stablecoin base units.
@@ -191,6 +231,7 @@ def settle(report: UsageReport, signature: Bytes[65]) -> uint256:
         convert(extract32(signature, 33), uint256) & 255,
         batch_id,
         epoch,
+        False,
     )
     self.total_pending += total
     self._pull(msg.sender, total)
@@ -204,12 +245,14 @@ def settle_many(
 ) -> uint256:
     """
     @notice Accepts up to MAX_BATCH signed reports and takes their total revenue
-            from the caller in one transfer. Any bad report reverts them all.
+            from the caller in one transfer. Any bad report reverts them all;
+            a report whose epoch already has a live report (someone settled it
+            first) is skipped and costs nothing (ReportSkipped).
     @dev The signatures come packed, 65 bytes (r || s || v) per report in report
          order: no per-signature offset, length and padding words in the calldata.
     @param reports The reports.
     @param signatures The reports' signatures, concatenated.
-    @return The total revenue taken, in stablecoin base units.
+    @return The total revenue taken, in stablecoin base units (skipped reports excluded).
     """
     assert len(reports) != 0, "router: no reports"
     assert len(signatures) == len(reports) * SIGNATURE_LENGTH, "router: need 65 signature bytes per report"
@@ -226,6 +269,7 @@ def settle_many(
             convert(extract32(signatures, at + 33), uint256) & 255,
             batch_id,
             epoch,
+            True,
         )
     self.total_pending += total
     self._pull(msg.sender, total)
@@ -235,27 +279,29 @@ def settle_many(
 @external
 def dispute(node_id: uint256, epoch: uint64):
     """
-    @notice Voids a pending report within its challenge window (or at any time
-            before finalization while the suite is paused) and owes its revenue
-            back to whoever paid it. Guardian only. The epoch stays closed.
+    @notice Voids a pending report within its challenge window and owes its
+            revenue back to whoever paid it. Guardian only. The epoch then takes
+            a corrected report: one signed with a higher version.
+    @dev The window is the same whether or not the suite is paused: a report
+         whose window has passed is final, even before anyone finalizes it.
     @param node_id The node.
     @param epoch The report's epoch.
     """
     assert msg.sender == staticcall REGISTRY.guardian(), "router: not guardian"
     packed: uint256 = self._settlements[node_id][epoch]
-    assert (packed >> 176) == PENDING, "router: nothing pending to dispute"
+    assert (packed >> 176) & _MASK_8 == PENDING, "router: nothing pending to dispute"
     batch: uint256 = self._batches[(packed >> 96) & _MASK_64]
-    settled_at: uint256 = batch >> 160
-    if not staticcall REGISTRY.paused():
-        assert block.timestamp < settled_at + CHALLENGE_PERIOD, "router: challenge window closed"
+    assert block.timestamp < (batch >> 160) + CHALLENGE_PERIOD, "router: challenge window closed"
     revenue: uint256 = packed & _MASK_96
     payer: address = convert(convert(batch & _MASK_160, uint160), address)
-    self._settlements[node_id][epoch] = (packed & (2**176 - 1)) | (DISPUTED << 176)
+    self._settlements[node_id][epoch] = self._with_state(packed, DISPUTED)
     self.owed[payer] += revenue
     self.total_owed += revenue
     self.total_pending -= revenue
     self.total_disputed += revenue
-    log RevenueDisputed(node_id=node_id, epoch=epoch, payer=payer, revenue=revenue)
+    log RevenueDisputed(
+        node_id=node_id, epoch=epoch, payer=payer, version=convert(packed >> 184, uint32), revenue=revenue
+    )
 
 
 @external
@@ -264,31 +310,40 @@ def finalize(node_id: uint256, epochs: DynArray[uint64, MAX_BATCH]) -> uint256:
     @notice Pays out a node's pending revenue of the given epochs once their
             challenge windows have passed: fee to the treasury, cut to the
             operator, the rest to the holders (where it starts vesting).
-            Anyone may call it.
+            Anyone may call it. Epochs that are not pending (finalized by
+            someone else first, disputed, never settled) are skipped
+            (FinalizeSkipped); an epoch still in its window reverts the call.
     @param node_id The node.
     @param epochs Epochs with pending reports whose window has passed.
-    @return The gross revenue finalized.
+    @return The gross revenue finalized (0 if every epoch was skipped).
     """
     assert not staticcall REGISTRY.paused(), "router: paused"
     assert len(epochs) != 0, "router: no epochs"
     gross: uint256 = 0
     fee: uint256 = 0
     cut: uint256 = 0
+    count: uint256 = 0
     for epoch: uint64 in epochs:
         packed: uint256 = self._settlements[node_id][epoch]
-        assert (packed >> 176) == PENDING, "router: epoch not pending"
+        state: uint256 = (packed >> 176) & _MASK_8
+        if state != PENDING:
+            log FinalizeSkipped(node_id=node_id, epoch=epoch, state=state)
+            continue
         settled_at: uint256 = self._batches[(packed >> 96) & _MASK_64] >> 160
         assert block.timestamp >= settled_at + CHALLENGE_PERIOD, "router: challenge window open"
-        self._settlements[node_id][epoch] = (packed & (2**176 - 1)) | (FINALIZED << 176)
+        self._settlements[node_id][epoch] = self._with_state(packed, FINALIZED)
         revenue: uint256 = packed & _MASK_96
         gross += revenue
         # both round down; the holders' part takes the remainder
         fee += revenue * PROTOCOL_FEE_BPS // MAX_BPS
-        cut += revenue * ((packed >> 160) & (2**16 - 1)) // MAX_BPS
+        cut += revenue * ((packed >> 160) & _MASK_16) // MAX_BPS
+        count += 1
         log RevenueFinalized(node_id=node_id, epoch=epoch, revenue=revenue)
+    if count == 0:
+        return 0
     self.total_pending -= gross
     self.total_finalized += gross
-    self._pay_out(node_id, len(epochs), gross, fee, cut)
+    self._pay_out(node_id, count, gross, fee, cut)
     return gross
 
 
@@ -324,16 +379,54 @@ def set_treasury(treasury: address):
 
 
 @external
+def recover_excess(receiver: address) -> uint256:
+    """
+    @notice Sends stablecoin that reached the router by mistake (a plain
+            transfer, not a settlement) to `receiver`. Owner only. Only the
+            excess over what the router owes and holds pending can move.
+    @param receiver Where the excess goes (normally back to whoever sent it).
+    @return The amount sent.
+    """
+    assert msg.sender == staticcall REGISTRY.owner(), "router: not owner"
+    assert receiver != empty(address), "router: receiver is the zero address"
+    held: uint256 = staticcall STABLECOIN.balanceOf(self)
+    committed: uint256 = self.total_owed + self.total_pending
+    if held <= committed:
+        return 0
+    amount: uint256 = held - committed
+    assert extcall STABLECOIN.transfer(receiver, amount, default_return_value=True), "router: stablecoin transfer failed"
+    log ExcessRecovered(receiver=receiver, amount=amount)
+    return amount
+
+
+@external
 @view
+@reentrant
 def is_settled(node_id: uint256, epoch: uint64) -> bool:
     """
-    @notice Whether a report for (node, epoch) was ever accepted, whatever
-            happened to it since (pending, finalized or disputed).
+    @notice Whether (node, epoch) has a live report: pending or finalized.
     @param node_id The node.
     @param epoch The epoch.
     @return True if no other report can be accepted for it.
     """
-    return self._settlements[node_id][epoch] != 0
+    state: uint256 = (self._settlements[node_id][epoch] >> 176) & _MASK_8
+    return state == PENDING or state == FINALIZED
+
+
+@external
+@view
+@reentrant
+def accepts(node_id: uint256, epoch: uint64, version: uint32) -> bool:
+    """
+    @notice Whether a report of `version` for (node, epoch) could be settled
+            as far as the epoch's record goes: none yet, or only a disputed
+            report of a lower version.
+    @param node_id The node.
+    @param epoch The epoch.
+    @param version The report's version.
+    @return True if the record does not stand in its way.
+    """
+    return self._accepts(self._settlements[node_id][epoch], version)
 
 
 @external
@@ -343,17 +436,19 @@ def settlement(node_id: uint256, epoch: uint64) -> Settlement:
     @notice The full record of a (node, epoch) settlement.
     @param node_id The node.
     @param epoch The epoch.
-    @return State (0 none, 1 pending, 2 finalized, 3 disputed), revenue,
-            operator cut, payer, settlement time, and when it can be finalized.
+    @return State (0 none, 1 pending, 2 finalized, 3 disputed), the report's
+            version, revenue, operator cut, payer, settlement time, and when
+            it can be finalized.
     """
     packed: uint256 = self._settlements[node_id][epoch]
     if packed == 0:
         return empty(Settlement)
     batch: uint256 = self._batches[(packed >> 96) & _MASK_64]
     return Settlement(
-        state=packed >> 176,
+        state=(packed >> 176) & _MASK_8,
+        version=convert(packed >> 184, uint32),
         revenue=packed & _MASK_96,
-        operator_cut_bps=(packed >> 160) & (2**16 - 1),
+        operator_cut_bps=(packed >> 160) & _MASK_16,
         payer=convert(convert(batch & _MASK_160, uint160), address),
         settled_at=batch >> 160,
         finalizable_at=(batch >> 160) + CHALLENGE_PERIOD,
@@ -405,6 +500,7 @@ def _digest(report: UsageReport) -> bytes32:
                 USAGE_REPORT_TYPE_HASH,
                 report.nodeId,
                 report.epoch,
+                report.version,
                 report.inferences,
                 report.revenue,
                 report.latencyMs,
@@ -416,28 +512,65 @@ def _digest(report: UsageReport) -> bytes32:
 
 
 @internal
+@pure
+def _accepts(packed: uint256, version: uint32) -> bool:
+    # no report yet, or a disputed one that a higher version replaces
+    if packed == 0:
+        return True
+    return (packed >> 176) & _MASK_8 == DISPUTED and convert(version, uint256) > packed >> 184
+
+
+@internal
+@pure
+def _with_state(packed: uint256, state: uint256) -> uint256:
+    return (packed & ~(_MASK_8 << 176)) | (state << 176)
+
+
+@internal
 def _settle(
-    report: UsageReport, r: uint256, s: uint256, v: uint256, batch_id: uint256, current: uint64
+    report: UsageReport,
+    r: uint256,
+    s: uint256,
+    v: uint256,
+    batch_id: uint256,
+    current: uint64,
+    skip_taken: bool,
 ) -> uint256:
+    previous: uint256 = self._settlements[report.nodeId][report.epoch]
+    if not self._accepts(previous, report.version):
+        if skip_taken:
+            log ReportSkipped(node_id=report.nodeId, epoch=report.epoch, version=report.version)
+            return 0
+        assert (previous >> 176) & _MASK_8 == DISPUTED, "router: epoch already settled"
+        raise "router: version not above the disputed report's"
     assert report.epoch < current, "router: epoch not ended"
     assert block.timestamp <= convert(report.deadline, uint256), "router: report deadline passed"
     assert report.uptimeBps <= 10_000, "router: uptime above 100%"
     assert report.revenue <= MAX_REPORT_REVENUE, "router: revenue too large"
     terms: INodeRegistry.UsageTerms = staticcall REGISTRY.usage_terms(report.nodeId, report.epoch)
-    assert terms.status == INodeRegistry.NodeStatus.ACTIVE, "router: node not active"
-    # rounds down, as the attestor's tools compute it; inferences < 2**64 and price < 2**192
+    assert terms.registered, "router: epoch before the node was registered"
+    assert terms.active, "router: node not active in that epoch"
+    # rounds down, as the attestor's tools compute it; inferences < 2**64 and price < 2**168
     expected: uint256 = convert(report.inferences, uint256) * terms.price_per_1k // 1000
     assert report.revenue == expected, "router: revenue does not match inferences x price"
     signer: address = eip712._recover(self._digest(report), v, r, s)
     assert signer == terms.attestor, "router: signer is not the node's attestor"
-    assert self._settlements[report.nodeId][report.epoch] == 0, "router: epoch already settled"
+    if report.revenue == 0:
+        # a free report could close epochs for anyone holding the key: only the node's own may
+        operator: address = (staticcall REGISTRY.payout_terms(report.nodeId)).operator
+        assert msg.sender == operator or msg.sender == terms.attestor, "router: zero report not from the operator or attestor"
     self._settlements[report.nodeId][report.epoch] = (
-        report.revenue | (batch_id << 96) | (terms.operator_cut_bps << 160) | (PENDING << 176)
+        report.revenue
+        | (batch_id << 96)
+        | (terms.operator_cut_bps << 160)
+        | (PENDING << 176)
+        | (convert(report.version, uint256) << 184)
     )
     log UsageSettled(
         node_id=report.nodeId,
         epoch=report.epoch,
         payer=msg.sender,
+        version=report.version,
         inferences=report.inferences,
         revenue=report.revenue,
         latency_ms=report.latencyMs,

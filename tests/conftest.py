@@ -28,6 +28,7 @@ from edgeshare.tx import Transactor
 
 USDC = 10**6
 SHARES = 10**18
+CHALLENGE = 3_600  # RevenueRouter.MIN_CHALLENGE_PERIOD
 
 # brownie's development anvil listens on 8545 unless told otherwise, so two test sessions
 # on one machine would share (and reset) one chain. brownie-config.yaml cannot set the
@@ -116,9 +117,9 @@ def deploy(
 
     def _deploy(**params: Any) -> Suite:
         params.setdefault("treasury", treasury.address)
-        params.setdefault("unlock_period", 0)
-        params.setdefault("challenge_period", 0)
         params.setdefault("epoch_length", 60)
+        params.setdefault("unlock_period", params["epoch_length"])
+        params.setdefault("challenge_period", CHALLENGE)
         path = tmp_path_factory.mktemp("manifest") / "manifest.json"
         tx = Transactor(web3, Signer(address=deployer.address))
         result = deploy_suite(tx, build_params(None, **params), Path(path))
@@ -129,7 +130,8 @@ def deploy(
 
 @pytest.fixture(scope="module")
 def suite(deploy: Callable[..., Suite]) -> Suite:
-    """The default suite: 5% fee, no vesting, no challenge window, 1-minute epochs."""
+    """The default suite: 5% fee, 1-minute epochs, revenue vesting over one epoch, the
+    shortest challenge window the router allows (1 hour)."""
     return deploy()
 
 
@@ -230,9 +232,15 @@ def report_args(signed: SignedReport) -> tuple[tuple[int, ...], bytes]:
     return signed.get_report().as_tuple(), signed.get_signature_bytes()
 
 
+def mine_after(seconds: int) -> None:
+    """Mine one block ``seconds`` after the latest one."""
+    mine_at(get_now() + seconds)
+
+
 class Payer:
     """Pays revenue to a node the only way the suite allows: a signed report for an
-    ended, unsettled epoch, settled and (by default) finalized at once."""
+    ended, unsettled epoch, settled and (by default) finalized once its challenge
+    window has passed, then left to vest fully."""
 
     def __init__(self, suite: Suite, key: str, payer: Any) -> None:
         self.suite = suite
@@ -244,7 +252,7 @@ class Payer:
 
     def take_epoch(self, node_id: int) -> int:
         """The node's next unused epoch, mining forward until it has ended."""
-        epoch = self.next_epoch.get(node_id, 0)
+        epoch = max(self.next_epoch.get(node_id, 0), self.registry.registered_epoch(node_id))
         while self.router.is_settled(node_id, epoch):
             epoch += 1
         self.next_epoch[node_id] = epoch + 1
@@ -263,10 +271,22 @@ class Payer:
         )
         return epoch, self.router.settle(*report_args(signed), {"from": self.payer})
 
-    def __call__(self, node_id: int, amount: int) -> Any:
-        """Settle and finalize ``amount``; returns the finalize transaction."""
+    def finalize(self, node_id: int, epochs: list[int], vest: bool = True) -> Any:
+        """Wait out the challenge window, finalize, and (``vest``) wait out the vesting."""
+        settled_at = max(self.router.settlement(node_id, e)["settled_at"] for e in epochs)
+        window_end = settled_at + self.router.CHALLENGE_PERIOD()
+        if get_now() < window_end:
+            set_next_timestamp(window_end)
+        tx = self.router.finalize(node_id, epochs, {"from": self.payer})
+        if vest:
+            mine_after(self.registry.UNLOCK_PERIOD())
+        return tx
+
+    def __call__(self, node_id: int, amount: int, vest: bool = True) -> Any:
+        """Settle and finalize ``amount`` (fully vested unless ``vest`` is False);
+        returns the finalize transaction."""
         epoch, _ = self.settle(node_id, amount)
-        return self.router.finalize(node_id, [epoch], {"from": self.payer})
+        return self.finalize(node_id, [epoch], vest)
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,11 @@ Every deployment goes through here, whoever asks (CLI, brownie scripts, demo, te
 so the code on chain is always what the sources say. Output is cached in
 ``build/edgeshare/`` under a key made of the compiler version, the settings and the
 content of every source file, so an edited contract is never deployed stale.
+
+Contracts are built for ``cancun`` (transient storage makes each reentrancy lock cost
+~200 gas instead of ~5,000 with a storage lock) on anvil, testnets and mainnet. Ganache
+7.9.2 implements nothing newer than ``shanghai``, so a suite deployed there is built for
+``shanghai``; the manifest records which. The ABI is the same for both.
 """
 
 from __future__ import annotations
@@ -14,11 +19,13 @@ import os
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from edgeshare.errors import ArtifactError
 
-EVM_VERSION = "shanghai"  # Ganache 7.9.2 implements shanghai at most
+EvmVersion = Literal["cancun", "shanghai"]
+DEFAULT_EVM_VERSION: EvmVersion = "cancun"
+GANACHE_EVM_VERSION: EvmVersion = "shanghai"  # Ganache 7.9.2 implements shanghai at most
 CONTRACTS = {
     "NodeShare": "NodeShare.vy",
     "NodeRegistry": "NodeRegistry.vy",
@@ -60,17 +67,17 @@ def get_contracts_dir() -> Path:
     return path
 
 
-def _source_key(contracts_dir: Path) -> str:
+def _source_key(contracts_dir: Path, evm_version: EvmVersion) -> str:
     import vyper
 
-    digest = hashlib.sha256(f"{vyper.__version__}|{EVM_VERSION}".encode())
+    digest = hashlib.sha256(f"{vyper.__version__}|{evm_version}".encode())
     for path in sorted(contracts_dir.rglob("*.vy*")):
         digest.update(path.relative_to(contracts_dir).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 
-def _compile(contracts_dir: Path, relpath: str) -> dict[str, Any]:
+def _compile(contracts_dir: Path, relpath: str, evm_version: EvmVersion) -> dict[str, Any]:
     from vyper.compiler import compile_from_file_input
     from vyper.compiler.input_bundle import FilesystemInputBundle
     from vyper.compiler.settings import Settings
@@ -82,7 +89,7 @@ def _compile(contracts_dir: Path, relpath: str) -> dict[str, Any]:
         out: dict[str, Any] = compile_from_file_input(
             file_input,
             input_bundle=bundle,
-            settings=Settings(evm_version=EVM_VERSION),
+            settings=Settings(evm_version=evm_version),
             output_formats=["abi", "bytecode", "blueprint_bytecode", "bytecode_runtime"],
         )
     except VyperException as exc:
@@ -90,25 +97,33 @@ def _compile(contracts_dir: Path, relpath: str) -> dict[str, Any]:
     return out
 
 
+def get_evm_version_for(client_version: str) -> EvmVersion:
+    """The EVM version to build for on a node that calls itself ``client_version``."""
+    return GANACHE_EVM_VERSION if client_version.lower().startswith("ganache") else DEFAULT_EVM_VERSION
+
+
 @cache
-def load_artifact(name: str) -> Artifact:
+def load_artifact(name: str, evm_version: EvmVersion = DEFAULT_EVM_VERSION) -> Artifact:
     """Compile (or read from the cache) one of the suite's contracts.
 
     Args:
         name: A key of ``CONTRACTS``, e.g. ``"NodeRegistry"``.
+        evm_version: ``cancun`` (default) or ``shanghai`` (Ganache).
 
     Returns:
         The contract's ABI, init code and blueprint code.
     """
     if name not in CONTRACTS:
         raise ArtifactError(f"unknown contract {name!r}; known: {', '.join(CONTRACTS)}")
+    if evm_version not in ("cancun", "shanghai"):
+        raise ArtifactError(f"unknown EVM version {evm_version!r}; known: cancun, shanghai")
     contracts_dir = get_contracts_dir()
-    cache_dir = get_project_root() / "build" / "edgeshare" / _source_key(contracts_dir)
+    cache_dir = get_project_root() / "build" / "edgeshare" / _source_key(contracts_dir, evm_version)
     cached = cache_dir / f"{name}.json"
     if cached.exists():
         data = json.loads(cached.read_text())
     else:
-        out = _compile(contracts_dir, CONTRACTS[name])
+        out = _compile(contracts_dir, CONTRACTS[name], evm_version)
         data = {
             "name": name,
             "abi": out["abi"],

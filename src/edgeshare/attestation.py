@@ -85,6 +85,9 @@ class UsageReport(StrictModel):
     """The node, as registered."""
     epoch: Annotated[Uint64, Field(alias="epoch")]
     """The epoch the usage happened in; it must have ended before settlement."""
+    version: Annotated[Uint32, Field(alias="version")] = 0
+    """0 for the first report of an epoch; a correction of a disputed report is signed
+    with a higher version (the router accepts nothing else for a disputed epoch)."""
     inferences: Annotated[Uint64, Field(alias="inferences")]
     """Inferences served in the epoch."""
     revenue: Annotated[Uint256, Field(alias="revenue"), at_most(MAX_REPORT_REVENUE)]

@@ -23,7 +23,12 @@ from hexbytes import HexBytes
 from pydantic import ValidationError
 from web3 import Web3
 
-from edgeshare.artifacts import BLUEPRINT_PREAMBLE, load_artifact
+from edgeshare.artifacts import (
+    BLUEPRINT_PREAMBLE,
+    EvmVersion,
+    get_evm_version_for,
+    load_artifact,
+)
 from edgeshare.chain import is_local_chain_id
 from edgeshare.errors import ChainMismatch, DeploymentError, InputError, NotLocalChain
 from edgeshare.models import ContractAddresses, DeployParams, Manifest, PendingDeployment
@@ -115,17 +120,17 @@ def _encode_args(abi: list[dict[str, Any]], args: list[Any]) -> bytes:
     return encode(types, args)
 
 
-def _has_expected_code(w3: Web3, address: str, contract: str) -> bool:
+def _has_expected_code(w3: Web3, address: str, contract: str, evm: EvmVersion) -> bool:
     code = bytes(w3.eth.get_code(Web3.to_checksum_address(address)))
     if not code:
         return False
     if contract == "NodeShareBlueprint":
-        expected = BLUEPRINT_PREAMBLE + bytes(HexBytes(load_artifact("NodeShare").bytecode))
+        expected = BLUEPRINT_PREAMBLE + bytes(HexBytes(load_artifact("NodeShare", evm).bytecode))
         if code != expected:
             raise DeploymentError(f"{address} holds a different NodeShare blueprint")
         return True
     name = {"Stablecoin": "MockStablecoin"}.get(contract, contract)
-    runtime = bytes(HexBytes(load_artifact(name).bytecode_runtime))
+    runtime = bytes(HexBytes(load_artifact(name, evm).bytecode_runtime))
     if not code.startswith(runtime):
         raise DeploymentError(f"the manifest's {contract} at {address} holds other code")
     return True
@@ -137,7 +142,9 @@ def get_create_address(sender: str, nonce: int) -> str:
     return Web3.to_checksum_address(Web3.keccak(encoded)[12:])
 
 
-def _find_pending(tx: Transactor, pending: PendingDeployment, contract: str) -> str | None:
+def _find_pending(
+    tx: Transactor, pending: PendingDeployment, contract: str, evm: EvmVersion
+) -> str | None:
     """The contract an interrupted run created, waiting while its creation is in flight;
     None when that nonce never created it (nothing was mined, or something else was)."""
     w3, sender = tx.w3, Web3.to_checksum_address(tx.signer.address)
@@ -151,7 +158,7 @@ def _find_pending(tx: Transactor, pending: PendingDeployment, contract: str) -> 
                 f"still not mined after {tx.timeout:.0f}s; run deploy again later"
             )
         time.sleep(0.5)
-    if _has_expected_code(w3, pending.address, contract):
+    if _has_expected_code(w3, pending.address, contract, evm):
         return pending.address
     return None
 
@@ -193,7 +200,10 @@ def deploy_suite(
     if not use_mock and not w3.eth.get_code(Web3.to_checksum_address(str(params.stablecoin))):
         raise InputError(f"--stablecoin {params.stablecoin} has no code on chain {chain_id}")
     treasury = params.treasury or tx.signer.address
-    params = params.model_copy(update={"treasury": Web3.to_checksum_address(treasury)})
+    evm: EvmVersion = params.evm_version or get_evm_version_for(str(w3.client_version))
+    params = params.model_copy(
+        update={"treasury": Web3.to_checksum_address(treasury), "evm_version": evm}
+    )
 
     addresses = dict(existing.contracts.model_dump()) if existing else {}
     if not use_mock:
@@ -225,12 +235,12 @@ def deploy_suite(
     def ensure(contract: str, build: Callable[[], bytes]) -> None:
         nonlocal redeployed, block, pending
         current = addresses.get(contract)
-        if current and not redeployed and _has_expected_code(w3, current, contract):
+        if current and not redeployed and _has_expected_code(w3, current, contract, evm):
             record(DeployStep(contract, "reused", current))
             return
         if pending is not None and pending.contract == contract and not dry_run:
             # an earlier run was stopped after sending this creation: find what it made
-            found = _find_pending(tx, pending, contract)
+            found = _find_pending(tx, pending, contract, evm)
             pending = None
             if found:
                 addresses[contract] = found
@@ -256,7 +266,7 @@ def deploy_suite(
 
     def ctor(name: str, *args: Any) -> Callable[[], bytes]:
         def build() -> bytes:
-            artifact = load_artifact(name)
+            artifact = load_artifact(name, evm)
             return bytes(HexBytes(artifact.bytecode)) + _encode_args(artifact.abi, list(args))
 
         return build
@@ -267,7 +277,7 @@ def deploy_suite(
         record(DeployStep("Stablecoin", "reused", str(params.stablecoin)))
     ensure(
         "NodeShareBlueprint",
-        lambda: bytes(HexBytes(load_artifact("NodeShare").blueprint_bytecode)),
+        lambda: bytes(HexBytes(load_artifact("NodeShare", evm).blueprint_bytecode)),
     )
     ensure(
         "NodeRegistry",
@@ -303,7 +313,7 @@ def deploy_suite(
         if dry_run:
             record(DeployStep("NodeRegistry.set_router", "would link"))
         else:
-            fn = registry.functions.set_router(addresses["RevenueRouter"], addresses["Stablecoin"])
+            fn = registry.functions.set_router(addresses["RevenueRouter"])
             receipt = tx.call(fn, "link the registry to the router")
             block = int(receipt["blockNumber"])
             manifest = save()

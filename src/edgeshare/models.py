@@ -7,16 +7,17 @@ address must never be "fixed" into someone else's).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from Crypto.Hash import keccak as keccak256
 from eth_utils.address import is_checksum_address, is_hex_address, to_checksum_address
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 MAX_BPS = 10_000
 MAX_OPERATOR_CUT_BPS = 5_000
 MAX_PROTOCOL_FEE_BPS = 2_000
 MAX_PERIOD = 30 * 86_400
+MIN_CHALLENGE_PERIOD = 3_600  # RevenueRouter.MIN_CHALLENGE_PERIOD
 UINT256_MAX = 2**256 - 1
 
 
@@ -64,16 +65,29 @@ class DeployParams(StrictModel):
 
     epoch_length: Annotated[int, Field(ge=1, le=MAX_PERIOD)] = 86_400
     """Seconds per usage epoch."""
-    challenge_period: Annotated[int, Field(ge=0, le=MAX_PERIOD)] = 86_400
-    """Seconds during which settled revenue can be disputed before it is paid out."""
-    unlock_period: Annotated[int, Field(ge=0, le=MAX_PERIOD)] = 86_400
-    """Seconds over which each node's new revenue vests to holders (0 = at once)."""
+    challenge_period: Annotated[int, Field(ge=MIN_CHALLENGE_PERIOD, le=MAX_PERIOD)] = 86_400
+    """Seconds during which settled revenue can be disputed before it is paid out (>= 1 h)."""
+    unlock_period: Annotated[int, Field(ge=1, le=MAX_PERIOD)] = 86_400
+    """Seconds over which each node's new revenue vests to holders (at least one epoch)."""
     protocol_fee_bps: Annotated[int, Field(ge=0, le=MAX_PROTOCOL_FEE_BPS)] = 500
     """Protocol fee in basis points of gross revenue."""
     treasury: Address | None = None
     """Where protocol fees accrue; the deployer when not given."""
     stablecoin: Address | None = None
     """An existing stablecoin; when not given a mock one is deployed (local chains only)."""
+    evm_version: Literal["cancun", "shanghai"] | None = None
+    """What the contracts are built for; when not given, ``shanghai`` on Ganache and
+    ``cancun`` everywhere else; the manifest records what was chosen."""
+
+    @model_validator(mode="after")
+    def _unlock_covers_an_epoch(self) -> DeployParams:
+        if self.unlock_period < self.epoch_length:
+            raise ValueError(
+                f"unlock_period ({self.unlock_period} s) must be at least one epoch "
+                f"({self.epoch_length} s), so that holding shares for a moment around a "
+                "finalization captures no revenue"
+            )
+        return self
 
 
 class ContractAddresses(StrictModel):

@@ -63,34 +63,26 @@ def _selector(signature: str) -> bytes:
     return bytes(Web3.keccak(text=signature)[:4])
 
 
-_IS_SETTLED = _selector("is_settled(uint256,uint64)")
+_ACCEPTS = _selector("accepts(uint256,uint64,uint32)")
 _SETTLE_MANY = _selector(
-    "settle_many((uint256,uint64,uint64,uint256,uint32,uint16,uint64)[],bytes)"
+    "settle_many((uint256,uint64,uint32,uint64,uint256,uint32,uint16,uint64)[],bytes)"
 )
 
 
 def encode_settle_many(reports: Sequence[SignedReport]) -> str:
     """Calldata of ``settle_many(reports, signatures)``, ABI-encoded directly.
 
-    Every report field is a static word, so the reports are 7 words each in place, and
+    Every report field is a static word, so the reports are 8 words each in place, and
     the signatures are one byte string of 65 bytes per report; this is the standard
     encoding (tests compare it with web3's), only without web3's generic type walk,
     which otherwise dominates posting.
     """
     n = len(reports)
     words = bytearray(_SETTLE_MANY)
-    words += (64).to_bytes(32, "big") + (64 + 32 + 224 * n).to_bytes(32, "big")
+    words += (64).to_bytes(32, "big") + (64 + 32 + 256 * n).to_bytes(32, "big")
     words += n.to_bytes(32, "big")
     for r in reports:
-        for value in (
-            r.node_id,
-            r.epoch,
-            r.inferences,
-            r.revenue,
-            r.latency_ms,
-            r.uptime_bps,
-            r.deadline,
-        ):
+        for value in r.as_tuple():
             words += value.to_bytes(32, "big")
     signatures = pack_signatures(reports)
     words += len(signatures).to_bytes(32, "big") + signatures + bytes(-len(signatures) % 32)
@@ -104,24 +96,34 @@ def _eth_call(to: str, data: bytes) -> tuple[str, list[Any]]:
     return ("eth_call", [{"to": to, "data": "0x" + data.hex()}, "latest"])
 
 
-def fetch_settled(rpc: RpcClient, suite: Suite, keys: Sequence[tuple[int, int]]) -> list[bool]:
-    """``is_settled`` for many (node, epoch) pairs in JSON-RPC batches."""
+def fetch_settled(rpc: RpcClient, suite: Suite, reports: Sequence[SignedReport]) -> list[bool]:
+    """For each report, whether its epoch's record refuses it (the router's ``accepts``
+    is false): a live report is there (this one or another), or a disputed one of the
+    same or a higher version. Read in JSON-RPC batches."""
     calls = [
-        _eth_call(suite.router.address, _IS_SETTLED + encode(["uint256", "uint64"], [n, e]))
-        for n, e in keys
+        _eth_call(
+            suite.router.address,
+            _ACCEPTS + encode(["uint256", "uint64", "uint32"], [r.node_id, r.epoch, r.version]),
+        )
+        for r in reports
     ]
     out = []
-    for (node, epoch), result in zip(keys, rpc.batch(calls), strict=True):
+    for r, result in zip(reports, rpc.batch(calls), strict=True):
         if isinstance(result, RpcError):
-            raise InputError(f"cannot read settlement of node {node} epoch {epoch}: {result}")
-        out.append(bool(int(result, 16)))
+            raise InputError(f"cannot read settlement of node {r.node_id} epoch {r.epoch}: {result}")
+        out.append(not int(result, 16))
     return out
 
 
 def check_reports(
-    rpc: RpcClient, suite: Suite, reports: Sequence[SignedReport], domain: Eip712Domain
+    rpc: RpcClient,
+    suite: Suite,
+    reports: Sequence[SignedReport],
+    domain: Eip712Domain,
+    payer: str | None = None,
 ) -> list[str]:
-    """Every reason the router would refuse any of ``reports``, as messages naming it."""
+    """Every reason the router would refuse any of ``reports`` (sent by ``payer``, when
+    given), as messages naming it."""
     problems: list[str] = []
     latest = suite.w3.eth.get_block("latest")
     now, current = int(latest["timestamp"]), int(suite.router.functions.current_epoch().call())
@@ -154,16 +156,25 @@ def check_reports(
                 f"{where}: unknown node" if "unknown node" in str(result) else f"{where}: {result}"
             )
             continue
-        attestor, status, price, _cut = decode(
-            ["address", "uint256", "uint256", "uint256"], HexBytes(result)
+        attestor, registered, active, price, _cut = decode(
+            ["address", "bool", "bool", "uint256", "uint256"], HexBytes(result)
         )
-        if status != ACTIVE:
-            problems.append(f"{where}: node is not active")
+        if not registered:
+            problems.append(f"{where}: the node was registered after that epoch")
+        elif not active:
+            problems.append(f"{where}: the node was paused or retired in that epoch")
         expected = report.inferences * price // 1000
         if report.revenue != expected:
             problems.append(f"{where}: revenue {report.revenue} != inferences x price = {expected}")
         if signer is not None and signer != Web3.to_checksum_address(attestor):
             problems.append(f"{where}: signed by {signer}, but the node's attestor is {attestor}")
+        if report.revenue == 0 and payer is not None:
+            allowed = {Web3.to_checksum_address(attestor), suite.fetch_operator(report.node_id)}
+            if Web3.to_checksum_address(payer) not in allowed:
+                problems.append(
+                    f"{where}: a zero-revenue report is accepted only from the node's "
+                    f"operator or attestor, not from {payer}"
+                )
     return problems
 
 
@@ -221,7 +232,7 @@ def post_reports(
         )
     _raise_problems(_find_duplicates(reports))
     rpc = get_rpc(suite.w3)
-    settled = fetch_settled(rpc, suite, [(r.node_id, r.epoch) for r in reports])
+    settled = fetch_settled(rpc, suite, reports)
     pending = [r for r, done in zip(reports, settled, strict=True) if not done]
     result = PostResult(
         total=len(reports), already_settled=len(reports) - len(pending), settled=0, revenue=0
@@ -253,7 +264,7 @@ def _post_round(
     result: PostResult,
 ) -> list[SignedReport]:
     """Check, pay for and settle ``pending``; returns those not settled afterwards."""
-    _raise_problems(check_reports(rpc, suite, pending, domain))
+    _raise_problems(check_reports(rpc, suite, pending, domain, tx.signer.address))
     total = sum(r.revenue for r in pending)
     balance = int(suite.stablecoin.functions.balanceOf(tx.signer.address).call())
     if balance < total:
@@ -272,7 +283,7 @@ def _post_round(
         units=[len(batch) for batch in batches],
     )  # fmt: skip
     # read the settlements back: a receipt is no proof once its block is reorganised away
-    now_settled = fetch_settled(rpc, suite, [(r.node_id, r.epoch) for r in pending])
+    now_settled = fetch_settled(rpc, suite, pending)
     done = {(r.node_id, r.epoch) for r, ok in zip(pending, now_settled, strict=True) if ok}
     for batch, receipt in zip(batches, receipts, strict=True):
         if (batch[0].node_id, batch[0].epoch) in done:
@@ -324,8 +335,9 @@ def finalize_reports(
     for (node, epoch), raw in zip(keys, rpc.batch(calls), strict=True):
         if isinstance(raw, RpcError):
             raise InputError(f"cannot read settlement of node {node} epoch {epoch}: {raw}")
-        state, revenue, _cut, _payer, _at, finalizable_at = decode(
-            ["uint256", "uint256", "uint256", "address", "uint256", "uint256"], HexBytes(raw)
+        state, _version, revenue, _cut, _payer, _at, finalizable_at = decode(
+            ["uint256", "uint32", "uint256", "uint256", "address", "uint256", "uint256"],
+            HexBytes(raw),
         )
         if state != PENDING:
             result.skipped += 1

@@ -28,7 +28,7 @@ from edgeshare.models import MAX_OPERATOR_CUT_BPS, Address, Manifest, StrictMode
 from edgeshare.tx import Transactor
 
 UINT256_MAX = 2**256 - 1
-MAX_PRICE = 2**192 - 1  # NodeRegistry.MAX_PRICE: prices are packed beside their epoch
+MAX_PRICE = 2**168 - 1  # NodeRegistry.MAX_PRICE: packed beside cut, activity and epoch
 
 
 class NodeStatus(IntFlag):
@@ -69,14 +69,23 @@ class NodeRecord(StrictModel):
 
     node_id: int
     operator: Address
+    pending_operator: Address
+    """The account a handover waits for (the zero address: none)."""
     attestor: Address
     share_token: Address
     price_per_1k: int
+    """The current epoch's price."""
     next_price_per_1k: int
     operator_cut_bps: int
+    """The current epoch's operator cut."""
+    next_operator_cut_bps: int
     pending_cut_bps: int
-    cut_effective_at: int
+    """A pending cut increase (with ``pending_cut_epoch``; 0 and 0 when none)."""
+    pending_cut_epoch: int
+    """The first epoch the pending increase applies to."""
     status: str
+    paused_by_registrar: bool
+    registered_epoch: int
     region: str
     metadata_uri: str
 
@@ -141,21 +150,15 @@ class Suite:
         if not 1 <= node_id <= self.fetch_node_count():
             raise NodeNotFound(f"no node {node_id} (registered: 1..{self.fetch_node_count()})")
         raw: Any = self.registry.functions.node(node_id).call()
-        status = NodeStatus(raw[8])
-        return NodeRecord(
-            node_id=node_id,
-            operator=raw[0],
-            attestor=raw[1],
-            share_token=raw[2],
-            price_per_1k=raw[3],
-            next_price_per_1k=raw[4],
-            operator_cut_bps=raw[5],
-            pending_cut_bps=raw[6],
-            cut_effective_at=raw[7],
-            status=str(status.name).lower(),
-            region=raw[9],
-            metadata_uri=raw[10],
-        )
+        names = [c["name"] for c in self.registry.get_function_by_name("node").abi["outputs"][0]["components"]]
+        fields = dict(zip(names, raw, strict=True))
+        fields["status"] = str(NodeStatus(fields["status"]).name).lower()
+        return NodeRecord(node_id=node_id, **fields)
+
+    def fetch_operator(self, node_id: int) -> str:
+        """The node's operator now."""
+        terms: Any = self.registry.functions.payout_terms(node_id).call()
+        return Web3.to_checksum_address(terms[0])
 
     def fetch_claimable(self, node_id: int, holder: str) -> int:
         """Stablecoin base units ``holder`` can claim from ``node_id`` now."""

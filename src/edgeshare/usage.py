@@ -1,7 +1,8 @@
 """Reading an operator's usage CSV and turning it into signed reports.
 
 The CSV has a header and one row per (node, epoch): ``node_id,epoch,inferences,
-latency_ms,uptime_bps`` and optionally ``revenue`` (checked, never trusted). Every
+latency_ms,uptime_bps`` and optionally ``revenue`` (checked, never trusted) and
+``version`` (0 when absent; a correction of a disputed report needs a higher one). Every
 problem in the file is reported with its file, line and field before anything is
 signed or sent.
 """
@@ -37,7 +38,7 @@ from edgeshare.rpc import RpcClient, RpcError
 from edgeshare.suite import Suite
 
 REQUIRED_COLUMNS = ("node_id", "epoch", "inferences", "latency_ms", "uptime_bps")
-OPTIONAL_COLUMNS = ("revenue",)
+OPTIONAL_COLUMNS = ("revenue", "version")
 _USAGE_TERMS = bytes(Web3.keccak(text="usage_terms(uint256,uint64)")[:4])
 
 
@@ -56,6 +57,8 @@ class UsageRow(StrictModel):
     """Uptime, basis points."""
     revenue: Uint256 | None = None
     """Optional: if given it must equal inferences x the epoch's price // 1000."""
+    version: Uint32 = 0
+    """Optional: the report's version (a corrected report after a dispute is higher)."""
 
 
 def _format_error(path: Path, line: int, exc: ValidationError) -> list[str]:
@@ -92,7 +95,7 @@ def read_usage_csv(path: Path) -> list[tuple[int, UsageRow]]:
     unknown = [c for c in header if c not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
     if missing or unknown or len(set(header)) != len(header):
         raise InputError(
-            f"{path} line 1: header must be {','.join(REQUIRED_COLUMNS)}[,revenue]; "
+            f"{path} line 1: header must be {','.join(REQUIRED_COLUMNS)}[,revenue][,version]; "
             f"missing {missing or 'nothing'}, unknown {unknown or 'nothing'}"
         )
     reader.fieldnames = header
@@ -104,7 +107,9 @@ def read_usage_csv(path: Path) -> list[tuple[int, UsageRow]]:
         if None in raw or any(v is None for v in raw.values()):
             problems.append(f"{path} line {line}: expected {len(header)} fields")
             continue
-        values = {k: v.strip() for k, v in raw.items() if not (k == "revenue" and v.strip() == "")}
+        values = {
+            k: v.strip() for k, v in raw.items() if not (k in OPTIONAL_COLUMNS and v.strip() == "")
+        }
         try:
             row = UsageRow.model_validate(values)
         except ValidationError as exc:
@@ -171,9 +176,18 @@ def build_signed_reports(
         if isinstance(result, RpcError):
             problems.append(f"{where}, field node_id: node {row.node_id} is not registered")
             continue
-        attestor, _status, price, _cut = decode(
-            ["address", "uint256", "uint256", "uint256"], HexBytes(result)
+        attestor, registered, active, price, _cut = decode(
+            ["address", "bool", "bool", "uint256", "uint256"], HexBytes(result)
         )
+        if not registered:
+            problems.append(
+                f"{where}, field epoch: node {row.node_id} was registered after epoch {row.epoch}"
+            )
+        elif not active:
+            problems.append(
+                f"{where}, field epoch: node {row.node_id} was paused or retired in epoch "
+                f"{row.epoch}; the router takes no report for it"
+            )
         if Web3.to_checksum_address(attestor) != signer:
             problems.append(
                 f"{where}, field node_id: node {row.node_id}'s attestor is {attestor}, not {signer}"
@@ -196,6 +210,7 @@ def build_signed_reports(
             UsageReport(
                 node_id=row.node_id,
                 epoch=row.epoch,
+                version=row.version,
                 inferences=row.inferences,
                 revenue=revenue,
                 latency_ms=row.latency_ms,

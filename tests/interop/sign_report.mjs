@@ -14,6 +14,7 @@ const types = {
   UsageReport: [
     { name: "nodeId", type: "uint256" },
     { name: "epoch", type: "uint64" },
+    { name: "version", type: "uint32" },
     { name: "inferences", type: "uint64" },
     { name: "revenue", type: "uint256" },
     { name: "latencyMs", type: "uint32" },

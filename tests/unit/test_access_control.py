@@ -79,7 +79,7 @@ def _rules(registry: Any, router: Any, share: Any, stablecoin: Any) -> list[Rule
         ),
         Rule(
             "set_router",
-            lambda r, who: registry.set_router(router, stablecoin, {"from": who}),
+            lambda r, who: registry.set_router(router, {"from": who}),
             ("owner",),
             "registry: not owner",
         ),
@@ -120,6 +120,18 @@ def _rules(registry: Any, router: Any, share: Any, stablecoin: Any) -> list[Rule
             "registry: not operator",
         ),
         Rule(
+            "transfer_operator",
+            lambda r, who: registry.transfer_operator(1, r["stranger"], {"from": who}),
+            ("operator",),
+            "registry: not operator",
+        ),
+        Rule(
+            "accept_operator",
+            lambda r, who: registry.accept_operator(1, {"from": who}),
+            (),
+            "registry: not pending operator",
+        ),
+        Rule(
             "set_node_status",
             lambda r, who: registry.set_node_status(1, PAUSED, {"from": who}),
             ("operator", "registrar"),
@@ -138,6 +150,18 @@ def _rules(registry: Any, router: Any, share: Any, stablecoin: Any) -> list[Rule
             "router: not owner",
         ),
         Rule(
+            "recover_excess",
+            lambda r, who: router.recover_excess(r["stranger"], {"from": who}),
+            ("owner",),
+            "router: not owner",
+        ),
+        Rule(
+            "set_revenue_receiver",
+            lambda r, who: share.set_revenue_receiver(r["investor"], r["stranger"], {"from": who}),
+            ("investor", "registrar"),
+            "share: not the holder or the registrar",
+        ),
+        Rule(
             "notify_revenue",
             lambda r, who: share.notify_revenue(1, {"from": who}),
             (),
@@ -149,7 +173,8 @@ def _rules(registry: Any, router: Any, share: Any, stablecoin: Any) -> list[Rule
 RULE_NAMES = [
     "transfer_ownership", "set_registrar", "set_guardian", "set_router", "pause",
     "register_node", "set_price", "rotate_attestor", "propose_operator_cut",
-    "set_metadata_uri", "set_node_status", "dispute", "set_treasury", "notify_revenue",
+    "set_metadata_uri", "transfer_operator", "accept_operator", "set_node_status", "dispute",
+    "set_treasury", "recover_excess", "set_revenue_receiver", "notify_revenue",
 ]  # fmt: skip
 
 
@@ -164,13 +189,13 @@ def test_privileged_function__every_other_role__reverts(
     for role in denied:
         with brownie.reverts(rule.reason):
             rule.call(roles, roles[role])
-    for role in rule.allowed:  # the roles that may get past the check (set_router is
-        brownie.chain.snapshot()  # set once; dispute needs a pending report)
-        try:
+    for role in rule.allowed:  # the roles that may get past the check (set_router is set
+        brownie.chain.snapshot()  # once; dispute needs a pending report; the registrar sets
+        try:  # receivers for contracts only)
             assert rule.call(roles, roles[role]).status == 1
         except brownie.exceptions.VirtualMachineError as exc:
             assert exc.revert_msg != rule.reason, (name, role)
-            assert name in ("set_router", "dispute"), (name, role, exc.revert_msg)
+            assert name in ("set_router", "dispute", "set_revenue_receiver"), (name, role)
         brownie.chain.revert()
 
 
@@ -182,7 +207,7 @@ def test_rule_table__covers_every_privileged_function(
     _, share = node
     open_to_all = {
         "accept_ownership", "unpause", "settle", "settle_many", "finalize", "withdraw",
-        "transfer", "transferFrom", "approve", "permit", "claim", "claim_to",
+        "transfer", "transferFrom", "approve", "permit", "claim", "claim_to", "claim_for",
     }  # fmt: skip
     writes = {
         item["name"]

@@ -124,13 +124,17 @@ def test_node_retired_mid_epoch__settled_revenue_still_pays(
     # retire half-way through the epoch after
     mine_at((registry.epoch_start(next_epoch + 1) + registry.epoch_start(next_epoch + 2)) // 2)
     registry.set_node_status(node_id, RETIRED, {"from": deployer})
-    router.finalize(node_id, [epoch], {"from": deployer})
+    pay.finalize(node_id, [epoch])
     assert_floor_share(_claim_all(share, stablecoin, [operator]), _split(2_000_000), 1)
     router.withdraw(operator, {"from": operator})
     assert router.owed(operator) == 0
-    # and nothing new can be settled for it
-    signed = sign_report(suite, attestor_key, node_id=node_id, epoch=next_epoch, inferences=10)
-    with brownie.reverts("router: node not active"):
+    # the epoch it retired in and the one before still take their reports; later ones not
+    for served in (next_epoch, next_epoch + 1):
+        signed = sign_report(suite, attestor_key, node_id=node_id, epoch=served, inferences=10)
+        router.settle(*report_args(signed), {"from": deployer})
+    mine_at(registry.epoch_start(next_epoch + 3))
+    signed = sign_report(suite, attestor_key, node_id=node_id, epoch=next_epoch + 2, inferences=10)
+    with brownie.reverts("router: node not active in that epoch"):
         router.settle(*report_args(signed), {"from": deployer})
 
 

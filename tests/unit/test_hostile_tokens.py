@@ -195,8 +195,7 @@ def test_token_calling_back_during_payout__holders_paid_exactly(
     first = share.claimable(token)
     epoch, _ = pay.settle(node_id, AMOUNT)
     token.arm_hook(share, share.claim.encode_input(), {"from": deployer})
-    router = brownie_contract("RevenueRouter", suite.router.address)
-    router.finalize(node_id, [epoch], {"from": deployer})
+    pay.finalize(node_id, [epoch])
     assert token.hook_calls() == 1 and token.hook_succeeded()
     assert token.balanceOf(token) == first  # the first payment only
     second = share.claimable(token)  # the second, still owed

@@ -149,26 +149,39 @@ def test_propose_operator_cut__increase_waits_the_delay(
     registry: Any, node: Any, operator: Any
 ) -> None:
     node_id, _ = node
+    now_epoch = registry.current_epoch()
     tx = registry.propose_operator_cut(node_id, 3_000, {"from": operator})
-    effective_at = tx.events["OperatorCutProposed"]["effective_at"]
-    assert effective_at == tx.timestamp + WEEK
+    event = tx.events["OperatorCutProposed"]
+    # the first epoch that starts at least a week later
+    first = event["from_epoch"]
+    assert registry.epoch_start(first - 1) < tx.timestamp + WEEK <= registry.epoch_start(first)
+    assert event["effective_at"] == registry.epoch_start(first)
+    assert registry.node(node_id)["pending_cut_bps"] == 3_000
+    assert registry.node(node_id)["pending_cut_epoch"] == first
     assert registry.operator_cut_bps(node_id) == 1_000
-    mine_at(effective_at - 1)
+    mine_at(event["effective_at"] - 1)
     assert registry.operator_cut_bps(node_id) == 1_000
-    mine_at(effective_at)
+    mine_at(event["effective_at"])
     assert registry.operator_cut_bps(node_id) == 3_000
-    assert registry.usage_terms(node_id, 0)["operator_cut_bps"] == 3_000
+    # epochs before it keep their cut, however late they are reported
+    assert registry.usage_terms(node_id, now_epoch)["operator_cut_bps"] == 1_000
+    assert registry.usage_terms(node_id, first - 1)["operator_cut_bps"] == 1_000
+    assert registry.usage_terms(node_id, first)["operator_cut_bps"] == 3_000
 
 
-def test_propose_operator_cut__decrease_applies_at_once(
+def test_propose_operator_cut__decrease_applies_from_the_next_epoch(
     registry: Any, node: Any, operator: Any
 ) -> None:
     node_id, _ = node
+    epoch = registry.current_epoch()
     registry.propose_operator_cut(node_id, 4_000, {"from": operator})
     registry.propose_operator_cut(node_id, 500, {"from": operator})  # replaces the pending rise
-    assert registry.operator_cut_bps(node_id) == 500
+    assert registry.node(node_id)["pending_cut_epoch"] == 0
+    assert registry.usage_terms(node_id, epoch)["operator_cut_bps"] == 1_000
+    assert registry.node(node_id)["next_operator_cut_bps"] == 500
     mine_at(get_now() + 2 * WEEK)
     assert registry.operator_cut_bps(node_id) == 500
+    assert registry.usage_terms(node_id, epoch)["operator_cut_bps"] == 1_000
 
 
 def test_propose_operator_cut__above_cap_or_by_stranger__reverts(
@@ -272,7 +285,7 @@ def test_pause__guardian_only_and_not_twice(registry: Any, deployer: Any, strang
 
 def test_set_router__only_once(registry: Any, deployer: Any, router: Any, stablecoin: Any) -> None:
     with brownie.reverts("registry: router already set"):
-        registry.set_router(router, stablecoin, {"from": deployer})
+        registry.set_router(router, {"from": deployer})
 
 
 def test_epochs__count_from_genesis(registry: Any) -> None:
@@ -293,23 +306,24 @@ def test_usage_terms__give_the_epochs_price_and_current_attestor(
     terms = registry.usage_terms(node_id, e0)
     assert (
         terms["attestor"],
-        terms["status"],
+        terms["registered"],
+        terms["active"],
         terms["price_per_1k"],
         terms["operator_cut_bps"],
-    ) == (stranger, ACTIVE, 1_000, 1_000)
+    ) == (stranger, True, True, 1_000, 1_000)
     assert registry.usage_terms(node_id, e0 + 1)["price_per_1k"] == 7_777
     payout = registry.payout_terms(node_id)
     assert payout["operator"] == operator and payout["share_token"] == registry.share_token(node_id)
 
 
-def test_price__above_192_bits__reverts(
+def test_price__above_168_bits__reverts(
     registry: Any, node: Any, operator: Any, deployer: Any, attestor: Any
 ) -> None:
     with brownie.reverts("registry: price too large"):
-        registry.set_price(node[0], 2**192, {"from": operator})
+        registry.set_price(node[0], 2**168, {"from": operator})
     with brownie.reverts("registry: price too large"):
         registry.register_node(
-            *_register_args(operator, attestor, price=2**192), {"from": deployer}
+            *_register_args(operator, attestor, price=2**168), {"from": deployer}
         )
-    registry.set_price(node[0], 2**192 - 1, {"from": operator})
-    assert registry.price_for_epoch(node[0], registry.current_epoch() + 1) == 2**192 - 1
+    registry.set_price(node[0], 2**168 - 1, {"from": operator})
+    assert registry.price_for_epoch(node[0], registry.current_epoch() + 1) == 2**168 - 1

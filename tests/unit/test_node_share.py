@@ -216,7 +216,6 @@ def test_claim__pays_pro_rata_and_logs(
     assert tx.events["RevenueClaimed"]["receiver"] == investor
     assert tx.events["RevenueClaimed"]["amount"] == owed
     assert share.claimable(investor) == 0
-    assert share.total_claimed() == owed
     assert share.total_distributed() == 850_000
 
 
@@ -290,12 +289,10 @@ def vesting_node(
     return node_id, share, payer
 
 
-def _finalize_at(payer: Payer, node_id: int, amount: int, timestamp: int | None = None) -> Any:
-    """Settle ``amount`` now, then finalize it (vesting starts) at ``timestamp``."""
+def _finalize_at(payer: Payer, node_id: int, amount: int) -> Any:
+    """Settle ``amount`` now, then finalize it (vesting starts) as soon as its window ends."""
     epoch, _ = payer.settle(node_id, amount)
-    if timestamp is not None:
-        set_next_timestamp(timestamp)
-    return payer.router.finalize(node_id, [epoch], {"from": payer.payer})
+    return payer.finalize(node_id, [epoch], vest=False)
 
 
 def test_vesting__releases_linearly_over_unlock_period(vesting_node: Any, operator: Any) -> None:
@@ -318,7 +315,7 @@ def test_vesting__just_in_time_buyer_gets_only_what_vested_while_holding(
     # the buyer holds half the supply from just before the revenue lands ...
     epoch, _ = payer.settle(node_id, 1_000_000)
     share.transfer(investor, 500 * SHARES, {"from": operator})
-    tx = payer.router.finalize(node_id, [epoch], {"from": payer.payer})
+    tx = payer.finalize(node_id, [epoch], vest=False)
     start = tx.timestamp
     # ... and sells right after: 100 of 1,000 seconds vested while held
     set_next_timestamp(start + 100)
@@ -333,9 +330,12 @@ def test_vesting__new_revenue_rolls_unvested_into_a_new_period(
     vesting_node: Any, operator: Any
 ) -> None:
     node_id, share, payer = vesting_node
-    tx = _finalize_at(payer, node_id, 1_000_000)
+    first, _ = payer.settle(node_id, 1_000_000)
+    second, _ = payer.settle(node_id, 1_000_000)
+    tx = payer.finalize(node_id, [first], vest=False)
     start = tx.timestamp
-    tx2 = _finalize_at(payer, node_id, 1_000_000, start + 400)
+    set_next_timestamp(start + 400)
+    tx2 = payer.router.finalize(node_id, [second], {"from": payer.payer})
     assert tx2.events["RevenueDistributed"]["unvested"] == 950_000 - 380_000 + 950_000
     assert share.vesting_ends_at() == start + 400 + 1_000
     mine_at(start + 400 + 500)

@@ -13,9 +13,11 @@ from edgeshare.signer import Signer
 from edgeshare.suite import NodeSpec, send_register_node
 from edgeshare.tx import Transactor
 from tests.conftest import (
+    CHALLENGE,
     SHARES,
     Payer,
     brownie_contract,
+    mine_after,
     mine_at,
     report_args,
     sign_report,
@@ -69,7 +71,8 @@ def test_settle__records_the_report_and_logs_all_of_it(
         deployer,
         1_000,
     )
-    assert record["settled_at"] == tx.timestamp == record["finalizable_at"]
+    assert record["settled_at"] == tx.timestamp == record["finalizable_at"] - CHALLENGE
+    assert record["version"] == 0 and event["version"] == 0
     assert router.is_settled(node_id, epoch)
     assert not router.is_settled(node_id, epoch + 1)
     assert router.total_pending() == 4_321
@@ -110,7 +113,7 @@ def test_settle_many__mismatched_or_empty_lists__revert(router: Any, deployer: A
     with brownie.reverts("router: no reports"):
         router.settle_many([], b"", {"from": deployer})
     with brownie.reverts("router: need 65 signature bytes per report"):
-        router.settle_many([(1, 0, 1, 1, 1, 1, 1)], bytes(64), {"from": deployer})
+        router.settle_many([(1, 0, 0, 1, 1, 1, 1, 1)], bytes(64), {"from": deployer})
 
 
 def test_finalize__sums_epochs_and_rounds_each_report_down(
@@ -118,6 +121,7 @@ def test_finalize__sums_epochs_and_rounds_each_report_down(
 ) -> None:
     node_id, _share = node
     epochs = [pay.settle(node_id, amount)[0] for amount in (19, 19, 19)]
+    mine_after(CHALLENGE)
     tx = router.finalize(node_id, epochs, {"from": stranger})  # anyone may finalize
     event = tx.events["RevenueSplit"]
     # per report: fee 19*5% = 0.95 -> 0, cut 19*10% = 1.9 -> 1
@@ -130,8 +134,9 @@ def test_finalize__sums_epochs_and_rounds_each_report_down(
     ) == (57, 0, 3, 54, 3)
     assert [e["epoch"] for e in tx.events["RevenueFinalized"]] == epochs
     assert router.settlement(node_id, epochs[0])["state"] == FINALIZED
-    with brownie.reverts("router: epoch not pending"):
-        router.finalize(node_id, [epochs[0]], {"from": stranger})
+    again = router.finalize(node_id, [epochs[0]], {"from": stranger})  # skipped, pays nothing
+    assert again.events["FinalizeSkipped"]["state"] == FINALIZED
+    assert "RevenueSplit" not in again.events
     with brownie.reverts("router: no epochs"):
         router.finalize(node_id, [], {"from": stranger})
 
@@ -194,9 +199,11 @@ def test_dispute__voids_the_report_and_owes_the_payer(
         and router.total_disputed() == 5_000
         and router.total_pending() == 0
     )
-    assert router.is_settled(node_id, epoch)  # the epoch stays closed
-    with brownie.reverts("router: epoch not pending"):
-        router.finalize(node_id, [epoch], {"from": deployer})
+    # the epoch is open again, but only for a report of a higher version
+    assert not router.is_settled(node_id, epoch)
+    assert not router.accepts(node_id, epoch, 0) and router.accepts(node_id, epoch, 1)
+    mine_after(WINDOW)
+    assert router.finalize.call(node_id, [epoch], {"from": deployer}) == 0  # skipped
     with brownie.reverts("router: nothing pending to dispute"):
         router.dispute(node_id, epoch, {"from": deployer})
     coin = brownie_contract("MockStablecoin", router.STABLECOIN())
@@ -217,17 +224,20 @@ def test_dispute__by_stranger_or_after_window__reverts(
         payer.router.dispute(node_id, epoch, {"from": deployer})
 
 
-def test_dispute__while_paused__allowed_after_window_and_finalize_blocked(
+def test_dispute__while_paused__inside_window_only_and_finalize_blocked(
     windowed: Any, deployer: Any
 ) -> None:
     node_id, payer = windowed
     epoch, tx = payer.settle(node_id, 5_000)
+    other, _ = payer.settle(node_id, 5_000)
     payer.registry.pause({"from": deployer})
+    payer.router.dispute(node_id, other, {"from": deployer})  # inside its window
     mine_at(tx.timestamp + 2 * WINDOW)
     with brownie.reverts("router: paused"):
         payer.router.finalize(node_id, [epoch], {"from": deployer})
-    payer.router.dispute(node_id, epoch, {"from": deployer})
-    assert payer.router.settlement(node_id, epoch)["state"] == DISPUTED
+    with brownie.reverts("router: challenge window closed"):
+        payer.router.dispute(node_id, epoch, {"from": deployer})
+    assert payer.router.settlement(node_id, epoch)["state"] == PENDING
 
 
 def test_settle__while_paused__reverts(

@@ -42,6 +42,7 @@ reports = st.builds(
     _report,
     node_id=st.integers(1, 2**256 - 1),
     epoch=st.integers(0, 2**64 - 1),
+    version=st.integers(0, 2**32 - 1),
     inferences=st.integers(0, 2**64 - 1),
     revenue=st.integers(0, 2**96 - 1),
     latency_ms=st.integers(0, 2**32 - 1),
@@ -90,13 +91,14 @@ def test_same_report_twice__second_reverts(router: Any, good: SignedReport, depl
         _settle(router, good, deployer)
 
 
-def test_same_report_twice_in_one_batch__reverts(
+def test_same_report_twice_in_one_batch__settles_and_pays_once(
     router: Any, good: SignedReport, deployer: Any
 ) -> None:
     args = report_args(good)
-    with brownie.reverts("router: epoch already settled"):
-        router.settle_many([args[0], args[0]], args[1] + args[1], {"from": deployer})
-    assert not router.is_settled(good.node_id, good.epoch)
+    tx = router.settle_many([args[0], args[0]], args[1] + args[1], {"from": deployer})
+    assert len(tx.events["UsageSettled"]) == 1 and len(tx.events["ReportSkipped"]) == 1
+    assert good.revenue == router.total_pending()
+    assert router.is_settled(good.node_id, good.epoch)
 
 
 def test_signature_for_another_chain__reverts(
@@ -235,12 +237,23 @@ def test_price_change__report_priced_at_its_epochs_price(
 
 
 @pytest.mark.parametrize("status", [2, 4])
-def test_paused_or_retired_node__reverts(
-    router: Any, registry: Any, good: SignedReport, node: Any, deployer: Any, status: int
+def test_paused_or_retired_node__refuses_epochs_after_it_stopped(
+    router: Any,
+    registry: Any,
+    good: SignedReport,
+    node: Any,
+    deployer: Any,
+    status: int,
+    suite: Any,
+    attestor_key: str,
 ) -> None:
     registry.set_node_status(node[0], status, {"from": deployer})
-    with brownie.reverts("router: node not active"):
-        _settle(router, good, deployer)
+    stopped = registry.current_epoch() + 1  # the first epoch that began stopped
+    mine_at(registry.epoch_start(stopped + 1))
+    late = sign_report(suite, attestor_key, node_id=node[0], epoch=stopped, inferences=10)
+    with brownie.reverts("router: node not active in that epoch"):
+        _settle(router, late, deployer)
+    _settle(router, good, deployer)  # an epoch it was active in still settles
 
 
 def test_unknown_node__reverts(
