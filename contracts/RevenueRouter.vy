@@ -96,15 +96,15 @@ struct Settlement:
     finalizable_at: uint256
 
 
-treasury: public(address)
+treasury: public(reentrant(address))
 # Stablecoin base units the treasury, operators and refunded payers can withdraw.
-owed: public(HashMap[address, uint256])
-total_owed: public(uint256)
+owed: public(reentrant(HashMap[address, uint256]))
+total_owed: public(reentrant(uint256))
 # Revenue settled and still inside (or waiting after) its challenge window.
-total_pending: public(uint256)
-total_finalized: public(uint256)
-total_disputed: public(uint256)
-batch_count: public(uint256)
+total_pending: public(reentrant(uint256))
+total_finalized: public(reentrant(uint256))
+total_disputed: public(reentrant(uint256))
+batch_count: public(reentrant(uint256))
 
 _settlements: HashMap[uint256, HashMap[uint64, uint256]]
 _batches: HashMap[uint256, uint256]
@@ -431,6 +431,7 @@ def accepts(node_id: uint256, epoch: uint64, version: uint32) -> bool:
 
 @external
 @view
+@reentrant
 def settlement(node_id: uint256, epoch: uint64) -> Settlement:
     """
     @notice The full record of a (node, epoch) settlement.
@@ -457,6 +458,7 @@ def settlement(node_id: uint256, epoch: uint64) -> Settlement:
 
 @external
 @view
+@reentrant
 def report_digest(report: UsageReport) -> bytes32:
     """
     @notice The EIP-712 digest an attestor signs for `report`.
@@ -468,6 +470,7 @@ def report_digest(report: UsageReport) -> bytes32:
 
 @external
 @view
+@reentrant
 def current_epoch() -> uint64:
     """
     @notice The epoch now in progress (the registry's clock).

@@ -205,3 +205,30 @@ def test_token_calling_back_during_payout__holders_paid_exactly(
     assert token.balanceOf(token) == first + second
     dust = 1_700_000 - first - second - token.balanceOf(operator)
     assert 0 <= token.balanceOf(share) == dust <= 4
+
+
+def test_views_work_during_stablecoin_callback(
+    on_token: Any, deployer: Any, operator: Any, investor: Any
+) -> None:
+    """A token that calls back while the share token or the router pays it out can read
+    their views (balances, supply, claimable, settlement state): they are reentrant, and
+    what they show is already consistent."""
+    token = _contracts().QuirkyToken.deploy({"from": deployer})
+    suite, node_id, share, pay = on_token(token)
+    share.transfer(investor, 100 * SHARES, {"from": operator})
+    router = brownie_contract("RevenueRouter", suite.router.address)
+    reads = [
+        (share, share.balanceOf.encode_input(operator)),
+        (share, share.totalSupply.encode_input()),
+        (share, share.claimable.encode_input(investor)),
+        (router, router.is_settled.encode_input(node_id, 0)),
+        (router, router.owed.encode_input(operator)),
+    ]
+    for target, data in reads:
+        pay(node_id, AMOUNT)
+        token.arm_hook(target, data, {"from": deployer})
+        share.claim({"from": investor})  # the share token transfers: the hook reads
+        assert token.hook_calls() > 0 and token.hook_succeeded(), (target, data)
+    token.arm_hook(share, share.claimable.encode_input(investor), {"from": deployer})
+    router.withdraw(operator, {"from": operator})  # the router transfers
+    assert token.hook_succeeded()
