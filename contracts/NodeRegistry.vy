@@ -510,7 +510,7 @@ def set_metadata_uri(node_id: uint256, metadata_uri: String[256]):
     @param node_id The node.
     @param metadata_uri The new URI.
     """
-    self._only_operator(node_id)
+    self._core[node_id] = self._pack(self._only_operator(node_id))
     self._meta[node_id].metadata_uri = metadata_uri
     log MetadataUpdated(node_id=node_id, metadata_uri=metadata_uri)
 

@@ -99,7 +99,9 @@ def _compile(contracts_dir: Path, relpath: str, evm_version: EvmVersion) -> dict
 
 def get_evm_version_for(client_version: str) -> EvmVersion:
     """The EVM version to build for on a node that calls itself ``client_version``."""
-    return GANACHE_EVM_VERSION if client_version.lower().startswith("ganache") else DEFAULT_EVM_VERSION
+    return (
+        GANACHE_EVM_VERSION if client_version.lower().startswith("ganache") else DEFAULT_EVM_VERSION
+    )
 
 
 @cache

@@ -366,6 +366,8 @@ class Indexer:
         def insert(table: str, row: tuple[Any, ...]) -> None:
             inserts.setdefault(table, []).append(row)
 
+        usage: dict[tuple[int, int], list[Any]] = {}
+
         for block, index, name, a in rows:
             if name == "UsageSettled":
                 # the signer was the node's attestor at this point of the event order
@@ -375,13 +377,19 @@ class Indexer:
                         "SELECT attestor FROM nodes WHERE node_id = ?", (a["node_id"],)
                     ).fetchone()
                     signer = attestors[a["node_id"]] = row[0] if row else None
-                insert("usage", (a["node_id"], a["epoch"], a["inferences"], str(a["revenue"]),
-                                 a["latency_ms"], a["uptime_bps"], a["payer"], signer,
-                                 a["operator_cut_bps"], "pending", block))  # fmt: skip
+                # a disputed epoch can be settled again (a higher version): the newest wins
+                usage[(a["node_id"], a["epoch"])] = [
+                    a["node_id"], a["epoch"], a["inferences"], str(a["revenue"]), a["latency_ms"],
+                    a["uptime_bps"], a["payer"], signer, a["operator_cut_bps"], "pending", block,
+                ]  # fmt: skip
             elif name in ("RevenueFinalized", "RevenueDisputed"):
                 state = "finalized" if name == "RevenueFinalized" else "disputed"
-                updates.append(("UPDATE usage SET state = ? WHERE node_id = ? AND epoch = ?",
-                                (state, a["node_id"], a["epoch"])))  # fmt: skip
+                key = (a["node_id"], a["epoch"])
+                if key in usage:  # settled in this chunk: keep the event order
+                    usage[key][9] = state
+                else:
+                    updates.append(("UPDATE usage SET state = ? WHERE node_id = ? AND epoch = ?",
+                                    (state, a["node_id"], a["epoch"])))  # fmt: skip
             elif name == "Transfer" and a["_address"].lower() in shares:
                 insert("transfers", (block, index, shares[a["_address"].lower()], a["sender"],
                                      a["receiver"], str(a["value"])))  # fmt: skip
@@ -417,6 +425,8 @@ class Indexer:
                     )
                 args = {k: (str(v) if isinstance(v, int) else v) for k, v in a.items()}
                 insert("other_events", (block, index, a["_address"], name, json.dumps(args)))
+        if usage:
+            inserts["usage"] = [tuple(row) for row in usage.values()]
         columns = {"usage": 11, "transfers": 6, "claims": 6, "splits": 8, "withdrawals": 5,
                    "nodes": 12, "other_events": 5}  # fmt: skip
         end_hash = self.suite.w3.eth.get_block(end)["hash"].to_0x_hex()

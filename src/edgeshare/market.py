@@ -75,14 +75,15 @@ def build_board(
     raw = _calls(
         suite, "node(uint256)", ["uint256"], [[n] for n in range(1, count + 1)], [registry] * count
     )
+    # NodeRegistry.NodeInfo
     info_types = [
-        "(address,address,address,uint256,uint256,uint256,uint256,uint256,uint256,string,string)"
+        "(address,address,address,address,uint256,uint256,uint256,uint256,uint256,uint256,"
+        "uint256,bool,uint64,string,string)"
     ]
     rows = []
     for node_id, data in enumerate(raw, start=1):
-        ((_op, _att, _tok, price, next_price, cut, _pend, _eff, status, node_region, _uri),) = (
-            decode(info_types, data)
-        )
+        ((*_, price, next_price, cut, _next_cut, _pend, _pend_epoch, status, _by_registrar,
+          _registered, node_region, _uri),) = decode(info_types, data)  # fmt: skip
         if status != ACTIVE:
             continue
         if region is not None and node_region.lower() != region.lower():

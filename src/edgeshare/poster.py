@@ -110,7 +110,9 @@ def fetch_settled(rpc: RpcClient, suite: Suite, reports: Sequence[SignedReport])
     out = []
     for r, result in zip(reports, rpc.batch(calls), strict=True):
         if isinstance(result, RpcError):
-            raise InputError(f"cannot read settlement of node {r.node_id} epoch {r.epoch}: {result}")
+            raise InputError(
+                f"cannot read settlement of node {r.node_id} epoch {r.epoch}: {result}"
+            )
         out.append(not int(result, 16))
     return out
 

@@ -189,7 +189,9 @@ def build_report(
     for node_id, t in totals.items():
         share = suite.share(node_id)
         distributed = int(share.functions.total_distributed().call())
-        t.holders_claimed = int(share.functions.total_claimed().call())
+        # what was claimed is the sum of the RevenueClaimed events (no on-chain counter)
+        t.holders_claimed = sum(int(a) for (a,) in db.execute(
+            "SELECT amount FROM claims WHERE node_id = ?", (node_id,)))  # fmt: skip
         t.holders_unclaimed = distributed - t.holders_claimed
     report.nodes = [totals[n] for n in sorted(totals)]
     return report

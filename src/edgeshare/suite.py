@@ -150,7 +150,10 @@ class Suite:
         if not 1 <= node_id <= self.fetch_node_count():
             raise NodeNotFound(f"no node {node_id} (registered: 1..{self.fetch_node_count()})")
         raw: Any = self.registry.functions.node(node_id).call()
-        names = [c["name"] for c in self.registry.get_function_by_name("node").abi["outputs"][0]["components"]]
+        names = [
+            c["name"]
+            for c in self.registry.get_function_by_name("node").abi["outputs"][0]["components"]
+        ]
         fields = dict(zip(names, raw, strict=True))
         fields["status"] = str(NodeStatus(fields["status"]).name).lower()
         return NodeRecord(node_id=node_id, **fields)

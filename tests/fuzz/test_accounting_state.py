@@ -2,8 +2,12 @@
 
 Each step is a user action on the real contracts (transfers, transfers to self, permit,
 signed usage reports settled for revenue from 1 base unit up, disputes inside the
-challenge window, finalization after it, time passing, claims, claims to another
-address, pause, withdrawals) and the same action on ``Model``. After every step all
+challenge window followed by corrected reports of a higher version, finalization after
+it, operator-cut proposals across epochs, pausing and resuming the node with a backlog of
+unsettled epochs, zero-revenue reports from an account that may not send them, a pool
+contract holding shares with a revenue receiver set by the registrar, time passing,
+claims, claims to another address, suite pause, withdrawals) and the same action on
+``Model``, which keeps its own schedule of cuts and node activity by epoch. After every step all
 four invariants of docs/SPEC.md are checked. Runs once with a 6-decimal and once with an 18-decimal
 stablecoin. ``make fuzz`` (EDGESHARE_FUZZ=long) runs the long profile.
 
@@ -56,7 +60,8 @@ PROFILE = settings(
     database=None,
 )
 UNLOCK = 1_000
-WINDOW = 300
+WINDOW = 3_600  # RevenueRouter.MIN_CHALLENGE_PERIOD
+WEEK = 7 * 86_400  # NodeRegistry.CUT_CHANGE_DELAY
 PRICE = 1_000  # per 1,000 inferences, 6 decimals: revenue = inferences
 FEE_BPS, CUT_BPS = 500, 1_500
 MAGNITUDE = 2**128
@@ -75,9 +80,36 @@ class Model:
         self.vest_end = 0
         self.paid_in = 0
         self.pending: list[tuple[int, int, int]] = []  # (epoch, gross, settled at)
+        self.disputed: dict[int, int] = {}  # epoch -> version of its disputed report
         self.owed: dict[str, int] = {}
+        # the node's terms by epoch, as the registry's rules say they must be
+        self.cuts: list[tuple[int, int]] = [(0, CUT_BPS)]  # (first epoch, cut)
+        self.pending_cut: tuple[int, int] | None = None  # (first epoch, cut)
+        self.inactive: list[tuple[int, int | None]] = []  # [first, end) epochs paused
         self.withdrawn = 0
         self.balance_changes = 0
+
+    def cut_for(self, epoch: int) -> int:
+        if self.pending_cut is not None and epoch >= self.pending_cut[0]:
+            return self.pending_cut[1]
+        return [cut for first, cut in self.cuts if first <= epoch][-1]
+
+    def propose_cut(self, cut: int, current: int, first_after_delay: int) -> None:
+        """The registry's rule: a decrease from the next epoch, an increase from the first
+        epoch that starts a week later; a new proposal replaces a pending one."""
+        nxt = current + 1
+        if self.pending_cut is not None and self.pending_cut[0] <= nxt:
+            self.cuts.append(self.pending_cut)  # it reached the history
+        self.pending_cut = None
+        base = [c for first, c in self.cuts if first <= nxt][-1]
+        first = nxt if cut <= base else max(nxt, first_after_delay)
+        if first == nxt:
+            self.cuts = [c for c in self.cuts if c[0] < nxt] + [(nxt, cut)]
+        else:
+            self.pending_cut = (first, cut)
+
+    def is_active(self, epoch: int) -> bool:
+        return not any(a <= epoch and (b is None or epoch < b) for a, b in self.inactive)
 
     def vested(self, now: int) -> int:
         if self.unvested == 0:
@@ -101,9 +133,10 @@ class Model:
         self.paid_in += gross
         self.pending.append((epoch, gross, now))
 
-    def dispute(self, epoch: int, payer: str) -> None:
+    def dispute(self, epoch: int, payer: str, version: int) -> None:
         (item,) = [p for p in self.pending if p[0] == epoch]
         self.pending.remove(item)
+        self.disputed[epoch] = version
         self.owed[payer] = self.owed.get(payer, 0) + item[1]
 
     def finalize(self, epochs: list[int], now: int, operator: str, treasury: str) -> None:
@@ -112,7 +145,7 @@ class Model:
             self.pending.remove(item)
         # per report, each rounded down; holders take the rest
         fee = sum(g * FEE_BPS // 10_000 for _, g, _ in items)
-        cut = sum(g * CUT_BPS // 10_000 for _, g, _ in items)
+        cut = sum(g * self.cut_for(e) // 10_000 for e, g, _ in items)
         holders = sum(g for _, g, _ in items) - fee - cut
         self.owed[treasury] = self.owed.get(treasury, 0) + fee
         self.owed[operator] = self.owed.get(operator, 0) + cut
@@ -158,14 +191,19 @@ class AccountingMachine(RuleBasedStateMachine):
         )
         self.holders: list[Any] = env["holders"]
         self.key_holder = env["key_holder"]
+        self.pool: str = env["pool"]  # a contract holder that never calls claim
         self.payer: Payer = env["payer"]
         self.payer.next_epoch.clear()
-        self.addresses = [h.address for h in self.holders]
+        self.addresses = [h.address for h in self.holders] + [self.pool]
         self.model = Model(self.addresses)
-        for holder in self.holders:
-            self.model.balances[holder.address] = int(self.share.balanceOf(holder))
+        for address in self.addresses:
+            self.model.balances[address] = int(self.share.balanceOf(address))
         assert sum(self.model.balances.values()) == SUPPLY
         self.paused = False
+        self.node_paused = False
+        self.genesis = int(self.registry.GENESIS())
+        self.versions: dict[int, int] = {}  # epoch -> version of its live report
+        self.pool_receiver: Any = None
 
     def teardown(self) -> None:
         web3.provider.make_request("anvil_removeBlockTimestampInterval", [])
@@ -227,33 +265,127 @@ class AccountingMachine(RuleBasedStateMachine):
         """Every run starts with revenue on its way, so few steps still reach payouts."""
         self.settle_report(exponent, mantissa)
 
+    def _epoch_of(self, timestamp: int) -> int:
+        return timestamp - self.genesis  # 1-second epochs
+
+    def _sign(self, epoch: int, gross: int, version: int = 0) -> Any:
+        return sign_report(
+            self.payer.suite,
+            self.payer.key,
+            node_id=1,
+            epoch=epoch,
+            version=version,
+            inferences=gross // 10 ** (self.decimals - 6),
+        )
+
     @rule(exponent=st.integers(0, 12), mantissa=st.integers(1, 9))
     def settle_report(self, exponent: int, mantissa: int) -> None:
+        """The payer settles the next unsettled epoch; the backlog of epochs that ended
+        while the node was active settles even after the node was paused."""
         gross = mantissa * 10 ** (exponent + self.decimals - 6)
+        epoch = self.payer.take_epoch(1)
+        signed = self._sign(epoch, gross)
         if self.paused:
-            epoch = self.payer.take_epoch(1)
-            signed = sign_report(
-                self.payer.suite,
-                self.payer.key,
-                node_id=1,
-                epoch=epoch,
-                inferences=gross // 10 ** (self.decimals - 6),
-            )
             with brownie.reverts("router: paused"):
                 self.router.settle(*report_args(signed), {"from": self.deployer})
+        elif not self.model.is_active(epoch):
+            with brownie.reverts("router: node not active in that epoch"):
+                self.router.settle(*report_args(signed), {"from": self.deployer})
+        else:
+            tx = self.router.settle(*report_args(signed), {"from": self.deployer})
+            self.model.settle(epoch, gross, self._now_of(tx))
+            self.versions[epoch] = 0
+
+    @rule(pick=st.integers(0, 9), exponent=st.integers(0, 12), mantissa=st.integers(1, 9))
+    def correct_disputed(self, pick: int, exponent: int, mantissa: int) -> None:
+        """A disputed epoch takes a report of a higher version; the disputed one never."""
+        if not self.model.disputed or self.paused:
             return
-        epoch, tx = self.payer.settle(1, gross)
+        epoch = sorted(self.model.disputed)[pick % len(self.model.disputed)]
+        disputed = self.model.disputed[epoch]
+        gross = mantissa * 10 ** (exponent + self.decimals - 6)
+        with brownie.reverts("router: version not above the disputed report's"):
+            self.router.settle(
+                *report_args(self._sign(epoch, gross, disputed)), {"from": self.deployer}
+            )
+        signed = self._sign(epoch, gross, disputed + 1)
+        tx = self.router.settle(*report_args(signed), {"from": self.deployer})
+        del self.model.disputed[epoch]
         self.model.settle(epoch, gross, self._now_of(tx))
+        self.versions[epoch] = disputed + 1
+
+    @rule()
+    def zero_report_from_a_stranger(self) -> None:
+        """Whoever holds the attestor's key cannot close an epoch for free from any account."""
+        epoch = self.payer.take_epoch(1)
+        signed = self._sign(epoch, 0)
+        if self.paused:
+            reason = "router: paused"
+        elif not self.model.is_active(epoch):
+            reason = "router: node not active in that epoch"
+        else:
+            reason = "router: zero report not from the operator or attestor"
+        with brownie.reverts(reason):
+            self.router.settle(*report_args(signed), {"from": self.holders[3]})
 
     @rule(pick=st.integers(0, 9))
     def dispute(self, pick: int) -> None:
         now = get_now() + 1  # the dispute's block
-        open_ = [p for p in self.model.pending if self.paused or now < p[2] + WINDOW]
+        open_ = [p for p in self.model.pending if now < p[2] + WINDOW]  # paused or not
         if not open_:
             return
         epoch = open_[pick % len(open_)][0]
         self.router.dispute(1, epoch, {"from": self.deployer})
-        self.model.dispute(epoch, self.deployer.address)
+        self.model.dispute(epoch, self.deployer.address, self.versions[epoch])
+
+    @rule(cut=st.sampled_from([0, 500, CUT_BPS, 3_000, 5_000]))
+    def propose_cut(self, cut: int) -> None:
+        """The operator changes its cut; no report is ever split at a cut of another epoch."""
+        tx = self.registry.propose_operator_cut(1, cut, {"from": self.operator})
+        t = self._now_of(tx)
+        self.model.propose_cut(cut, self._epoch_of(t), self._epoch_of(t + WEEK))
+
+    @rule()
+    def toggle_node(self) -> None:
+        """The operator pauses its node (from the next epoch) or resumes it (from this one)."""
+        status = 1 if self.node_paused else 2
+        tx = self.registry.set_node_status(1, status, {"from": self.operator})
+        epoch = self._epoch_of(self._now_of(tx))
+        if self.node_paused:
+            first, _ = self.model.inactive.pop()
+            self.model.inactive.append((first, epoch))
+        else:
+            self.model.inactive.append((epoch + 1, None))
+        self.node_paused = not self.node_paused
+
+    @rule(sender=st.integers(0, 4), fraction=st.integers(0, 100))
+    def transfer_to_pool(self, sender: int, fraction: int) -> None:
+        src = self.holders[sender]
+        amount = self.model.balances[src.address] * fraction // 100
+        tx = self.share.transfer(self.pool, amount, {"from": src})
+        self.model.transfer(src.address, self.pool, amount, self._now_of(tx))
+
+    @rule(receiver=st.integers(0, 4))
+    def set_pool_receiver(self, receiver: int) -> None:
+        """The registrar names a receiver for the pool; what it earned so far goes to it."""
+        before = self.coin.balanceOf(self.pool)
+        tx = self.share.set_revenue_receiver(
+            self.pool, self.holders[receiver], {"from": self.deployer}
+        )
+        self.model.checkpoint(self._now_of(tx))
+        self._check_claim(self.pool, self.coin.balanceOf(self.pool) - before)
+        self.pool_receiver = self.holders[receiver]
+
+    @rule()
+    def claim_for_pool(self) -> None:
+        if self.pool_receiver is None:
+            with brownie.reverts("share: holder has no revenue receiver"):
+                self.share.claim_for(self.pool, {"from": self.holders[3]})
+            return
+        before = self.coin.balanceOf(self.pool_receiver)
+        tx = self.share.claim_for(self.pool, {"from": self.holders[3]})
+        self.model.checkpoint(self._now_of(tx))
+        self._check_claim(self.pool, self.coin.balanceOf(self.pool_receiver) - before)
 
     @rule()
     def finalize_due(self) -> None:
@@ -270,7 +402,7 @@ class AccountingMachine(RuleBasedStateMachine):
         self.model.finalize(due, self._now_of(tx), self.operator.address, self.treasury.address)
 
     @rule(
-        seconds=st.sampled_from([1, 7, 100, WINDOW, UNLOCK - 1, UNLOCK, 5 * UNLOCK]),
+        seconds=st.sampled_from([1, 7, 100, WINDOW, UNLOCK - 1, UNLOCK, 5 * UNLOCK, WEEK]),
         keeper=st.booleans(),
     )
     def time_passes(self, seconds: int, keeper: bool) -> None:
@@ -403,6 +535,9 @@ def machine_env(
         router = brownie_contract("RevenueRouter", suite.router.address)
         coin.mint(deployer, 10**40, {"from": deployer})
         coin.approve(router, 2**256 - 1, {"from": deployer})
+        pool = brownie.project.get_loaded_projects()[0].MockStablecoin.deploy(
+            "Pool", "POOL", 6, {"from": deployer}
+        )
         key_holder = accounts.add(Account.create().key.to_0x_hex())
         deployer.transfer(key_holder, 10**18)
         share = brownie_contract("NodeShare", suite.registry.functions.share_token(1).call())
@@ -424,6 +559,7 @@ def machine_env(
             "treasury": treasury,
             "holders": [operator, investor, investor2, stranger, key_holder],
             "key_holder": key_holder,
+            "pool": pool.address,
         }
 
     return build

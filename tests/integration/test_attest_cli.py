@@ -42,7 +42,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         deployer = Transactor(w3, Signer.from_key(keys[0]))
         manifest = tmp_path_factory.mktemp("attest") / "manifest.json"
         result = deploy_suite(
-            deployer, build_params(None, epoch_length=EPOCH, challenge_period=0), manifest
+            deployer, build_params(None, epoch_length=EPOCH, challenge_period=3_600), manifest
         )
         suite = Suite.load(w3, result.manifest)
         attestor = Signer.from_key(keys[2])

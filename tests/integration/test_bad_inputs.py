@@ -63,7 +63,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     with LocalChain("anvil") as chain:
         w3 = connect(chain.url)
         issuer = Transactor(w3, Signer.from_key(KEYS[0]))
-        params = build_params(None, epoch_length=EPOCH, challenge_period=0)
+        params = build_params(None, epoch_length=EPOCH, challenge_period=3_600)
         suite = Suite.load(w3, deploy_suite(issuer, params, tmp / "m.json").manifest)
         spec = NodeSpec(operator=OPERATOR, attestor=ATTESTOR, shares=10**21, price_per_1k=1_000,
                         operator_cut_bps=1_000, region="Jakarta")  # fmt: skip

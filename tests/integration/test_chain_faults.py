@@ -70,7 +70,7 @@ def world(tmp_path: Path) -> Iterator[World]:
     with LocalChain("anvil") as chain:
         w3 = connect(chain.url)
         issuer = Transactor(w3, Signer.from_key(keys[0]))
-        params = build_params(None, epoch_length=EPOCH, challenge_period=0)
+        params = build_params(None, epoch_length=EPOCH, challenge_period=3_600)
         suite = Suite.load(w3, deploy_suite(issuer, params, tmp_path / "m.json").manifest)
         attestor = Signer.from_key(keys[2])
         for _ in range(NODES):
@@ -112,8 +112,7 @@ def _stop_mining_after_the_approval(world: World, stage: str, done: int, total: 
 
 
 def _assert_all_settled_once(world: World, paid_before: int, nonce_before: int, txs: int) -> None:
-    keys = [(r.node_id, r.epoch) for r in world.reports]
-    assert all(fetch_settled(world.rpc, world.suite, keys))
+    assert all(fetch_settled(world.rpc, world.suite, world.reports))
     owed = sum(r.revenue for r in world.reports)
     assert paid_before - world.coin_balance(world.payer.signer.address) == owed
     assert world.coin_balance(world.suite.router.address) >= owed
@@ -173,13 +172,12 @@ def test_settlements_removed_by_a_reorg_are_posted_again(world: World) -> None:
     """anvil_reorg takes back the newest block (it holds settlements) right after their
     receipts arrived; the poster reads the settlements back and posts exactly those."""
     paid, nonce = world.coin_balance(world.payer.signer.address), world.mined_nonce()
-    keys = [(r.node_id, r.epoch) for r in world.reports]
     lost: list[int] = []
 
     def on_progress(stage: str, done: int, total: int) -> None:
         if stage == "mined" and done == total == 10 and not lost:
             world.rpc.call("anvil_reorg", [1, []])
-            lost.append(fetch_settled(world.rpc, world.suite, keys).count(False))
+            lost.append(fetch_settled(world.rpc, world.suite, world.reports).count(False))
 
     result = _post(world, on_progress)
     assert lost and lost[0] >= 10  # at least one settlement transaction was undone
@@ -220,7 +218,7 @@ def test_burst_bigger_than_a_block__automining_anvil_is_nudged(world: World) -> 
     domain = fetch_domain_of(world.suite)
     result = post_reports(world.payer, world.suite, reports, domain, batch_size=1)
     assert result.settled == EPOCHS
-    assert all(fetch_settled(world.rpc, world.suite, [(1, e) for e in range(EPOCHS)]))
+    assert all(fetch_settled(world.rpc, world.suite, reports))
 
 
 def test_fee_ceiling__never_exceeded_even_by_replacements(world: World) -> None:

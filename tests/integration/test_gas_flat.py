@@ -15,7 +15,7 @@ from brownie import web3
 from eth_account import Account
 
 from edgeshare.attestation import pack_signatures
-from tests.conftest import SHARES, Payer, sign_report
+from tests.conftest import CHALLENGE, SHARES, Payer, mine_after, sign_report
 
 HOLDERS, DISTRIBUTIONS = 1_000, 500
 
@@ -46,10 +46,14 @@ def _distribute(pay: Payer, node_id: int, count: int) -> None:
                 [r.get_report().as_tuple() for r in part], pack_signatures(part)
             ).transact(payer)
         )
-    hashes += [router.functions.finalize(node_id, [epoch]).transact(payer) for epoch in epochs]
     # transact() may return before the transaction is mined on a busy machine
     for tx_hash in hashes:
         assert web3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)["status"] == 1
+    mine_after(CHALLENGE)
+    hashes = [router.functions.finalize(node_id, [epoch]).transact(payer) for epoch in epochs]
+    for tx_hash in hashes:
+        assert web3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)["status"] == 1
+    mine_after(pay.registry.UNLOCK_PERIOD())
     assert pay.router.settlement(node_id, epochs[-1])["state"] == 2
 
 
@@ -74,7 +78,9 @@ def _measure(
     signed = sign_report(pay.suite, pay.key, node_id=node_id, epoch=epoch, inferences=5_000_000)
     report, signature = signed.get_report().as_tuple(), signed.get_signature_bytes()
     gas["settle"] = _gas(pay.router, pay.payer, "settle", report, signature)
+    mine_after(CHALLENGE)
     gas["distribution"] = _gas(pay.router, pay.payer, "finalize", node_id, [epoch])
+    mine_after(pay.registry.UNLOCK_PERIOD())
     gas["first claim"] = _gas(share, investor, "claim")
     epoch = pay.take_epoch(node_id)
     signed = sign_report(pay.suite, pay.key, node_id=node_id, epoch=epoch, inferences=5_000_000)
@@ -85,7 +91,9 @@ def _measure(
         signed.get_report().as_tuple(),
         signed.get_signature_bytes(),
     )
+    mine_after(CHALLENGE)
     _gas(pay.router, pay.payer, "finalize", node_id, [epoch])
+    mine_after(pay.registry.UNLOCK_PERIOD())
     gas["repeat claim"] = _gas(share, investor, "claim")
     gas["transfer to holder"] = _gas(share, investor, "transfer", operator.address, SHARES)
     gas["transfer to new holder"] = _gas(share, investor, "transfer", investor2.address, SHARES)
@@ -113,6 +121,8 @@ def test_gas__is_flat_in_holders_and_distributions(
     _distribute(pay, large_id, DISTRIBUTIONS)
     holders = large.totalSupply() - large.balanceOf(operator) - large.balanceOf(investor)
     assert holders == (HOLDERS - 2) * SHARES
+    for share in (small, large):  # release what vested: both accumulators are non-zero
+        _gas(share, investor, "claim")
     small_gas = _measure(pay, small, small_id, investor, investor2, operator)
     large_gas = _measure(pay, large, large_id, investor, investor2, operator)
     print({op: (small_gas[op], large_gas[op]) for op in small_gas})

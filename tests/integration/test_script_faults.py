@@ -178,7 +178,7 @@ def _build_post_world(url: str, tmp: Path, nodes: int, epochs: int) -> PostWorld
     w3 = connect(url)
     issuer = Transactor(w3, Signer.from_key(DEPLOYER))
     manifest = tmp / "m.json"
-    params = build_params(None, epoch_length=EPOCH, challenge_period=0, unlock_period=0)
+    params = build_params(None, epoch_length=EPOCH, challenge_period=3_600)
     suite = Suite.load(w3, deploy_suite(issuer, params, manifest).manifest)
     attestor = Signer.from_key(KEYS[2])
     for _ in range(nodes):
@@ -379,10 +379,12 @@ def test_flaky_rpc__deploy_post_and_claim_finish_with_everything_exactly_once(
                          "--private-key-env", "PAYER_KEY", "--manifest", str(world.manifest),
                          "--batch-size", "5", "--json", env=env)  # fmt: skip
         assert posted.returncode == 0, posted.stderr
+        send_increase_time(connect(chain.url), 3_600)  # the challenge window passes
         finalized = run_cli("attest", "finalize", str(world.reports), "--rpc-url", url,
                             "--private-key-env", "PAYER_KEY", "--manifest", str(world.manifest),
                             env=env)  # fmt: skip
         assert finalized.returncode == 0, finalized.stderr
+        send_increase_time(connect(chain.url), 86_400)  # and the revenue vests
         owed = _claimable(chain.url, world.manifest, Signer.from_key(KEYS[1]).address, 4)
         claimed = run_cli("claim", "--rpc-url", url, "--private-key-env", "OPERATOR_KEY",
                           "--manifest", str(world.manifest), "--json",

@@ -63,7 +63,8 @@ def test_every_command__never_prints_or_writes_the_key(
         assert code == expect, output
         outputs.append(output)
 
-    run("deploy", *at, *signed, "--epoch-length", "60", "--challenge-period", "0")
+    run("deploy", *at, *signed, "--epoch-length", "60", "--challenge-period", "3600",
+        "--unlock-period", "60")  # fmt: skip
     (tmp_path / "nodes.yaml").write_text(
         f'nodes:\n  - operator: "{me}"\n    attestor: "{me}"\n    shares: 1000\n'
         "    price_per_1k: 2000\n    operator_cut_bps: 500\n    region: Accra\n"
@@ -80,7 +81,9 @@ def test_every_command__never_prints_or_writes_the_key(
     )
     run("attest", "sign", "usage.csv", "--attestor-key-env", "SECRET_KEY", "-o", "signed.json", *at)
     run("attest", "post", "signed.json", *at, *signed)
+    send_increase_time(w3, 3_600)
     run("attest", "finalize", "signed.json", *at, "--keystore", str(keystore))
+    send_increase_time(w3, 60)
     run("claim", *at, *signed)
     run("shares", "transfer", "1", build_dev_keys_address(), "10", *at, *signed)
     run("portfolio", me, *at)

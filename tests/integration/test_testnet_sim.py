@@ -26,6 +26,14 @@ SEPOLIA = 11155111
 EPOCH = 10
 
 
+def _skip_time(w3: Any, seconds: int) -> None:
+    """Move the chain's clock on (anvil) and wait for a block that shows it."""
+    target = int(w3.eth.get_block("latest")["timestamp"]) + seconds
+    w3.provider.make_request("evm_increaseTime", [seconds])
+    while int(w3.eth.get_block("latest")["timestamp"]) < target:
+        time.sleep(0.5)
+
+
 @pytest.fixture(scope="module")
 def sepolia() -> Iterator[LocalChain]:
     extra = ("--block-base-fee-per-gas", "1000000000")
@@ -74,9 +82,9 @@ def test_testnet_flow__deploy_register_post_finalize_claim(
         "--epoch-length",
         str(EPOCH),
         "--challenge-period",
-        "4",
+        "3600",
         "--unlock-period",
-        "0",
+        str(EPOCH),
         env=env,
     )
     assert (
@@ -103,19 +111,18 @@ def test_testnet_flow__deploy_register_post_finalize_claim(
     payer = Signer.from_key(keys[3]).address
     coin = w3.eth.contract(address=usdc, abi=mock.abi)
     deployer.call(coin.functions.mint(payer, 10**12), "mint tUSDC")
-    genesis = (
-        w3.eth.contract(
-            address=deployed["manifest"]["contracts"]["NodeRegistry"],
-            abi=load_artifact("NodeRegistry").abi,
-        )
-        .functions.GENESIS()
-        .call()
+    registry = w3.eth.contract(
+        address=deployed["manifest"]["contracts"]["NodeRegistry"],
+        abi=load_artifact("NodeRegistry").abi,
     )
-    while w3.eth.get_block("latest")["timestamp"] < genesis + 2 * EPOCH:  # two epochs end
-        time.sleep(1)
+    genesis = registry.functions.GENESIS().call()
+    first = registry.functions.registered_epoch(1).call()  # the node's first epoch
+    while w3.eth.get_block("latest")["timestamp"] < genesis + (first + 2) * EPOCH:
+        time.sleep(1)  # its first two epochs end
     usage = tmp_path / "usage.csv"
     usage.write_text(
-        "node_id,epoch,inferences,latency_ms,uptime_bps\n1,0,40000,35,9990\n1,1,52000,33,9995\n"
+        "node_id,epoch,inferences,latency_ms,uptime_bps\n"
+        f"1,{first},40000,35,9990\n1,{first + 1},52000,33,9995\n"
     )
     reports = tmp_path / "reports.json"
     run(
@@ -135,11 +142,12 @@ def test_testnet_flow__deploy_register_post_finalize_claim(
     assert posted["settled"] == 2 and posted["revenue"] == (40_000 + 52_000) * 250_000 // 1_000
     settle = w3.eth.get_transaction(posted["transactions"][0])
     assert settle["type"] == 2 and settle["maxFeePerGas"] > 10**9
-    time.sleep(6)  # the 4-second challenge window passes
+    _skip_time(w3, 3_600)  # the one-hour challenge window passes
     finalized = run(
         "attest", "finalize", str(reports), *common, "--private-key-env", "PAYER", env=env
     )
     assert finalized["finalized"] == 2
+    _skip_time(w3, EPOCH)  # the revenue vests over one epoch
     claimed = run("claim", *common, "--private-key-env", "OPERATOR", env=env)
     # per report: 5% fee and 10% cut, each rounded down; the operator holds every share
     revenues = [40_000 * 250_000 // 1_000, 52_000 * 250_000 // 1_000]

@@ -61,7 +61,13 @@ def _quirky(deployer: Any) -> Any:
 
 
 def test_cut_increase_never_reaches_earlier_epochs(
-    pay: Payer, router: Any, registry: Any, node: Any, operator: Any, suite: Suite, attestor_key: str
+    pay: Payer,
+    router: Any,
+    registry: Any,
+    node: Any,
+    operator: Any,
+    suite: Suite,
+    attestor_key: str,
 ) -> None:
     """An operator raises its cut to 50%, waits out the delay and settles its backlog late:
     the backlog is split at the cut of its own epochs."""
@@ -70,7 +76,7 @@ def test_cut_increase_never_reaches_earlier_epochs(
     proposal = registry.propose_operator_cut(node_id, 5_000, {"from": operator})
     first = proposal.events["OperatorCutProposed"]["from_epoch"]
     mine_at(registry.epoch_start(first + 1))
-    for epoch in backlog + [first - 1]:
+    for epoch in [*backlog, first - 1]:
         signed = sign_report(suite, attestor_key, node_id=node_id, epoch=epoch, inferences=1_000)
         tx = _settle(router, signed, pay.payer)
         assert tx.events["UsageSettled"]["operator_cut_bps"] == 1_000
@@ -113,7 +119,9 @@ def test_retired_or_paused_node_keeps_what_it_earned(
     pay.finalize(node_id, [r.epoch for r in reports])
     before = stablecoin.balanceOf(operator)
     share.claim({"from": operator})
-    assert_floor_share(stablecoin.balanceOf(operator) - before, 3 * _holders_part(100_000, 1_000), 1)
+    assert_floor_share(
+        stablecoin.balanceOf(operator) - before, 3 * _holders_part(100_000, 1_000), 1
+    )
     late = sign_report(suite, attestor_key, node_id=node_id, epoch=current + 1, inferences=10)
     with brownie.reverts("router: node not active in that epoch"):
         _settle(router, late, pay.payer)
@@ -219,7 +227,9 @@ def test_zero_report_only_from_operator_or_attestor(
     suite: Suite,
     attestor_key: str,
 ) -> None:
-    """A leaked attestor key cannot close epochs for free from any account."""
+    """A zero report is refused from every account but the node's operator and attestor
+    (whoever holds a leaked key still can, from the attestor's own address: the guardian
+    then disputes and a higher version settles the epoch)."""
     node_id, _ = node
     epochs = [pay.take_epoch(node_id) for _ in range(3)]
     zeros = [
@@ -275,7 +285,9 @@ def test_just_in_time_capture_gets_only_what_vests_while_held(
     unlock = share.UNLOCK_PERIOD()
     assert got <= _holders_part(600_000, 1_000) * held // unlock
     mine_after(unlock)
-    assert share.claimable(investor) >= _holders_part(600_000, 1_000) * (unlock - held) // unlock - 1
+    assert (
+        share.claimable(investor) >= _holders_part(600_000, 1_000) * (unlock - held) // unlock - 1
+    )
 
 
 # 6 -------------------------------------------------------------------------------------
@@ -332,7 +344,10 @@ def test_dispute_only_inside_window_even_paused(
     with brownie.reverts("router: challenge window closed"):
         router.dispute(node_id, epoch, {"from": deployer})
     registry.unpause({"from": deployer})
-    assert router.finalize(node_id, [epoch], {"from": deployer}).events["RevenueSplit"]["gross"] == 50_000
+    assert (
+        router.finalize(node_id, [epoch], {"from": deployer}).events["RevenueSplit"]["gross"]
+        == 50_000
+    )
 
 
 # 9 -------------------------------------------------------------------------------------
@@ -389,7 +404,9 @@ def test_revenue_receiver_for_contract_holders(
     # a contract holder that chooses itself locks the registrar out
     quirky = _quirky(deployer)
     share.transfer(quirky, 100 * SHARES, {"from": operator})
-    quirky.execute(share, share.set_revenue_receiver.encode_input(quirky, quirky), {"from": deployer})
+    quirky.execute(
+        share, share.set_revenue_receiver.encode_input(quirky, quirky), {"from": deployer}
+    )
     assert share.receiver_chosen_by_holder(quirky)
     with brownie.reverts("share: the holder chose its receiver"):
         share.set_revenue_receiver(quirky, stranger, {"from": deployer})
@@ -421,7 +438,10 @@ def test_operator_handover_two_step(
         registry.accept_operator(node_id, {"from": stranger})
     tx = registry.accept_operator(node_id, {"from": investor})
     assert tx.events["OperatorTransferred"]["previous_operator"] == operator
-    assert (registry.node(node_id)["operator"], registry.pending_operator(node_id)) == (investor, ZERO)
+    assert (registry.node(node_id)["operator"], registry.pending_operator(node_id)) == (
+        investor,
+        ZERO,
+    )
     with brownie.reverts("registry: not operator"):
         registry.set_price(node_id, 5, {"from": operator})
     registry.set_price(node_id, 1_000, {"from": investor})

@@ -189,7 +189,7 @@ def test_token_calling_back_during_payout__holders_paid_exactly(
     """While the router moves holders' revenue to the share token, the token claims from
     that share token: it gets only what it was owed before; the new revenue comes after."""
     token = _contracts().QuirkyToken.deploy({"from": deployer})
-    suite, node_id, share, pay = on_token(token)
+    _suite, node_id, share, pay = on_token(token)
     share.transfer(token, 500 * SHARES, {"from": operator})
     pay(node_id, AMOUNT)
     first = share.claimable(token)
