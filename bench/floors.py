@@ -61,8 +61,11 @@ def token_transfer(receiver_new: bool) -> tuple[tuple[str, int], ...]:
 
 
 def claim(first: bool) -> Floor:
-    """NodeShare.claim with nothing vesting. A first-time claimer bought shares after
-    revenue arrived (so its correction is set) and holds no stablecoin yet."""
+    """NodeShare.claim with nothing vesting (an earlier transaction released it). A
+    first-time claimer bought shares after revenue arrived (so its correction is set) and
+    holds no stablecoin yet. What a claim must do: learn what vested (unvested), what the
+    holder earned (accumulator, balance, correction), record the payment (correction),
+    pay (the token transfer) and say so (the log); no on-chain claimed total."""
     return Floor(
         "claim (first-time claimer)" if first else "claim (has claimed before)",
         (
@@ -70,7 +73,6 @@ def claim(first: bool) -> Floor:
             ("accumulator", COLD_SLOAD),
             ("holder balance", COLD_SLOAD),
             ("holder correction: read, write", read_write(False)),
-            ("total_claimed: read, write", read_write(False)),
             *token_transfer(receiver_new=first),
             ("RevenueClaimed log (3 topics, 1 word)", log(3, 1)),
         ),
@@ -96,12 +98,12 @@ def share_transfer(receiver_new: bool) -> Floor:
 def settle_report(first_of_node: bool) -> tuple[tuple[str, int], ...]:
     """What each report of a settle call costs inside the router and registry."""
     return (
-        ("EIP-712 struct hash (8 words) and digest", KECCAK_BASE + 6 * 8 + KECCAK_BASE + 6 * 3),
+        ("EIP-712 struct hash (9 words) and digest", KECCAK_BASE + 6 * 9 + KECCAK_BASE + 6 * 3),
         ("ecrecover", ECRECOVER),
         ("registry: node core slot", COLD_SLOAD if first_of_node else WARM_ACCESS),
-        ("registry: price entry", COLD_SLOAD if first_of_node else WARM_ACCESS),
+        ("registry: terms entry of the epoch", COLD_SLOAD if first_of_node else WARM_ACCESS),
         ("settlement slot: read, set", read_write(True)),
-        ("UsageSettled log (4 topics, 5 words)", log(4, 5)),
+        ("UsageSettled log (4 topics, 6 words)", log(4, 6)),
     )
 
 
@@ -122,7 +124,8 @@ def settle(reports: int) -> Floor:
 
 
 def finalize(epochs: int, vesting: bool) -> Floor:
-    """finalize(node, epochs): the split and one transfer to the holders."""
+    """finalize(node, epochs): the split and one transfer to the holders. With
+    ``vesting`` the revenue starts a new vesting period (the last one was released)."""
     items: list[tuple[str, int]] = [
         ("call the registry (cold account)", COLD_ACCOUNT),
         ("registry: paused flag", COLD_SLOAD),
@@ -134,14 +137,20 @@ def finalize(epochs: int, vesting: bool) -> Floor:
         *token_transfer(receiver_new=False),
         ("call the share token (cold account)", COLD_ACCOUNT),
         ("share: total_distributed: read, write", read_write(False)),
-        ("share: unvested", COLD_SLOAD),
-        ("share: accumulator and carry", 2 * read_write(False)),
-        ("share: supply", COLD_SLOAD),
         ("RevenueDistributed log (2 topics, 3 words)", log(2, 3)),
         ("RevenueSplit log (2 topics, 5 words)", log(2, 5)),
     ]
     if vesting:
-        items.append(("share: vesting window", 2 * read_write(False)))
+        items += [
+            ("share: unvested: read, set", read_write(True)),
+            ("share: vesting window (last, end)", 2 * read_write(False)),
+        ]
+    else:
+        items += [
+            ("share: unvested", COLD_SLOAD),
+            ("share: accumulator and carry", 2 * read_write(False)),
+            ("share: supply", COLD_SLOAD),
+        ]
     for _ in range(epochs):
         items.extend(
             (

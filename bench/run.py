@@ -47,6 +47,7 @@ from edgeshare.tx import Transactor
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCH = 60
+CHALLENGE = 3_600  # the shortest challenge window the router allows
 SHARES = 10**18
 QUICK = "--quick" in sys.argv  # a smaller run, for trying the script out
 
@@ -62,7 +63,9 @@ class Bench:
         self.attestor_key = keys[2]
         self.investor = Transactor(w3, Signer.from_key(keys[3]))
         self.newcomer = Transactor(w3, Signer.from_key(keys[4]))
-        params = build_params(None, epoch_length=EPOCH, challenge_period=0, unlock_period=0)
+        params = build_params(
+            None, epoch_length=EPOCH, challenge_period=CHALLENGE, unlock_period=EPOCH
+        )
         manifest = deploy_suite(self.issuer, params, workdir / "manifest.json").manifest
         self.suite = Suite.load(w3, manifest)
         self.rpc = get_rpc(w3)
@@ -97,6 +100,10 @@ class Bench:
         ]
         done = register_nodes(self.issuer, self.suite, entries)
         ids = [r.node_id for r in done]
+        # each node takes reports from the epoch it was registered in, at the latest now
+        now = int(self.suite.registry.functions.current_epoch().call())
+        for node_id in ids:
+            self.next_epoch[node_id] = now
         return ids, []
 
     def send(self, tx: Transactor, to: str | list[str], datas: list[str]) -> list[dict[str, Any]]:
@@ -129,12 +136,27 @@ class Bench:
         return self.w3.eth.contract(address=self.suite.fetch_node(node_id).share_token,
                                     abi=self.suite.share(node_id).abi)  # fmt: skip
 
-    def pay(self, node_id: int, epochs: int, finalize_each: bool = True) -> None:
-        """Settle ``epochs`` reports (50 per call) and finalize them (one call each)."""
-        reports = self.signed(node_id, epochs)
+    def settle_now(self, reports: list[SignedReport]) -> None:
+        """Settle ``reports`` (their epochs ended first), one settle_many each 50."""
         self.ensure_epochs_ended(max(r.epoch for r in reports))
         self.send(self.issuer, self.suite.router.address,
                   [self.settle_data(reports[i : i + 50]) for i in range(0, len(reports), 50)])  # fmt: skip
+
+    def release(self, node_id: int) -> None:
+        """Let the node's revenue vest in full and release it (the operator claims):
+        the steady state in which a holder's claim finds nothing left to release."""
+        send_increase_time(self.w3, EPOCH)
+        share = self.share(node_id)
+        self.send(
+            self.operator, share.address, [share.functions.claim()._encode_transaction_data()]
+        )
+
+    def pay(self, node_id: int, epochs: int, finalize_each: bool = True) -> None:
+        """Settle ``epochs`` reports (50 per call), wait out the challenge window,
+        finalize them (one call each) and release the revenue."""
+        reports = self.signed(node_id, epochs)
+        self.settle_now(reports)
+        send_increase_time(self.w3, CHALLENGE)
         groups = (
             [[r.epoch] for r in reports]
             if finalize_each
@@ -142,6 +164,7 @@ class Bench:
         )
         self.send(self.issuer, self.suite.router.address,
                   [self.suite.router.functions.finalize(node_id, g)._encode_transaction_data() for g in groups])  # fmt: skip
+        self.release(node_id)
 
     def spread(self, node_id: int, holders: int) -> None:
         share = self.share(node_id)
@@ -181,9 +204,7 @@ class Bench:
         # steady state: one report stays pending (total_pending is non-zero), and the
         # measured node has had revenue before (every share slot is non-zero)
         (keeper, payee), _ = self.register(2)
-        pending = self.signed(keeper, 1)
-        self.ensure_epochs_ended(0)
-        self.send(self.issuer, self.suite.router.address, [self.settle_data(pending)])
+        self.settle_now(self.signed(keeper, 1))
         self.pay(payee, 2, finalize_each=True)
         s = self.share(payee)
         self.send(
@@ -217,7 +238,7 @@ class Bench:
         for n in (1, 10, 50):
             reports = [self.signed(fresh[offset + i], 1)[0] for i in range(n)]
             offset += n
-            self.ensure_epochs_ended(0)
+            self.ensure_epochs_ended(max(r.epoch for r in reports))
             gas, calldata = self.gas(
                 self.issuer, self.suite.router.address, self.settle_data(reports)
             )
@@ -229,15 +250,18 @@ class Bench:
                      "ratio": _ratio(marginal, (floors.settle(50).total(b"") - floors.settle(10).total(b"")) // 40),
                      "note": "target: at most 40,000"})  # fmt: skip
 
-        # finalize on a node that has been paid before
+        # finalize on a node that has been paid before (its last revenue fully released)
         reports = self.signed(payee, 1)
-        self.ensure_epochs_ended(reports[0].epoch)
-        self.send(self.issuer, self.suite.router.address, [self.settle_data(reports)])
+        self.settle_now(reports)
+        send_increase_time(self.w3, CHALLENGE)
         fin = self.suite.router.functions.finalize(
             payee, [reports[0].epoch]
         )._encode_transaction_data()
         gas, calldata = self.gas(self.issuer, self.suite.router.address, fin)
-        record(floors.finalize(1, vesting=False), gas, calldata, "a node paid before")
+        record(
+            floors.finalize(1, vesting=True), gas, calldata, "a node paid before; starts vesting"
+        )
+        self.release(payee)
 
         # a holder who has claimed before, and one who bought after revenue and holds no stablecoin
         gas, calldata = self.gas(

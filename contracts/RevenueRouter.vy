@@ -110,8 +110,9 @@ _settlements: HashMap[uint256, HashMap[uint64, uint256]]
 _batches: HashMap[uint256, uint256]
 
 
-# Every field of the signed report, and the operator cut it will be split with. The
-# signer is the node's attestor at that point of the event order (AttestorRotated).
+# Every field of the signed report but its deadline (which only gated acceptance), and
+# the operator cut it will be split with. The signer is the node's attestor at that
+# point of the event order (AttestorRotated).
 event UsageSettled:
     node_id: indexed(uint256)
     epoch: indexed(uint64)
@@ -121,7 +122,6 @@ event UsageSettled:
     revenue: uint256
     latency_ms: uint32
     uptime_bps: uint16
-    deadline: uint64
     operator_cut_bps: uint256
 
 
@@ -540,7 +540,8 @@ def _settle(
     skip_taken: bool,
 ) -> uint256:
     previous: uint256 = self._settlements[report.nodeId][report.epoch]
-    if not self._accepts(previous, report.version):
+    # (the common case, an epoch never settled, skips the version check)
+    if previous != 0 and not self._accepts(previous, report.version):
         if skip_taken:
             log ReportSkipped(node_id=report.nodeId, epoch=report.epoch, version=report.version)
             return 0
@@ -578,7 +579,6 @@ def _settle(
         revenue=report.revenue,
         latency_ms=report.latencyMs,
         uptime_bps=report.uptimeBps,
-        deadline=report.deadline,
         operator_cut_bps=terms.operator_cut_bps,
     )
     return report.revenue

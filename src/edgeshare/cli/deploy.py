@@ -41,10 +41,16 @@ def deploy(
     ] = None,
     epoch_length: Annotated[int | None, typer.Option(help="Seconds per epoch [86400].")] = None,
     challenge_period: Annotated[
-        int | None, typer.Option(help="Seconds settled revenue can be disputed [86400].")
+        int | None,
+        typer.Option(help="Seconds settled revenue can be disputed, at least 3600 [86400]."),
     ] = None,
     unlock_period: Annotated[
-        int | None, typer.Option(help="Seconds new revenue vests over [86400].")
+        int | None,
+        typer.Option(help="Seconds new revenue vests over, at least one epoch [86400]."),
+    ] = None,
+    evm_version: Annotated[
+        str | None,
+        typer.Option(help="Build for cancun or shanghai [shanghai on Ganache, else cancun]."),
     ] = None,
     protocol_fee_bps: Annotated[
         int | None, typer.Option(help="Protocol fee, basis points of gross [500].")
@@ -70,6 +76,7 @@ def deploy(
         "unlock_period": unlock_period,
         "protocol_fee_bps": protocol_fee_bps,
         "treasury": treasury,
+        "evm_version": evm_version,
     }
     if manifest is not None:
         build_params(read_manifest(manifest), **overrides)  # bad input fails before any chain
