@@ -28,7 +28,6 @@ DEFAULT_BATCH = 50
 MAX_BATCH = 100  # RevenueRouter.MAX_BATCH
 MAX_ROUNDS = 3  # posting rounds when reorganisations keep removing settlements
 DEADLINE_MARGIN = 120  # a report must stay valid this long after we check it
-ACTIVE = 1
 
 
 @dataclass
