@@ -20,9 +20,9 @@
      claim. A holder that cannot call `claim` (a pool, a vault, an escrow) gets
      a revenue receiver: set by the holder itself, or for a contract by the
      registrar until the holder sets one itself. Anyone may then `claim_for`
-     that holder, paying the receiver. Setting a receiver first pays the holder
-     what it earned until then, so a receiver only ever gets revenue earned
-     after it was set.
+     that holder, paying the receiver. Setting a receiver first pays what the
+     holder earned until then to the previous receiver (or the holder), so a
+     receiver only ever gets revenue earned while it is set.
 @custom:security Only the RevenueRouter fixed at deployment can add revenue,
      and it transfers the stablecoin before it notifies. All state is written
      before the stablecoin is transferred out, and every state-changing
@@ -335,8 +335,9 @@ def set_revenue_receiver(holder: address, receiver: address):
     @notice Sets where `claim_for(holder)` pays. The holder may set its own
             (then nobody else can change it); the registrar may set one for a
             contract holder that has not chosen (e.g. a pool that cannot call
-            `claim`). What the holder earned until now is paid to the holder
-            first, so the receiver gets only revenue earned from now on.
+            `claim`). What the holder earned until now is paid first, to the
+            receiver set until now (or the holder if none), so a receiver gets
+            exactly the revenue earned while it is set.
     @param holder The holder.
     @param receiver The receiver (the zero address removes it).
     """
@@ -346,10 +347,13 @@ def set_revenue_receiver(holder: address, receiver: address):
         assert msg.sender == staticcall REGISTRY.registrar(), "share: not the holder or the registrar"
         assert not self.receiver_chosen_by_holder[holder], "share: the holder chose its receiver"
         assert holder.is_contract, "share: the registrar sets receivers only for contracts"
-        # an EIP-7702 delegated account has code but is a person's account
-        assert slice(holder.code, 0, 3) != b"\xef\x01\x00", "share: the registrar sets receivers only for contracts"
+        if holder.codesize >= 3:
+            # an EIP-7702 delegated account has code but is a person's account
+            assert slice(holder.code, 0, 3) != b"\xef\x01\x00", "share: the registrar sets receivers only for contracts"
     assert receiver != self and receiver != ROUTER, "share: receiver cannot claim"
-    self._claim(holder, holder)
+    # what was earned until now goes where it was due: the current receiver, or the holder
+    current: address = self.revenue_receiver[holder]
+    self._claim(holder, current if current != empty(address) else holder)
     self.revenue_receiver[holder] = receiver
     log RevenueReceiverSet(holder=holder, receiver=receiver, caller=msg.sender)
 

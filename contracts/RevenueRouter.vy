@@ -11,8 +11,10 @@
         operator, and the rest to the node's holders through its NodeShare.
         Treasury, operators and refunded payers withdraw what they are owed.
 @dev A (node, epoch) holds at most one live report: pending, then finalized
-     or disputed. A disputed epoch takes a report again, but only one of a
-     higher version, so the disputed report can never come back. Split of a
+     or disputed. Its first report has version 0; a disputed epoch takes a
+     report again, but only one of the next version (one higher), so the
+     disputed report can never come back and no version can close the epoch
+     for good. Split of a
      report of revenue R, at the protocol fee f and the operator cut c of the
      report's epoch:
      fee = R * f // MAX_BPS, cut = R * c // MAX_BPS (both rounded down), holders
@@ -133,16 +135,17 @@ event RevenueDisputed:
     revenue: uint256
 
 
-# A report of a batch that is not settled because its epoch already has a live
-# report (or a disputed one of the same or a higher version).
+# A report of a batch that is not settled because its epoch's record refuses it
+# (someone settled the epoch first). Logged before any other check: it names what
+# the caller sent, not a signed report.
 event ReportSkipped:
     node_id: indexed(uint256)
     epoch: indexed(uint64)
     version: uint32
 
 
-# An epoch of a finalize call that is not pending (already finalized, disputed or
-# never settled).
+# An epoch of a finalize call that is not due: its state (0 none, 1 pending but
+# inside its challenge window, 2 finalized, 3 disputed).
 event FinalizeSkipped:
     node_id: indexed(uint256)
     epoch: indexed(uint64)
@@ -215,7 +218,9 @@ def __init__(
 def settle(report: UsageReport, signature: Bytes[65]) -> uint256:
     """
     @notice Accepts one signed usage report and takes its revenue from the caller.
-            Reverts if the epoch already has a live report.
+            Reverts if the epoch's record refuses the report: a live report is
+            there, or the version is not the next one after a disputed report's
+            (0 for an epoch never settled).
     @param report The report, as its node's attestor signed it.
     @param signature The attestor's signature, r || s || v.
     @return The revenue taken, in stablecoin base units.
@@ -310,9 +315,10 @@ def finalize(node_id: uint256, epochs: DynArray[uint64, MAX_BATCH]) -> uint256:
     @notice Pays out a node's pending revenue of the given epochs once their
             challenge windows have passed: fee to the treasury, cut to the
             operator, the rest to the holders (where it starts vesting).
-            Anyone may call it. Epochs that are not pending (finalized by
-            someone else first, disputed, never settled) are skipped
-            (FinalizeSkipped); an epoch still in its window reverts the call.
+            Anyone may call it. Epochs that are not due (finalized by someone
+            else first, disputed, never settled, or still inside their window,
+            perhaps because someone settled them just now) are skipped
+            (FinalizeSkipped), so nobody can make a keeper's call fail.
     @param node_id The node.
     @param epochs Epochs with pending reports whose window has passed.
     @return The gross revenue finalized (0 if every epoch was skipped).
@@ -330,7 +336,9 @@ def finalize(node_id: uint256, epochs: DynArray[uint64, MAX_BATCH]) -> uint256:
             log FinalizeSkipped(node_id=node_id, epoch=epoch, state=state)
             continue
         settled_at: uint256 = self._batches[(packed >> 96) & _MASK_64] >> 160
-        assert block.timestamp >= settled_at + CHALLENGE_PERIOD, "router: challenge window open"
+        if block.timestamp < settled_at + CHALLENGE_PERIOD:
+            log FinalizeSkipped(node_id=node_id, epoch=epoch, state=state)
+            continue
         self._settlements[node_id][epoch] = self._with_state(packed, FINALIZED)
         revenue: uint256 = packed & _MASK_96
         gross += revenue
@@ -424,7 +432,8 @@ def accepts(node_id: uint256, epoch: uint64, version: uint32) -> bool:
     @param node_id The node.
     @param epoch The epoch.
     @param version The report's version.
-    @return True if the record does not stand in its way.
+    @return True if the record does not stand in its way (version 0 for an epoch
+            never settled, the next version after a disputed report's).
     """
     return self._accepts(self._settlements[node_id][epoch], version)
 
@@ -517,10 +526,10 @@ def _digest(report: UsageReport) -> bytes32:
 @internal
 @pure
 def _accepts(packed: uint256, version: uint32) -> bool:
-    # no report yet, or a disputed one that a higher version replaces
+    # no report yet (version 0), or a disputed one that the next version replaces
     if packed == 0:
-        return True
-    return (packed >> 176) & _MASK_8 == DISPUTED and convert(version, uint256) > packed >> 184
+        return version == 0
+    return (packed >> 176) & _MASK_8 == DISPUTED and convert(version, uint256) == (packed >> 184) + 1
 
 
 @internal
@@ -540,13 +549,15 @@ def _settle(
     skip_taken: bool,
 ) -> uint256:
     previous: uint256 = self._settlements[report.nodeId][report.epoch]
-    # (the common case, an epoch never settled, skips the version check)
-    if previous != 0 and not self._accepts(previous, report.version):
+    if previous == 0:
+        # the common case: an epoch never settled takes its first report, version 0
+        assert report.version == 0, "router: a first report has version 0"
+    elif not self._accepts(previous, report.version):
         if skip_taken:
             log ReportSkipped(node_id=report.nodeId, epoch=report.epoch, version=report.version)
             return 0
         assert (previous >> 176) & _MASK_8 == DISPUTED, "router: epoch already settled"
-        raise "router: version not above the disputed report's"
+        raise "router: version is not the disputed report's next"
     assert report.epoch < current, "router: epoch not ended"
     assert block.timestamp <= convert(report.deadline, uint256), "router: report deadline passed"
     assert report.uptimeBps <= 10_000, "router: uptime above 100%"

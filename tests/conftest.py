@@ -8,6 +8,10 @@ chain at each module start, so deployments are module-scoped.
 
 from __future__ import annotations
 
+import os
+import shlex
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,6 +41,31 @@ CHALLENGE = 3_600  # RevenueRouter.MIN_CHALLENGE_PERIOD
 # (brownie's submodules are reached through `brownie`: its test runner cannot read the
 # compiled ones when they are imported here by name.)
 brownie._config.CONFIG.networks["development"]["cmd_settings"]["port"] = get_free_port()
+
+# anvil spills the per-block state of a long chain into ~/.foundry/anvil/tmp, and brownie
+# ends its session chain with SIGKILL, which leaves that behind (about 0.9 GB a run). The
+# anvil that this session starts by name therefore runs with a home of its own, which
+# pytest_unconfigure removes once the chain is stopped.
+# (pytest may import this file twice: the first import makes the home, both share it)
+if "EDGESHARE_TEST_ANVIL_HOME" not in os.environ:
+    os.environ["EDGESHARE_TEST_ANVIL_HOME"] = tempfile.mkdtemp(prefix="edgeshare-anvil-home-")
+ANVIL_HOME = Path(os.environ["EDGESHARE_TEST_ANVIL_HOME"])
+_REAL_ANVIL = shutil.which("anvil")
+if _REAL_ANVIL is not None and not (ANVIL_HOME / "bin").exists():
+    _wrapper = ANVIL_HOME / "bin" / "anvil"
+    _wrapper.parent.mkdir()
+    _wrapper.write_text(
+        f'#!/bin/sh\nHOME={shlex.quote(str(ANVIL_HOME))} exec {shlex.quote(_REAL_ANVIL)} "$@"\n'
+    )
+    _wrapper.chmod(0o755)
+    os.environ["PATH"] = f"{_wrapper.parent}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Stop brownie's session chain, then remove everything it wrote."""
+    if brownie.network.rpc.is_active():
+        brownie.network.rpc.kill(False)
+    shutil.rmtree(ANVIL_HOME, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

@@ -304,7 +304,7 @@ class AccountingMachine(RuleBasedStateMachine):
         epoch = sorted(self.model.disputed)[pick % len(self.model.disputed)]
         disputed = self.model.disputed[epoch]
         gross = mantissa * 10 ** (exponent + self.decimals - 6)
-        with brownie.reverts("router: version not above the disputed report's"):
+        with brownie.reverts("router: version is not the disputed report's next"):
             self.router.settle(
                 *report_args(self._sign(epoch, gross, disputed)), {"from": self.deployer}
             )
@@ -367,13 +367,15 @@ class AccountingMachine(RuleBasedStateMachine):
 
     @rule(receiver=st.integers(0, 4))
     def set_pool_receiver(self, receiver: int) -> None:
-        """The registrar names a receiver for the pool; what it earned so far goes to it."""
-        before = self.coin.balanceOf(self.pool)
+        """The registrar names a receiver for the pool; what it earned so far goes where it
+        was due: to the receiver set until now, or to the pool itself."""
+        due_to = self.pool_receiver.address if self.pool_receiver is not None else self.pool
+        before = self.coin.balanceOf(due_to)
         tx = self.share.set_revenue_receiver(
             self.pool, self.holders[receiver], {"from": self.deployer}
         )
         self.model.checkpoint(self._now_of(tx))
-        self._check_claim(self.pool, self.coin.balanceOf(self.pool) - before)
+        self._check_claim(self.pool, self.coin.balanceOf(due_to) - before)
         self.pool_receiver = self.holders[receiver]
 
     @rule()

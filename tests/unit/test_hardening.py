@@ -162,12 +162,19 @@ def test_disputed_epoch_takes_a_higher_version(
     fixed = sign_report(
         suite, attestor_key, node_id=node_id, epoch=epoch, version=1, inferences=900_000
     )
+    with brownie.reverts("router: a first report has version 0"):
+        _settle(router, fixed, pay.payer)
     _settle(router, cheap, pay.payer)
     with brownie.reverts("router: epoch already settled"):
         _settle(router, fixed, pay.payer)  # no correction while the first is live
     router.dispute(node_id, epoch, {"from": deployer})
-    with brownie.reverts("router: version not above the disputed report's"):
+    with brownie.reverts("router: version is not the disputed report's next"):
         _settle(router, cheap, pay.payer)
+    skipping = sign_report(
+        suite, attestor_key, node_id=node_id, epoch=epoch, version=2, inferences=900_000
+    )
+    with brownie.reverts("router: version is not the disputed report's next"):
+        _settle(router, skipping, pay.payer)  # versions go one at a time: none locks the epoch
     tx = _settle(router, fixed, pay.payer)
     assert tx.events["UsageSettled"]["version"] == 1
     record = router.settlement(node_id, epoch)
@@ -401,6 +408,13 @@ def test_revenue_receiver_for_contract_holders(
     before = stablecoin.balanceOf(treasury)
     assert share.claim_for(pool, {"from": stranger}).events["RevenueClaimed"]["amount"] == owed
     assert stablecoin.balanceOf(treasury) - before == owed
+    # a new receiver gets what is earned from now on; the old one keeps what it was due
+    pay(node_id, 1_000_000)
+    due = share.claimable(pool)
+    before = stablecoin.balanceOf(treasury)
+    share.set_revenue_receiver(pool, investor, {"from": deployer})
+    assert stablecoin.balanceOf(treasury) - before == due > 0
+    assert share.claimable(pool) == 0
     # a contract holder that chooses itself locks the registrar out
     quirky = _quirky(deployer)
     share.transfer(quirky, 100 * SHARES, {"from": operator})

@@ -170,11 +170,14 @@ def test_finalize__waits_for_the_challenge_window(windowed: Any, stranger: Any) 
     node_id, payer = windowed
     epoch, tx = payer.settle(node_id, 1_000)
     assert payer.router.settlement(node_id, epoch)["finalizable_at"] == tx.timestamp + WINDOW
-    with brownie.reverts("router: challenge window open"):
-        payer.router.finalize(node_id, [epoch], {"from": stranger})
-    mine_at(tx.timestamp + WINDOW - 1)
-    with brownie.reverts("router: challenge window open"):
-        payer.router.finalize(node_id, [epoch], {"from": stranger})
+    early = payer.router.finalize(node_id, [epoch], {"from": stranger})  # skipped: not due
+    assert (
+        early.events["FinalizeSkipped"]["state"] == PENDING and "RevenueSplit" not in early.events
+    )
+    mine_at(tx.timestamp + WINDOW - 2)
+    early = payer.router.finalize(node_id, [epoch], {"from": stranger})  # the last second
+    assert "RevenueSplit" not in early.events
+    assert payer.router.settlement(node_id, epoch)["state"] == PENDING
     mine_at(tx.timestamp + WINDOW)
     assert (
         payer.router.finalize(node_id, [epoch], {"from": stranger}).events["RevenueSplit"]["gross"]
