@@ -107,6 +107,9 @@ class LocalChain:
         self.port = 0
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: tempfile._TemporaryFileWrapper[bytes] | None = None
+        # anvil spills the state of long chains under $HOME/.foundry/anvil/tmp: it gets a
+        # home of its own, removed in stop(), so a chain started here leaves nothing behind
+        self._home: tempfile.TemporaryDirectory[str] | None = None
 
     @property
     def url(self) -> str:
@@ -142,8 +145,13 @@ class LocalChain:
         self._log = tempfile.NamedTemporaryFile(  # noqa: SIM115
             prefix=f"edgeshare-{self.engine}-", suffix=".log"
         )
+        env = None
+        if self.engine == "anvil":
+            self._home = tempfile.TemporaryDirectory(prefix="edgeshare-anvil-home-")
+            env = {**os.environ, "HOME": self._home.name}
         self._proc = subprocess.Popen(
             self._command(),
+            env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -182,6 +190,9 @@ class LocalChain:
         if self._log is not None:
             self._log.close()
             self._log = None
+        if self._home is not None:
+            self._home.cleanup()
+            self._home = None
 
     def __enter__(self) -> LocalChain:
         return self.start()
