@@ -87,7 +87,7 @@ class UsageReport(StrictModel):
     """The epoch the usage happened in; it must have ended before settlement."""
     version: Annotated[Uint32, Field(alias="version")] = 0
     """0 for the first report of an epoch; a correction of a disputed report is signed
-    with a higher version (the router accepts nothing else for a disputed epoch)."""
+    with the disputed report's version plus one (the router accepts nothing else)."""
     inferences: Annotated[Uint64, Field(alias="inferences")]
     """Inferences served in the epoch."""
     revenue: Annotated[Uint256, Field(alias="revenue"), at_most(MAX_REPORT_REVENUE)]

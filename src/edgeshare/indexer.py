@@ -377,7 +377,7 @@ class Indexer:
                         "SELECT attestor FROM nodes WHERE node_id = ?", (a["node_id"],)
                     ).fetchone()
                     signer = attestors[a["node_id"]] = row[0] if row else None
-                # a disputed epoch can be settled again (a higher version): the newest wins
+                # a disputed epoch can be settled again (the next version): the newest wins
                 usage[(a["node_id"], a["epoch"])] = [
                     a["node_id"], a["epoch"], a["inferences"], str(a["revenue"]), a["latency_ms"],
                     a["uptime_bps"], a["payer"], signer, a["operator_cut_bps"], "pending", block,

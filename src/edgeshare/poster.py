@@ -62,7 +62,9 @@ def _selector(signature: str) -> bytes:
     return bytes(Web3.keccak(text=signature)[:4])
 
 
-_ACCEPTS = _selector("accepts(uint256,uint64,uint32)")
+_SETTLEMENT = _selector("settlement(uint256,uint64)")
+# RevenueRouter.settlement() states
+NONE, PENDING, FINALIZED, DISPUTED = 0, 1, 2, 3
 _SETTLE_MANY = _selector(
     "settle_many((uint256,uint64,uint32,uint64,uint256,uint32,uint16,uint64)[],bytes)"
 )
@@ -95,25 +97,59 @@ def _eth_call(to: str, data: bytes) -> tuple[str, list[Any]]:
     return ("eth_call", [{"to": to, "data": "0x" + data.hex()}, "latest"])
 
 
-def fetch_settled(rpc: RpcClient, suite: Suite, reports: Sequence[SignedReport]) -> list[bool]:
-    """For each report, whether its epoch's record refuses it (the router's ``accepts``
-    is false): a live report is there (this one or another), or a disputed one of the
-    same or a higher version. Read in JSON-RPC batches."""
+@dataclass(frozen=True)
+class Record:
+    """What the router holds for one (node, epoch): ``settlement()``."""
+
+    state: int
+    version: int
+    revenue: int
+    finalizable_at: int
+
+
+def fetch_records(rpc: RpcClient, suite: Suite, keys: Sequence[tuple[int, int]]) -> list[Record]:
+    """The router's record of many (node, epoch) pairs, in JSON-RPC batches."""
     calls = [
-        _eth_call(
-            suite.router.address,
-            _ACCEPTS + encode(["uint256", "uint64", "uint32"], [r.node_id, r.epoch, r.version]),
-        )
-        for r in reports
+        _eth_call(suite.router.address, _SETTLEMENT + encode(["uint256", "uint64"], [n, e]))
+        for n, e in keys
     ]
     out = []
-    for r, result in zip(reports, rpc.batch(calls), strict=True):
-        if isinstance(result, RpcError):
-            raise InputError(
-                f"cannot read settlement of node {r.node_id} epoch {r.epoch}: {result}"
-            )
-        out.append(not int(result, 16))
+    for (node, epoch), raw in zip(keys, rpc.batch(calls), strict=True):
+        if isinstance(raw, RpcError):
+            raise InputError(f"cannot read settlement of node {node} epoch {epoch}: {raw}")
+        state, version, revenue, _cut, _payer, _at, finalizable_at = decode(
+            ["uint256", "uint32", "uint256", "uint256", "address", "uint256", "uint256"],
+            HexBytes(raw),
+        )
+        out.append(Record(state, version, revenue, finalizable_at))
     return out
+
+
+def is_done(report: SignedReport, record: Record) -> bool:
+    """Nothing is left to do for ``report``: its epoch has a live report (this one or
+    another), or the report is a disputed version or an older one."""
+    if record.state in (PENDING, FINALIZED):
+        return True
+    return record.state == DISPUTED and report.version <= record.version
+
+
+def version_problem(report: SignedReport, record: Record) -> str | None:
+    """Why the router would refuse ``report``'s version, if it would (versions go one at a
+    time: 0 for an epoch's first report, the disputed report's plus one after a dispute)."""
+    if record.state == NONE and report.version != 0:
+        return f"version {report.version}, but a first report of an epoch has version 0"
+    if record.state == DISPUTED and report.version > record.version + 1:
+        return (
+            f"version {report.version}, but the disputed report is version {record.version}: "
+            f"the correction must be version {record.version + 1}"
+        )
+    return None
+
+
+def fetch_settled(rpc: RpcClient, suite: Suite, reports: Sequence[SignedReport]) -> list[bool]:
+    """For each report, whether nothing is left to do for it (``is_done``)."""
+    records = fetch_records(rpc, suite, [(r.node_id, r.epoch) for r in reports])
+    return [is_done(r, rec) for r, rec in zip(reports, records, strict=True)]
 
 
 def check_reports(
@@ -233,8 +269,15 @@ def post_reports(
         )
     _raise_problems(_find_duplicates(reports))
     rpc = get_rpc(suite.w3)
-    settled = fetch_settled(rpc, suite, reports)
-    pending = [r for r, done in zip(reports, settled, strict=True) if not done]
+    records = fetch_records(rpc, suite, [(r.node_id, r.epoch) for r in reports])
+    _raise_problems(
+        [
+            f"report {i} (node {r.node_id}, epoch {r.epoch}): {problem}"
+            for i, (r, rec) in enumerate(zip(reports, records, strict=True))
+            if (problem := version_problem(r, rec)) is not None
+        ]
+    )
+    pending = [r for r, rec in zip(reports, records, strict=True) if not is_done(r, rec)]
     result = PostResult(
         total=len(reports), already_settled=len(reports) - len(pending), settled=0, revenue=0
     )
@@ -295,10 +338,6 @@ def _post_round(
     return [r for r in pending if (r.node_id, r.epoch) not in done]
 
 
-_SETTLEMENT = _selector("settlement(uint256,uint64)")
-PENDING = 1
-
-
 @dataclass
 class FinalizeResult:
     """What one finalize run did."""
@@ -327,27 +366,17 @@ def finalize_reports(
     """
     rpc = get_rpc(suite.w3)
     now = int(suite.w3.eth.get_block("latest")["timestamp"])
-    calls = [
-        _eth_call(suite.router.address, _SETTLEMENT + encode(["uint256", "uint64"], [n, e]))
-        for n, e in keys
-    ]
     due: dict[int, list[int]] = {}
     result = FinalizeResult(finalized=0, not_due=0, skipped=0, gross=0)
-    for (node, epoch), raw in zip(keys, rpc.batch(calls), strict=True):
-        if isinstance(raw, RpcError):
-            raise InputError(f"cannot read settlement of node {node} epoch {epoch}: {raw}")
-        state, _version, revenue, _cut, _payer, _at, finalizable_at = decode(
-            ["uint256", "uint32", "uint256", "uint256", "address", "uint256", "uint256"],
-            HexBytes(raw),
-        )
-        if state != PENDING:
+    for (node, epoch), record in zip(keys, fetch_records(rpc, suite, keys), strict=True):
+        if record.state != PENDING:
             result.skipped += 1
-        elif finalizable_at > now:
+        elif record.finalizable_at > now:
             result.not_due += 1
         else:
             due.setdefault(node, []).append(epoch)
             result.finalized += 1
-            result.gross += revenue
+            result.gross += record.revenue
     datas = [
         suite.router.functions.finalize(node, epochs[i : i + MAX_BATCH])._encode_transaction_data()
         for node, epochs in sorted(due.items())

@@ -2,7 +2,7 @@
 
 The CSV has a header and one row per (node, epoch): ``node_id,epoch,inferences,
 latency_ms,uptime_bps`` and optionally ``revenue`` (checked, never trusted) and
-``version`` (0 when absent; a correction of a disputed report needs a higher one). Every
+``version`` (0 when absent; a correction of a disputed report is its version plus one). Every
 problem in the file is reported with its file, line and field before anything is
 signed or sent.
 """
@@ -58,7 +58,7 @@ class UsageRow(StrictModel):
     revenue: Uint256 | None = None
     """Optional: if given it must equal inferences x the epoch's price // 1000."""
     version: Uint32 = 0
-    """Optional: the report's version (a corrected report after a dispute is higher)."""
+    """Optional: the report's version (a correction is the disputed report's plus one)."""
 
 
 def _format_error(path: Path, line: int, exc: ValidationError) -> list[str]:

@@ -13,7 +13,11 @@ from hexbytes import HexBytes
 from edgeshare.artifacts import load_artifact
 from edgeshare.deploy import build_params
 from edgeshare.errors import InputError
-from edgeshare.suite import Suite
+from edgeshare.indexer import open_db, sync_index
+from edgeshare.poster import post_reports
+from edgeshare.signer import Signer
+from edgeshare.suite import Suite, fetch_domain_of
+from edgeshare.tx import Transactor
 from tests.conftest import (
     CHALLENGE,
     SHARES,
@@ -479,3 +483,67 @@ def test_recover_excess_only_takes_excess(
     assert router.recover_excess.call(stranger, {"from": deployer}) == 0
     assert stablecoin.balanceOf(router) == router.total_owed() + router.total_pending()
     assert router.withdraw(operator, {"from": operator}).events["Withdrawn"]["amount"] == 100_000
+
+
+# the tools on the same rules -------------------------------------------------------------
+
+
+def test_poster_names_a_version_the_router_would_refuse(
+    pay: Payer, router: Any, node: Any, deployer: Any, suite: Suite, attestor_key: str
+) -> None:
+    """A version out of turn is named before anything is sent; a disputed report (or an
+    older one) counts as done; the next version is posted."""
+    node_id, _ = node
+    domain = fetch_domain_of(suite)
+    payer = Transactor(web3, Signer(address=deployer.address))
+    epoch = pay.take_epoch(node_id)
+
+    def signed(version: int) -> Any:
+        return sign_report(
+            suite, attestor_key, node_id=node_id, epoch=epoch, version=version, inferences=7_000
+        )
+
+    with pytest.raises(InputError, match="a first report of an epoch has version 0"):
+        post_reports(payer, suite, [signed(1)], domain)
+    assert post_reports(payer, suite, [signed(0)], domain).settled == 1
+    router.dispute(node_id, epoch, {"from": deployer})
+    payer.forget_nonce()  # the dispute went out from the same account, through brownie
+    nonce = web3.eth.get_transaction_count(deployer.address)
+    with pytest.raises(InputError, match="the correction must be version 1"):
+        post_reports(payer, suite, [signed(2)], domain)
+    again = post_reports(payer, suite, [signed(0)], domain)
+    assert (again.settled, again.already_settled) == (0, 1)
+    assert web3.eth.get_transaction_count(deployer.address) == nonce  # nothing was sent
+    assert post_reports(payer, suite, [signed(1)], domain).settled == 1
+    assert router.settlement(node_id, epoch)["version"] == 1
+
+
+def test_index_keeps_the_corrected_report(
+    pay: Payer,
+    router: Any,
+    node: Any,
+    deployer: Any,
+    suite: Suite,
+    attestor_key: str,
+    tmp_path: Any,
+) -> None:
+    """Settled, disputed and settled again within one indexed chunk: the index holds the
+    corrected report as pending, then as finalized."""
+    node_id, _ = node
+    epoch = pay.take_epoch(node_id)
+    first = sign_report(suite, attestor_key, node_id=node_id, epoch=epoch, inferences=10)
+    fixed = sign_report(
+        suite, attestor_key, node_id=node_id, epoch=epoch, version=1, inferences=900_000
+    )
+    _settle(router, first, pay.payer)
+    router.dispute(node_id, epoch, {"from": deployer})
+    _settle(router, fixed, pay.payer)
+    url = f"sqlite:///{tmp_path / 'index.db'}"
+    query = "SELECT revenue, state FROM usage WHERE node_id = ? AND epoch = ?"
+    sync_index(suite, url)
+    with open_db(url) as db:
+        assert db.execute(query, (node_id, epoch)).fetchone() == ("900000", "pending")
+    pay.finalize(node_id, [epoch])
+    sync_index(suite, url)
+    with open_db(url) as db:
+        assert db.execute(query, (node_id, epoch)).fetchone() == ("900000", "finalized")
