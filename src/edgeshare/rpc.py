@@ -24,7 +24,13 @@ TRANSIENT_HTTP = {429, 500, 502, 503, 504}
 RPC_TIMEOUT_ENV = "EDGESHARE_RPC_TIMEOUT"
 # Nodes cap request bodies (anvil refuses a few MB); stay well under.
 MAX_REQUEST_BYTES = 1_000_000
-RATE_LIMIT_WORDS = ("rate limit", "too many requests", "rate-limited")
+RATE_LIMIT_WORDS = ("rate limit", "too many requests", "rate-limited", "request rate limited")
+RATE_LIMIT_CODES = {429, -32005, -32029}
+# what nodes say when an eth_getLogs range or its result is too big for one reply
+RANGE_TOO_LARGE_WORDS = (
+    "range too large", "block range", "too many results", "query returned more than",
+    "response size", "exceed", "too many logs", "range is too large", "limited to",
+)
 
 
 _URL = re.compile(r"(https?://)(?:[^/\s@]+@)?([^/\s?#'\"]+)([^\s'\"]*)")
@@ -176,3 +182,12 @@ def is_rate_limited(error: Any) -> bool:
         return False
     message = str(error.get("message", "")).lower()
     return error.get("code") == 429 or any(word in message for word in RATE_LIMIT_WORDS)
+
+
+def is_range_too_large(error: RpcError) -> bool:
+    """True for an ``eth_getLogs`` error that asks for a smaller block range (and is not a
+    rate limit, which asks only to wait)."""
+    if is_rate_limited({"code": error.code, "message": error.message}):
+        return False
+    message = error.message.lower()
+    return any(word in message for word in RANGE_TOO_LARGE_WORDS)
