@@ -32,8 +32,8 @@ from edgeshare.deploy import build_params, deploy_suite
 from edgeshare.indexer import Indexer, decode_log, open_db
 from edgeshare.nodes import NodeEntry, register_nodes
 from edgeshare.pipeline import send_pipelined
-from edgeshare.poster import encode_settle_many, get_rpc, post_reports
-from edgeshare.rpc import RpcError
+from edgeshare.poster import encode_settle_many, post_reports
+from edgeshare.rpc import RpcError, get_rpc
 from edgeshare.signer import Signer
 from edgeshare.suite import (
     Suite,
@@ -101,7 +101,7 @@ class Bench:
         done = register_nodes(self.issuer, self.suite, entries)
         ids = [r.node_id for r in done]
         # each node takes reports from the epoch it was registered in, at the latest now
-        now = int(self.suite.registry.functions.current_epoch().call())
+        now = int(self.suite.registry.call("current_epoch"))
         for node_id in ids:
             self.next_epoch[node_id] = now
         return ids, []
@@ -111,7 +111,7 @@ class Bench:
 
     def gas(self, tx: Transactor, to: str, data: str) -> tuple[int, bytes]:
         (receipt,) = self.send(tx, to, [data])
-        return int(receipt["gasUsed"], 16), bytes(HexBytes(data))
+        return receipt.gas_used, bytes(HexBytes(data))
 
     def signed(self, node_id: int, epochs: int) -> list[SignedReport]:
         start = self.next_epoch.get(node_id, 0)
@@ -127,14 +127,13 @@ class Bench:
         return encode_settle_many(reports)
 
     def ensure_epochs_ended(self, upto: int) -> None:
-        genesis = int(self.suite.registry.functions.GENESIS().call())
+        genesis = int(self.suite.registry.call("GENESIS"))
         now = int(self.w3.eth.get_block("latest")["timestamp"])
         if now < genesis + (upto + 1) * EPOCH:
             send_increase_time(self.w3, genesis + (upto + 1) * EPOCH - now)
 
     def share(self, node_id: int) -> Any:
-        return self.w3.eth.contract(address=self.suite.fetch_node(node_id).share_token,
-                                    abi=self.suite.share(node_id).abi)  # fmt: skip
+        return self.suite.share(node_id)
 
     def settle_now(self, reports: list[SignedReport]) -> None:
         """Settle ``reports`` (their epochs ended first), one settle_many each 50."""
@@ -147,9 +146,7 @@ class Bench:
         the steady state in which a holder's claim finds nothing left to release."""
         send_increase_time(self.w3, EPOCH)
         share = self.share(node_id)
-        self.send(
-            self.operator, share.address, [share.functions.claim()._encode_transaction_data()]
-        )
+        self.send(self.operator, share.address, [share.calldata("claim")])
 
     def pay(self, node_id: int, epochs: int, finalize_each: bool = True) -> None:
         """Settle ``epochs`` reports (50 per call), wait out the challenge window,
@@ -163,12 +160,12 @@ class Bench:
             else [[r.epoch for r in reports[i : i + 100]] for i in range(0, len(reports), 100)]
         )
         self.send(self.issuer, self.suite.router.address,
-                  [self.suite.router.functions.finalize(node_id, g)._encode_transaction_data() for g in groups])  # fmt: skip
+                  [self.suite.router.calldata("finalize", node_id, g) for g in groups])  # fmt: skip
         self.release(node_id)
 
     def spread(self, node_id: int, holders: int) -> None:
         share = self.share(node_id)
-        datas = [share.functions.transfer(Account.create().address, SHARES)._encode_transaction_data()
+        datas = [share.calldata("transfer", Account.create().address, SHARES)
                  for _ in range(holders)]  # fmt: skip
         for i in range(0, len(datas), 500):
             self.send(self.operator, share.address, datas[i : i + 500])
@@ -190,11 +187,10 @@ class Bench:
                           attestor=Account.from_key(self.attestor_key).address,
                           shares=1_000_000 * SHARES, price_per_1k=1_000_000, operator_cut_bps=1_000,
                           region="Singapore", external_id="gas-register")  # fmt: skip
-        data = registry.functions.register_node(
-            entry.operator, entry.attestor, entry.shares, entry.price_per_1k, entry.operator_cut_bps,
-            entry.region, entry.metadata_uri, entry.get_external_id_hash())._encode_transaction_data()  # fmt: skip
+        data = registry.calldata("register_node", entry.operator, entry.attestor, entry.shares, entry.price_per_1k, entry.operator_cut_bps,
+            entry.region, entry.metadata_uri, entry.get_external_id_hash())  # fmt: skip
         gas, calldata = self.gas(self.issuer, registry.address, data)
-        node_id = int(registry.functions.node_count().call())
+        node_id = int(registry.call("node_count"))
         share = self.share(node_id)
         code = len(self.w3.eth.get_code(share.address))
         record(
@@ -210,24 +206,20 @@ class Bench:
         self.send(
             self.operator,
             s.address,
-            [
-                s.functions.transfer(
-                    self.investor.signer.address, 1_000 * SHARES
-                )._encode_transaction_data()
-            ],
+            [s.calldata("transfer", self.investor.signer.address, 1_000 * SHARES)],
         )
         self.pay(payee, 1)
-        self.send(self.investor, s.address, [s.functions.claim()._encode_transaction_data()])
+        self.send(self.investor, s.address, [s.calldata("claim")])
         gas, calldata = self.gas(
             self.investor,
             s.address,
-            s.functions.transfer(self.operator.signer.address, SHARES)._encode_transaction_data(),
+            s.calldata("transfer", self.operator.signer.address, SHARES),
         )
         record(floors.share_transfer(False), gas, calldata)
         gas, calldata = self.gas(
             self.investor,
             s.address,
-            s.functions.transfer(Account.create().address, SHARES)._encode_transaction_data(),
+            s.calldata("transfer", Account.create().address, SHARES),
         )
         record(floors.share_transfer(True), gas, calldata)
 
@@ -254,9 +246,7 @@ class Bench:
         reports = self.signed(payee, 1)
         self.settle_now(reports)
         send_increase_time(self.w3, CHALLENGE)
-        fin = self.suite.router.functions.finalize(
-            payee, [reports[0].epoch]
-        )._encode_transaction_data()
+        fin = self.suite.router.calldata("finalize", payee, [reports[0].epoch])
         gas, calldata = self.gas(self.issuer, self.suite.router.address, fin)
         record(
             floors.finalize(1, vesting=True), gas, calldata, "a node paid before; starts vesting"
@@ -264,26 +254,18 @@ class Bench:
         self.release(payee)
 
         # a holder who has claimed before, and one who bought after revenue and holds no stablecoin
-        gas, calldata = self.gas(
-            self.investor, s.address, s.functions.claim()._encode_transaction_data()
-        )
+        gas, calldata = self.gas(self.investor, s.address, s.calldata("claim"))
         record(floors.claim(first=False), gas, calldata, "target: within 1.10x")
         self.send(
             self.operator,
             s.address,
-            [
-                s.functions.transfer(
-                    self.newcomer.signer.address, 1_000 * SHARES
-                )._encode_transaction_data()
-            ],
+            [s.calldata("transfer", self.newcomer.signer.address, 1_000 * SHARES)],
         )
         self.pay(payee, 1)
-        gas, calldata = self.gas(
-            self.newcomer, s.address, s.functions.claim()._encode_transaction_data()
-        )
+        gas, calldata = self.gas(self.newcomer, s.address, s.calldata("claim"))
         record(floors.claim(first=True), gas, calldata, "target: within 1.10x")
         gas, calldata = self.gas(self.operator, self.suite.router.address,
-                                 self.suite.router.functions.withdraw(self.operator.signer.address)._encode_transaction_data())  # fmt: skip
+                                 self.suite.router.calldata("withdraw", self.operator.signer.address))  # fmt: skip
         record(floors.withdraw(), gas, calldata)
         return rows
 
@@ -305,26 +287,16 @@ class Bench:
         self.send(
             self.operator,
             share.address,
-            [
-                share.functions.transfer(
-                    self.investor.signer.address, 10 * SHARES
-                )._encode_transaction_data()
-            ],
+            [share.calldata("transfer", self.investor.signer.address, 10 * SHARES)],
         )
         self.pay(node_id, 1)
-        self.send(
-            self.investor, share.address, [share.functions.claim()._encode_transaction_data()]
-        )
+        self.send(self.investor, share.address, [share.calldata("claim")])
         self.pay(node_id, 1)
-        claim, _ = self.gas(
-            self.investor, share.address, share.functions.claim()._encode_transaction_data()
-        )
+        claim, _ = self.gas(self.investor, share.address, share.calldata("claim"))
         transfer, _ = self.gas(
             self.investor,
             share.address,
-            share.functions.transfer(
-                self.operator.signer.address, SHARES
-            )._encode_transaction_data(),
+            share.calldata("transfer", self.operator.signer.address, SHARES),
         )
         reports = self.signed(node_id, 1)
         self.ensure_epochs_ended(reports[0].epoch)

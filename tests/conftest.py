@@ -198,9 +198,7 @@ def register(
         spec.update(fields)
         tx = Transactor(web3, Signer(address=deployer.address))
         node_id = send_register_node(tx, suite, NodeSpec(**spec))
-        return node_id, brownie_contract(
-            "NodeShare", suite.registry.functions.share_token(node_id).call()
-        )
+        return node_id, brownie_contract("NodeShare", suite.registry.call("share_token", node_id))
 
     return _register
 
@@ -248,7 +246,7 @@ FAR_DEADLINE = 2**63
 def sign_report(suite: Suite, key: str, **fields: Any) -> SignedReport:
     """A report signed by ``key``; revenue defaults to inferences x the epoch's price."""
     if "revenue" not in fields:
-        price = suite.registry.functions.price_for_epoch(fields["node_id"], fields["epoch"]).call()
+        price = suite.registry.call("price_for_epoch", fields["node_id"], fields["epoch"])
         fields["revenue"] = fields["inferences"] * price // 1_000
     fields.setdefault("latency_ms", 80)
     fields.setdefault("uptime_bps", 9_990)

@@ -19,8 +19,13 @@ It is activated for every interpreter of the project's virtualenv by a one-line
 so ``brownie compile``, ``brownie test``, ``brownie run`` and plain ``pytest`` all get
 it. Until ``vyper.cli.vyper_json`` is imported the hook costs nothing.
 
+Only ``make install`` writes the ``.pth`` (into the project's .venv, where brownie is
+installed); an installed wheel never imports this module, and nothing in it imports
+brownie or Vyper, so it is harmless anywhere.
+
 Remove this file and the ``.pth`` line when brownie reads Vyper 0.4's source map
-object itself (checked against eth-brownie 1.22.2; see ``is_needed``).
+object itself (checked against eth-brownie 1.22.2;
+``tests/unit/test_brownie_compat.py`` says when Vyper returns a string again).
 """
 
 from __future__ import annotations

@@ -1,9 +1,17 @@
-"""Compiled contracts: ABI, init code and blueprint init code, compiled from ``contracts/``.
+"""Compiled contracts: ABI, init code and blueprint init code, shipped as package data.
 
-Every deployment goes through here, whoever asks (CLI, brownie scripts, demo, tests),
-so the code on chain is always what the sources say. Output is cached in
-``build/edgeshare/`` under a key made of the compiler version, the settings and the
-content of every source file, so an edited contract is never deployed stale.
+Every deployment goes through here, whoever asks (CLI, brownie scripts, demo, tests).
+Nothing is compiled at run time and nothing looks for a source checkout: the JSON under
+``edgeshare/compiled/<evm_version>/<Name>.json`` is read with ``importlib.resources``, so
+an installed wheel works anywhere and Vyper is not a runtime dependency.
+
+The JSON is generated from ``contracts/`` by ``make artifacts``
+(``python -m edgeshare._build_artifacts``, which needs the ``dev`` extra for Vyper) and
+committed. It is committed rather than generated at install time so that
+``pip install git+https://...`` and a plain ``pip install .`` work without Vyper and
+without running make; ``tests/unit/test_artifacts.py`` compiles ``contracts/`` again
+and fails when the committed JSON is stale, so the code on chain is always what the
+sources say.
 
 Contracts are built for ``cancun`` (transient storage makes each reentrancy lock cost
 ~200 gas instead of ~5,000 with a storage lock) on anvil, testnets and mainnet. Ganache
@@ -13,17 +21,18 @@ Contracts are built for ``cancun`` (transient storage makes each reentrancy lock
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from dataclasses import dataclass
 from functools import cache
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from edgeshare.errors import ArtifactError
 
 EvmVersion = Literal["cancun", "shanghai"]
+EVM_VERSIONS: tuple[EvmVersion, ...] = get_args(EvmVersion)
 DEFAULT_EVM_VERSION: EvmVersion = "cancun"
 GANACHE_EVM_VERSION: EvmVersion = "shanghai"  # Ganache 7.9.2 implements shanghai at most
 CONTRACTS = {
@@ -32,6 +41,11 @@ CONTRACTS = {
     "RevenueRouter": "RevenueRouter.vy",
     "MockStablecoin": "testing/MockStablecoin.vy",
 }
+"""The contracts shipped compiled: name -> source path under ``contracts/``."""
+PACKAGE_DATA_DIR = "compiled"
+"""The package-data folder of ``edgeshare`` that holds the compiled JSON."""
+ARTIFACT_FIELDS = ("abi", "bytecode", "blueprint_bytecode", "bytecode_runtime")
+"""The compiler outputs each artifact carries (Vyper's output format names)."""
 
 
 @dataclass(frozen=True)
@@ -52,49 +66,22 @@ BLUEPRINT_PREAMBLE = bytes.fromhex("fe7100")  # EIP-5202, version 0, no data sec
 
 
 def get_project_root() -> Path:
-    """The repository root (holds ``contracts/``); ``EDGESHARE_ROOT`` overrides it."""
-    env = os.environ.get("EDGESHARE_ROOT")
-    if env:
-        return Path(env).resolve()
+    """The source checkout this module sits in, when it sits in one (``src/edgeshare/..``).
+
+    Only used to find a checkout's own ``node_modules`` engines; artifacts never need it.
+    In an installed wheel the path is simply somewhere without ``node_modules``.
+    """
     return Path(__file__).resolve().parents[2]
 
 
-def get_contracts_dir() -> Path:
-    """Where the Vyper sources are."""
-    path = get_project_root() / "contracts"
-    if not path.is_dir():
-        raise ArtifactError(f"contract sources not found at {path}; set EDGESHARE_ROOT")
-    return path
+def get_artifact_relpath(name: str, evm_version: EvmVersion) -> str:
+    """Where ``name`` built for ``evm_version`` lives under the package-data folder."""
+    return f"{evm_version}/{name}.json"
 
 
-def _source_key(contracts_dir: Path, evm_version: EvmVersion) -> str:
-    import vyper
-
-    digest = hashlib.sha256(f"{vyper.__version__}|{evm_version}".encode())
-    for path in sorted(contracts_dir.rglob("*.vy*")):
-        digest.update(path.relative_to(contracts_dir).as_posix().encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def _compile(contracts_dir: Path, relpath: str, evm_version: EvmVersion) -> dict[str, Any]:
-    from vyper.compiler import compile_from_file_input
-    from vyper.compiler.input_bundle import FilesystemInputBundle
-    from vyper.compiler.settings import Settings
-    from vyper.exceptions import VyperException
-
-    bundle = FilesystemInputBundle([contracts_dir])
-    try:
-        file_input = bundle.load_file(contracts_dir / relpath)
-        out: dict[str, Any] = compile_from_file_input(
-            file_input,
-            input_bundle=bundle,
-            settings=Settings(evm_version=evm_version),
-            output_formats=["abi", "bytecode", "blueprint_bytecode", "bytecode_runtime"],
-        )
-    except VyperException as exc:
-        raise ArtifactError(f"cannot compile {relpath}: {exc}") from exc
-    return out
+def get_package_data_dir() -> Traversable:
+    """The package-data folder with the compiled JSON (inside the installed package)."""
+    return resources.files("edgeshare").joinpath(PACKAGE_DATA_DIR)
 
 
 def get_evm_version_for(client_version: str) -> EvmVersion:
@@ -106,35 +93,33 @@ def get_evm_version_for(client_version: str) -> EvmVersion:
 
 @cache
 def load_artifact(name: str, evm_version: EvmVersion = DEFAULT_EVM_VERSION) -> Artifact:
-    """Compile (or read from the cache) one of the suite's contracts.
+    """Read one of the suite's compiled contracts from the package data.
 
     Args:
         name: A key of ``CONTRACTS``, e.g. ``"NodeRegistry"``.
         evm_version: ``cancun`` (default) or ``shanghai`` (Ganache).
 
     Returns:
-        The contract's ABI, init code and blueprint code.
+        The contract's ABI, init code, blueprint code and runtime code.
+
+    Raises:
+        ArtifactError: An unknown name or EVM version, or package data that is missing
+            or unreadable (a broken install).
     """
     if name not in CONTRACTS:
         raise ArtifactError(f"unknown contract {name!r}; known: {', '.join(CONTRACTS)}")
-    if evm_version not in ("cancun", "shanghai"):
-        raise ArtifactError(f"unknown EVM version {evm_version!r}; known: cancun, shanghai")
-    contracts_dir = get_contracts_dir()
-    cache_dir = get_project_root() / "build" / "edgeshare" / _source_key(contracts_dir, evm_version)
-    cached = cache_dir / f"{name}.json"
-    if cached.exists():
-        data = json.loads(cached.read_text())
-    else:
-        out = _compile(contracts_dir, CONTRACTS[name], evm_version)
-        data = {
-            "name": name,
-            "abi": out["abi"],
-            "bytecode": out["bytecode"],
-            "blueprint_bytecode": out["blueprint_bytecode"],
-            "bytecode_runtime": out["bytecode_runtime"],
-        }
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data))
-        tmp.replace(cached)
-    return Artifact(**data)
+    if evm_version not in EVM_VERSIONS:
+        raise ArtifactError(
+            f"unknown EVM version {evm_version!r}; known: {', '.join(EVM_VERSIONS)}"
+        )
+    relpath = get_artifact_relpath(name, evm_version)
+    try:
+        data = json.loads(get_package_data_dir().joinpath(relpath).read_text(encoding="utf-8"))
+        fields = {key: data[key] for key in ARTIFACT_FIELDS}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ArtifactError(
+            f"compiled contract edgeshare/{PACKAGE_DATA_DIR}/{relpath} is missing or "
+            f"unreadable ({type(exc).__name__}: {exc}); reinstall edgeshare, or in a "
+            "checkout run `make artifacts`"
+        ) from None
+    return Artifact(name=name, **fields)

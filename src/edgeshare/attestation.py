@@ -4,7 +4,8 @@
 and type list are built from it, never typed a second time. Digests are computed here
 directly (every field is a uint, so the encoding is 32-byte words) and checked against
 eth_account's general typed-data encoder and against the router's ``report_digest`` in
-the tests. Signing goes through eth_account, which uses coincurve when installed.
+the tests. Signing and recovery use libsecp256k1 through coincurve directly, with the
+router's rules (low-s, v of 27 or 28); eth_account checks them in the tests.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from coincurve import PublicKey as CurvePublicKey
 from eth_utils.crypto import keccak
 from hexbytes import HexBytes
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field
-from web3 import Web3
 
+from edgeshare.contracts import Contract
 from edgeshare.errors import InputError
 from edgeshare.models import Address, StrictModel, to_checksum
 
@@ -257,30 +258,12 @@ def recover(signed: SignedReport, domain: Eip712Domain, separator: bytes | None 
     return to_checksum(keccak(public_key[1:])[12:])
 
 
-def fetch_domain(w3: Web3, router_address: str) -> Eip712Domain:
+def fetch_domain(router: Contract) -> Eip712Domain:
     """Read the router's EIP-712 domain from its ``eip712Domain()`` (EIP-5267)."""
-    abi = [
-        {
-            "name": "eip712Domain",
-            "type": "function",
-            "stateMutability": "view",
-            "inputs": [],
-            "outputs": [
-                {"name": "fields", "type": "bytes1"},
-                {"name": "name", "type": "string"},
-                {"name": "version", "type": "string"},
-                {"name": "chainId", "type": "uint256"},
-                {"name": "verifyingContract", "type": "address"},
-                {"name": "salt", "type": "bytes32"},
-                {"name": "extensions", "type": "uint256[]"},
-            ],
-        }
-    ]
-    router = w3.eth.contract(address=Web3.to_checksum_address(router_address), abi=abi)
-    fields, name, version, chain_id, contract, _salt, _ext = router.functions.eip712Domain().call()
+    fields, name, version, chain_id, contract, _salt, _ext = router.call("eip712Domain")
     if bytes(fields) != b"\x0f":
         raise InputError(
-            f"unexpected EIP-712 domain fields {bytes(fields).hex()} at {router_address}"
+            f"unexpected EIP-712 domain fields {bytes(fields).hex()} at {router.address}"
         )
     return Eip712Domain(
         name=name, version=version, chain_id=chain_id, verifying_contract=str(contract)

@@ -2,10 +2,14 @@
 
 Scripts stay thin: they get these two things here and call the same library functions
 as the CLI.
+
+brownie is an extra (``pip install 'edgeshare[brownie]'``): without it this module does not
+import, with an ImportError that says so. Nothing the library or the CLI uses imports it.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -16,6 +20,12 @@ from edgeshare.errors import InputError, KeyUnavailable
 from edgeshare.signer import Signer, load_signer_from_env
 from edgeshare.suite import Suite
 from edgeshare.tx import Transactor
+
+if importlib.util.find_spec("brownie") is None:
+    raise ImportError(
+        "edgeshare.brownie_support runs inside brownie: pip install 'edgeshare[brownie]'",
+        name="brownie",
+    )
 
 KEY_ENV = "EDGESHARE_PRIVATE_KEY"
 

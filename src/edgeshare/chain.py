@@ -7,6 +7,7 @@ start the real binary, and Ganache's node process, each as a group leader).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -16,17 +17,15 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-import requests
 import yaml
-from web3 import HTTPProvider, Web3
-from web3.providers.rpc.utils import REQUEST_RETRY_ALLOWLIST, ExceptionRetryConfiguration
+from web3 import HTTPProvider, JSONBaseProvider, Web3
 from web3.types import RPCEndpoint, RPCResponse
 
 from edgeshare.artifacts import get_project_root
 from edgeshare.errors import ChainUnavailable, InputError
-from edgeshare.rpc import get_rpc_timeout, is_rate_limited, redact_urls
+from edgeshare.rpc import RpcClient, redact_urls
 
 Engine = Literal["anvil", "ganache"]
 ENGINES: tuple[Engine, ...] = ("anvil", "ganache")
@@ -206,65 +205,87 @@ class LocalChain:
         self.stop()
 
 
-RETRIES, BACKOFF = 7, 0.25  # a transient failure is retried for about half a minute
+class RpcClientProvider(JSONBaseProvider):
+    """A web3 provider that sends every request through an ``RpcClient``, so web3's calls
+    get the retries, rate-limit handling and URL redaction of ``edgeshare.rpc``.
 
-
-class RetryingHTTPProvider(HTTPProvider):
-    """web3's HTTP provider, retrying what a busy public endpoint does to callers.
-
-    Connection errors, timeouts, HTTP 429 and 5xx are retried by web3 itself (for
-    methods that are safe to repeat, sending a signed transaction among them) with
-    exponential backoff; this class also retries a JSON-RPC reply that says the caller
-    is rate limited.
+    Args:
+        url: The JSON-RPC endpoint.
+        timeout: Seconds per HTTP request.
     """
 
     def __init__(self, url: str, timeout: float) -> None:
-        super().__init__(
-            url,
-            request_kwargs={"timeout": timeout},
-            exception_retry_configuration=ExceptionRetryConfiguration(
-                errors=(requests.ConnectionError, requests.HTTPError, requests.Timeout),
-                retries=RETRIES,
-                backoff_factor=BACKOFF,
-                method_allowlist=[*REQUEST_RETRY_ALLOWLIST, "eth_feeHistory", "web3", "anvil"],
-            ),
-        )
+        super().__init__()
+        self.rpc_client = RpcClient(url, timeout=timeout)
+        """The client every request goes through (``edgeshare.rpc.get_rpc`` returns it)."""
+        self.endpoint_uri = url
+
+    def __str__(self) -> str:
+        return f"RPC connection {self.rpc_client.name}"
 
     def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
-        wait = BACKOFF
-        for _attempt in range(RETRIES):
-            response = super().make_request(method, params)
-            if not is_rate_limited(response.get("error")):
-                return response
-            time.sleep(wait)
-            wait *= 2
-        return super().make_request(method, params)
+        (reply,) = self.rpc_client.batch_replies([(str(method), _to_json(params))])
+        return cast(RPCResponse, {"jsonrpc": "2.0", "id": 0, **reply})
+
+    def make_batch_request(self, requests: list[tuple[RPCEndpoint, Any]]) -> list[RPCResponse]:
+        replies = self.rpc_client.batch_replies([(str(m), _to_json(p)) for m, p in requests])
+        return [cast(RPCResponse, {"jsonrpc": "2.0", "id": i, **r}) for i, r in enumerate(replies)]
+
+
+def _to_json(params: Any) -> Any:
+    """web3's request parameters as plain JSON (they may hold bytes and HexBytes)."""
+    return json.loads(Web3.to_json({"params": params or []}))["params"]
+
+
+CONNECT_TIMEOUT = 30.0
+"""Seconds per request of a connection made without a timeout."""
 
 
 def connect(url: str, timeout: float | None = None) -> Web3:
     """A Web3 connected to ``url``; raises ChainUnavailable if it does not answer.
 
+    Every request goes through an ``RpcClient`` (``RpcClientProvider``), with its retries.
+
     Args:
         url: The JSON-RPC endpoint.
-        timeout: Seconds per request (default: ``EDGESHARE_RPC_TIMEOUT`` or 30).
+        timeout: Seconds per request (default ``CONNECT_TIMEOUT``; the CLI passes
+            ``EDGESHARE_RPC_TIMEOUT``).
     """
     if not url.startswith(("http://", "https://")):
         raise InputError(f"RPC URL must start with http:// or https://, got {url!r}")
-    w3 = Web3(RetryingHTTPProvider(url, timeout if timeout is not None else get_rpc_timeout(30.0)))
+    w3 = Web3(RpcClientProvider(url, timeout if timeout is not None else CONNECT_TIMEOUT))
     try:
         w3.eth.chain_id  # noqa: B018 - probes the endpoint
+    except ChainUnavailable as exc:
+        raise ChainUnavailable(f"cannot reach the chain: {exc}") from None
     except Exception as exc:
         raise ChainUnavailable(redact_urls(f"cannot reach the chain at {url}: {exc}")) from None
     return w3
 
 
 def get_network_url(name: str) -> str:
-    """The RPC URL of a network named in brownie's network config (``~/.brownie``)."""
+    """The RPC URL of a network named in brownie's network config.
+
+    ``~/.brownie/network-config.yaml`` when brownie has written one, else the default
+    config inside the installed brownie package, which is found without importing brownie
+    (an import would start brownie's own set-up). Without either, an ``InputError`` says
+    how to get one: brownie is an extra (``edgeshare[brownie]``), not a dependency.
+    """
+    import importlib.util
+
     path = Path.home() / ".brownie" / "network-config.yaml"
     if not path.exists():
-        import brownie
-
-        path = Path(brownie.__file__).parent / "data" / "network-config.yaml"
+        try:
+            spec = importlib.util.find_spec("brownie")
+        except ImportError:
+            spec = None
+        if spec is None or not spec.submodule_search_locations:
+            raise InputError(
+                f"--network {name} names a network of brownie's network config, and there "
+                "is none: brownie is not installed and ~/.brownie/network-config.yaml does "
+                "not exist. Give --rpc-url URL, or pip install 'edgeshare[brownie]'"
+            )
+        path = Path(next(iter(spec.submodule_search_locations))) / "data" / "network-config.yaml"
     config = yaml.safe_load(path.read_text())
     networks = [n for group in config.get("live", []) for n in group.get("networks", [])]
     for network in networks:

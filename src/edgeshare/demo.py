@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
@@ -25,9 +26,8 @@ from edgeshare.errors import EdgeShareError, InputError
 from edgeshare.indexer import open_db, sync_index
 from edgeshare.market import send_claims
 from edgeshare.nodes import NodeEntry, register_nodes
-from edgeshare.pipeline import send_pipelined
-from edgeshare.poster import get_rpc, post_reports
-from edgeshare.reports import build_report, render_csv, render_html, render_json
+from edgeshare.poster import PostResult, finalize_reports, post_reports
+from edgeshare.reports import Report, build_report, render_csv, render_html, render_json
 from edgeshare.signer import Signer
 from edgeshare.suite import (
     Suite,
@@ -35,6 +35,7 @@ from edgeshare.suite import (
     send_dispute,
     send_increase_time,
     send_mint_mock,
+    send_share_transfers,
     send_withdraw,
 )
 from edgeshare.suite import (
@@ -149,160 +150,244 @@ def run_demo(
         raise InputError("--investors and --epochs must be at least 1")
     if len(keys) < get_keys_needed(nodes, investors):
         raise EdgeShareError("not enough dev keys for the demo")
-    rng = random.Random(seed)
-    issuer = Transactor(w3, Signer.from_key(keys[0]))
-    operators = [Transactor(w3, Signer.from_key(k)) for k in keys[1 : 1 + nodes]]
-    holders = [Transactor(w3, Signer.from_key(k)) for k in keys[1 + nodes : 1 + nodes + investors]]
-    attestor_keys = keys[1 + nodes + investors : 1 + 2 * nodes + investors]
-
-    params = build_params(None, epoch_length=EPOCH, unlock_period=UNLOCK,
-                          challenge_period=CHALLENGE, protocol_fee_bps=500)  # fmt: skip
-    manifest = deploy_suite(issuer, params, workdir / "manifest.json").manifest
-    suite = Suite.load(w3, manifest)
-    log(f"deployed the suite on chain {manifest.chain_id}")
-
-    entries, capacity, offsets = [], [], []
-    for i, operator in enumerate(operators):
-        city, offset = REGIONS[i % len(REGIONS)]
-        entries.append(NodeEntry(
-            operator=operator.signer.address,
-            attestor=Signer.from_key(attestor_keys[i]).address,
-            shares=1_000_000 * SHARES,
-            price_per_1k=rng.randrange(10, 90) * USDC // 100,
-            operator_cut_bps=rng.choice([1_000, 1_500, 2_000]),
-            region=city,
-            metadata_uri=f"ipfs://edgeshare-demo/node-{i + 1}",
-            external_id=f"{city.lower().replace(' ', '-')}-gpu-{i // len(REGIONS) + 1:02d}",
-        ))  # fmt: skip
-        capacity.append(rng.randrange(2_000, 20_000))
-        offsets.append(offset)
-    registered = register_nodes(issuer, suite, entries)
-    node_ids = [r.node_id for r in registered]
-    log(f"registered {len(node_ids)} nodes in {len({e.region for e in entries})} regions")
-
-    share_abi = suite.share(node_ids[0]).abi
-    placed = 0
-    for node_id, operator in zip(node_ids, operators, strict=True):
-        token = suite.fetch_node(node_id).share_token
-        share = w3.eth.contract(address=Web3.to_checksum_address(token), abi=share_abi)
-        buyers = rng.sample(holders, k=min(len(holders), rng.randrange(3, 12)))
-        # the operator keeps 30% and places the rest in random lots
-        weights = [rng.randrange(1, 10) for _ in buyers]
-        lots = [700_000 * SHARES * w // sum(weights) for w in weights]
-        datas = [share.functions.transfer(b.signer.address, lot)._encode_transaction_data()
-                 for b, lot in zip(buyers, lots, strict=True)]  # fmt: skip
-        send_pipelined(operator, get_rpc(w3), token, datas, "place shares", lambda *_: None)
-        placed += len(datas)
-    log(f"operators placed shares with investors in {placed} transfers")
-
-    send_mint_mock(issuer, suite, issuer.signer.address, 10**12 * USDC)
-    genesis = int(suite.registry.functions.GENESIS().call())
-    now = int(w3.eth.get_block("latest")["timestamp"])
-    send_increase_time(w3, genesis + epochs * EPOCH - now)  # every epoch has ended
-    domain = fetch_domain_of(suite)
-    separator = domain.get_separator()
-    deadline = genesis + (epochs + 30) * EPOCH
-    reports: list[SignedReport] = []
-    for index, node_id in enumerate(node_ids):
-        base_latency = rng.randrange(25, 120)
-        for epoch in range(epochs):
-            inferences = simulate_inferences(rng, capacity[index], epoch, offsets[index])
-            report = build_usage_report(
-                suite, node_id, epoch, inferences,
-                base_latency + rng.randrange(0, 25), rng.randrange(9_900, 10_001), deadline,
-            )  # fmt: skip
-            reports.append(sign(report, attestor_keys[index], domain, separator))
-    log(f"attestors signed {len(reports)} usage reports ({len(node_ids)} nodes x {epochs} epochs)")
-
-    posted = post_reports(issuer, suite, reports, domain, batch_size=50)
-    log(f"a payer settled them in {len(posted.transactions)} transactions: {posted.revenue} units")
-    suspicious = max(reports, key=lambda r: (r.inferences, r.node_id, r.epoch))
-    refunded = send_dispute(issuer, suite, suspicious.node_id, suspicious.epoch)
-    log(
-        f"guardian disputed node {suspicious.node_id} epoch {suspicious.epoch}: {refunded} refunded"
-    )
-
-    send_increase_time(w3, CHALLENGE)
-    finalize = []
-    for node_id in node_ids:
-        due = [e for e in range(epochs) if (node_id, e) != (suspicious.node_id, suspicious.epoch)]
-        if due:  # a node whose only report was disputed has nothing to finalize
-            finalize.append(
-                suite.router.functions.finalize(node_id, due)._encode_transaction_data()
-            )
-    send_pipelined(issuer, get_rpc(w3), suite.router.address, finalize, "finalize", lambda *_: None)
-    send_increase_time(w3, UNLOCK)
-    log("the challenge window passed; revenue was finalized and has fully vested")
-
-    claimed = 0
-    for holder in holders:
-        claimed += sum(c.amount for c in send_claims(holder, suite))
-    withdrawn = sum(send_withdraw(op, suite) for op in operators)
-    issuer_withdrawal = send_withdraw(issuer, suite)  # treasury fees and the payer's refund
-    log(f"investors claimed {claimed} base units in total")
-
-    url, _ = sync_index(suite, f"sqlite:///{workdir / 'index.db'}")
-    written: list[str] = []
-    with open_db(url) as db:
-        operator_view = build_report(db, suite, node_ids=node_ids)
-        investor_view = build_report(db, suite, investor=holders[0].signer.address)
-    if reports_dir is not None:
-        reports_dir.mkdir(parents=True, exist_ok=True)
-        outputs = {
-            "operator-report.html": render_html(operator_view),
-            "operator-report.csv": render_csv(operator_view),
-            "operator-report.json": render_json(operator_view),
-            "investor-report.html": render_html(investor_view),
-            "investor-report.json": render_json(investor_view),
-        }
-        for name, text in outputs.items():
-            (reports_dir / name).write_text(text)
-            written.append(str(reports_dir / name))
+    story = _Story.cast(w3, keys, nodes, investors, random.Random(seed), log)
+    story.deploy(workdir / "manifest.json")
+    story.register_nodes()
+    story.place_shares()
+    reports = story.sign_usage(epochs)
+    posted = story.settle(reports)
+    disputed, refunded = story.dispute_one(reports)
+    story.finalize(reports, disputed)
+    claimed, withdrawn = story.claim_and_withdraw()
+    operator_view, investor_view = story.build_reports(workdir / "index.db")
+    written = write_reports(operator_view, investor_view, reports_dir)
+    if written:
         log(f"wrote {len(written)} reports to {reports_dir}/")
-
-    claimable = unvested = held = 0
-    everyone = [h.signer.address for h in holders] + [o.signer.address for o in operators]
-    for node_id in node_ids:
-        share = suite.share(node_id)
-        claimable += sum(int(share.functions.claimable(a).call()) for a in everyone)
-        unvested += int(share.functions.unvested().call())
-        held += int(suite.stablecoin.functions.balanceOf(share.address).call())
-    held_router = int(suite.stablecoin.functions.balanceOf(suite.router.address).call())
-    dust = held - claimable - unvested
-    total_out = claimed + withdrawn + issuer_withdrawal
-    if posted.revenue != total_out + held + held_router or dust < 0 or held_router != 0:
-        raise EdgeShareError(
-            f"accounting mismatch: paid {posted.revenue}, out {total_out}, held {held}"
-        )
+    claimable, unvested, dust = story.check_accounting(posted.revenue, claimed + withdrawn)
+    prices = {n.node_id: n.price_per_1k for n in story.suite.fetch_nodes(story.node_ids)}
     lines = [
         NodeLine(
-            node_id=t.node_id,
-            region=t.region,
-            price_per_1k=suite.fetch_node(t.node_id).price_per_1k,
-            inferences=t.inferences,
-            gross=t.revenue,
-            holders=t.holders,
-            operator=t.operator_cut,
-            fee=t.protocol_fee,
-            disputed=t.disputed_revenue,
+            node_id=t.node_id, region=t.region, price_per_1k=prices[t.node_id],
+            inferences=t.inferences, gross=t.revenue, holders=t.holders,
+            operator=t.operator_cut, fee=t.protocol_fee, disputed=t.disputed_revenue,
         )
         for t in operator_view.nodes
-    ]
+    ]  # fmt: skip
     return DemoSummary(
-        chain_id=manifest.chain_id,
+        chain_id=story.suite.manifest.chain_id,
         seed=seed,
         nodes=lines,
         investors=investors,
         epochs=epochs,
         reports_settled=posted.settled,
         settle_transactions=len(posted.transactions),
-        disputed_report=(suspicious.node_id, suspicious.epoch),
+        disputed_report=disputed,
         paid_in=posted.revenue,
         refunded_to_payer=refunded,
         claimed_by_investors=claimed,
-        withdrawn_by_operators_and_treasury=withdrawn + issuer_withdrawal - refunded,
+        withdrawn_by_operators_and_treasury=withdrawn - refunded,
         still_claimable=claimable,
         still_unvested=unvested,
         dust=dust,
         reports_written=written,
     )
+
+
+@dataclass
+class _Story:
+    """The demo's cast and what each step left for the next."""
+
+    w3: Web3
+    rng: random.Random
+    log: Callable[[str], None]
+    issuer: Transactor
+    """Deploys and registers; also the payer and the guardian."""
+    operators: list[Transactor]
+    holders: list[Transactor]
+    attestor_keys: list[str]
+    suite: Suite = field(init=False)
+    node_ids: list[int] = field(default_factory=list)
+    capacity: list[int] = field(default_factory=list)
+    """Inferences per hour at peak, per node."""
+    offsets: list[int] = field(default_factory=list)
+    """UTC offset of each node's region, hours."""
+
+    @classmethod
+    def cast(
+        cls,
+        w3: Web3,
+        keys: list[str],
+        nodes: int,
+        investors: int,
+        rng: random.Random,
+        log: Callable[[str], None],
+    ) -> _Story:
+        """Who plays which role, from the dev keys in order."""
+
+        def actors(part: list[str]) -> list[Transactor]:
+            return [Transactor(w3, Signer.from_key(k)) for k in part]
+
+        return cls(
+            w3, rng, log,
+            issuer=Transactor(w3, Signer.from_key(keys[0])),
+            operators=actors(keys[1 : 1 + nodes]),
+            holders=actors(keys[1 + nodes : 1 + nodes + investors]),
+            attestor_keys=keys[1 + nodes + investors : 1 + 2 * nodes + investors],
+        )  # fmt: skip
+
+    def deploy(self, manifest_path: Path) -> None:
+        """The issuer deploys the suite."""
+        params = build_params(None, epoch_length=EPOCH, unlock_period=UNLOCK,
+                              challenge_period=CHALLENGE, protocol_fee_bps=500)  # fmt: skip
+        manifest = deploy_suite(self.issuer, params, manifest_path).manifest
+        self.suite = Suite.load(self.w3, manifest)
+        self.log(f"deployed the suite on chain {manifest.chain_id}")
+
+    def register_nodes(self) -> None:
+        """One node per operator, across the regions, at random prices and cuts."""
+        rng, entries = self.rng, []
+        for i, operator in enumerate(self.operators):
+            city, offset = REGIONS[i % len(REGIONS)]
+            entries.append(NodeEntry(
+                operator=operator.signer.address,
+                attestor=Signer.from_key(self.attestor_keys[i]).address,
+                shares=1_000_000 * SHARES,
+                price_per_1k=rng.randrange(10, 90) * USDC // 100,
+                operator_cut_bps=rng.choice([1_000, 1_500, 2_000]),
+                region=city,
+                metadata_uri=f"ipfs://edgeshare-demo/node-{i + 1}",
+                external_id=f"{city.lower().replace(' ', '-')}-gpu-{i // len(REGIONS) + 1:02d}",
+            ))  # fmt: skip
+            self.capacity.append(rng.randrange(2_000, 20_000))
+            self.offsets.append(offset)
+        self.node_ids = [r.node_id for r in register_nodes(self.issuer, self.suite, entries)]
+        regions = len({e.region for e in entries})
+        self.log(f"registered {len(self.node_ids)} nodes in {regions} regions")
+
+    def place_shares(self) -> None:
+        """Each operator keeps 30% and places the rest with investors in random lots."""
+        placed = 0
+        for node_id, operator in zip(self.node_ids, self.operators, strict=True):
+            k = min(len(self.holders), self.rng.randrange(3, 12))
+            buyers = self.rng.sample(self.holders, k=k)
+            weights = [self.rng.randrange(1, 10) for _ in buyers]
+            lots = [
+                (b.signer.address, 700_000 * SHARES * w // sum(weights))
+                for b, w in zip(buyers, weights, strict=True)
+            ]
+            send_share_transfers(operator, self.suite, node_id, lots)
+            placed += len(lots)
+        self.log(f"operators placed shares with investors in {placed} transfers")
+
+    def sign_usage(self, epochs: int) -> list[SignedReport]:
+        """Move the clock past ``epochs`` epochs; each attestor signs its node's usage."""
+        suite = self.suite
+        send_mint_mock(self.issuer, suite, self.issuer.signer.address, 10**12 * USDC)
+        genesis = int(suite.registry.call("GENESIS"))
+        now = int(self.w3.eth.get_block("latest")["timestamp"])
+        send_increase_time(self.w3, genesis + epochs * EPOCH - now)  # every epoch has ended
+        domain = fetch_domain_of(suite)
+        separator = domain.get_separator()
+        deadline = genesis + (epochs + 30) * EPOCH
+        reports: list[SignedReport] = []
+        for index, node_id in enumerate(self.node_ids):
+            base_latency = self.rng.randrange(25, 120)
+            for epoch in range(epochs):
+                inferences = simulate_inferences(
+                    self.rng, self.capacity[index], epoch, self.offsets[index]
+                )
+                report = build_usage_report(
+                    suite, node_id, epoch, inferences,
+                    base_latency + self.rng.randrange(0, 25), self.rng.randrange(9_900, 10_001),
+                    deadline,
+                )  # fmt: skip
+                reports.append(sign(report, self.attestor_keys[index], domain, separator))
+        nodes = len(self.node_ids)
+        self.log(f"attestors signed {len(reports)} usage reports ({nodes} nodes x {epochs} epochs)")
+        return reports
+
+    def settle(self, reports: list[SignedReport]) -> PostResult:
+        """The payer settles every report, in batches of 50."""
+        posted = post_reports(self.issuer, self.suite, reports, fetch_domain_of(self.suite),
+                              batch_size=50)  # fmt: skip
+        self.log(
+            f"a payer settled them in {len(posted.transactions)} transactions: "
+            f"{posted.revenue} units"
+        )
+        return posted
+
+    def dispute_one(self, reports: list[SignedReport]) -> tuple[tuple[int, int], int]:
+        """The guardian disputes the busiest report; returns it and the refund."""
+        suspicious = max(reports, key=lambda r: (r.inferences, r.node_id, r.epoch))
+        refunded = send_dispute(self.issuer, self.suite, suspicious.node_id, suspicious.epoch)
+        self.log(
+            f"guardian disputed node {suspicious.node_id} epoch {suspicious.epoch}: "
+            f"{refunded} refunded"
+        )
+        return (suspicious.node_id, suspicious.epoch), refunded
+
+    def finalize(self, reports: list[SignedReport], disputed: tuple[int, int]) -> None:
+        """After the challenge window every other report is finalized; then it vests."""
+        send_increase_time(self.w3, CHALLENGE)
+        keys = [(r.node_id, r.epoch) for r in reports if (r.node_id, r.epoch) != disputed]
+        finalize_reports(self.issuer, self.suite, keys)
+        send_increase_time(self.w3, UNLOCK)
+        self.log("the challenge window passed; revenue was finalized and has fully vested")
+
+    def claim_and_withdraw(self) -> tuple[int, int]:
+        """Investors claim; operators and the issuer (treasury fees, the payer's refund)
+        withdraw. Returns (claimed, withdrawn)."""
+        claimed = sum(c.amount for h in self.holders for c in send_claims(h, self.suite))
+        withdrawn = sum(send_withdraw(op, self.suite) for op in self.operators)
+        withdrawn += send_withdraw(self.issuer, self.suite)
+        self.log(f"investors claimed {claimed} base units in total")
+        return claimed, withdrawn
+
+    def build_reports(self, db_path: Path) -> tuple[Report, Report]:
+        """Index the chain; the operators' view of every node and the first investor's."""
+        url, _ = sync_index(self.suite, f"sqlite:///{db_path}")
+        with open_db(url) as db:
+            operator_view = build_report(db, self.suite, node_ids=self.node_ids)
+            investor_view = build_report(db, self.suite, investor=self.holders[0].signer.address)
+        return operator_view, investor_view
+
+    def check_accounting(self, paid_in: int, paid_out: int) -> tuple[int, int, int]:
+        """Every base unit paid in is paid out or held for someone; returns (claimable,
+        unvested, dust) still in the share tokens."""
+        suite = self.suite
+        everyone = [a.signer.address for a in self.holders + self.operators]
+        shares = [suite.share(n) for n in self.node_ids]
+        reads = [("claimable", a) for a in everyone] + [("unvested",)]
+        claimable = unvested = 0
+        for values in suite.reader.each(shares, *reads):
+            claimable += sum(values[:-1])
+            unvested += values[-1]
+        balances = suite.reader.each(
+            [suite.stablecoin], *[("balanceOf", s.address) for s in [*shares, suite.router]]
+        )[0]
+        held, held_router = sum(balances[:-1]), balances[-1]
+        dust = held - claimable - unvested
+        if paid_in != paid_out + held + held_router or dust < 0 or held_router != 0:
+            raise EdgeShareError(
+                f"accounting mismatch: paid {paid_in}, out {paid_out}, held {held}"
+            )
+        return claimable, unvested, dust
+
+
+def write_reports(
+    operator_view: Report, investor_view: Report, reports_dir: Path | None
+) -> list[str]:
+    """Write the operator and investor reports as HTML, CSV and JSON; returns the paths."""
+    if reports_dir is None:
+        return []
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    outputs = {
+        "operator-report.html": render_html(operator_view),
+        "operator-report.csv": render_csv(operator_view),
+        "operator-report.json": render_json(operator_view),
+        "investor-report.html": render_html(investor_view),
+        "investor-report.json": render_json(investor_view),
+    }
+    for name, text in outputs.items():
+        (reports_dir / name).write_text(text)
+    return [str(reports_dir / name) for name in outputs]

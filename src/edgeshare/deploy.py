@@ -13,12 +13,11 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import rlp  # type: ignore[import-untyped]
-from eth_abi.abi import encode
 from hexbytes import HexBytes
 from pydantic import ValidationError
 from web3 import Web3
@@ -30,11 +29,14 @@ from edgeshare.artifacts import (
     load_artifact,
 )
 from edgeshare.chain import is_local_chain_id
+from edgeshare.contracts import Reader, get_codec
 from edgeshare.errors import ChainMismatch, DeploymentError, InputError, NotLocalChain
 from edgeshare.models import ContractAddresses, DeployParams, Manifest, PendingDeployment
+from edgeshare.rpc import get_rpc
 from edgeshare.tx import Transactor
 
 MOCK_NAME, MOCK_SYMBOL, MOCK_DECIMALS = "Mock USD", "mUSD", 6
+MOCK_TOKEN = (MOCK_NAME, MOCK_SYMBOL, MOCK_DECIMALS)
 ZERO_ADDRESS = "0x" + "00" * 20
 
 Action = Literal["deployed", "reused", "recovered", "linked", "would deploy", "would link"]
@@ -114,12 +116,6 @@ def build_params(existing: Manifest | None, **overrides: Any) -> DeployParams:
         raise InputError(f"invalid {field}: {err['msg']}") from None
 
 
-def _encode_args(abi: list[dict[str, Any]], args: list[Any]) -> bytes:
-    ctor = next((item for item in abi if item["type"] == "constructor"), None)
-    types = [i["type"] for i in ctor["inputs"]] if ctor else []
-    return encode(types, args)
-
-
 def _has_expected_code(w3: Web3, address: str, contract: str, evm: EvmVersion) -> bool:
     code = bytes(w3.eth.get_code(Web3.to_checksum_address(address)))
     if not code:
@@ -183,147 +179,181 @@ def deploy_suite(
     Returns:
         The final manifest and the steps.
     """
-    w3 = tx.w3
-    chain_id = tx.chain_id
-    existing = read_manifest(manifest_path)
-    if existing is not None and existing.chain_id != chain_id:
-        raise ChainMismatch(
-            f"manifest {manifest_path} is for chain {existing.chain_id}, "
-            f"but the node is chain {chain_id}"
-        )
-    use_mock = params.stablecoin is None
-    if use_mock and not is_local_chain_id(chain_id):
-        raise NotLocalChain(
-            f"chain {chain_id} is not a local chain: the mock stablecoin is for local "
-            "chains only; pass --stablecoin with the real stablecoin's address"
-        )
-    if not use_mock and not w3.eth.get_code(Web3.to_checksum_address(str(params.stablecoin))):
-        raise InputError(f"--stablecoin {params.stablecoin} has no code on chain {chain_id}")
-    treasury = params.treasury or tx.signer.address
-    evm: EvmVersion = params.evm_version or get_evm_version_for(str(w3.client_version))
-    params = params.model_copy(
-        update={"treasury": Web3.to_checksum_address(treasury), "evm_version": evm}
-    )
+    run = _Deployment.start(tx, params, manifest_path, dry_run, on_step)
+    evm = run.evm
+    p = run.params
+    if run.use_mock:
+        run.ensure("Stablecoin", lambda: _init_code("MockStablecoin", evm, *MOCK_TOKEN))
+    else:
+        run.record(DeployStep("Stablecoin", "reused", str(p.stablecoin)))
+    run.ensure("NodeShareBlueprint", lambda: _blueprint_code("NodeShare", evm))
+    run.ensure(
+        "NodeRegistry",
+        lambda: _init_code(
+            "NodeRegistry", evm, run.addresses["NodeShareBlueprint"], p.epoch_length,
+            p.unlock_period,
+        ),
+    )  # fmt: skip
+    run.ensure(
+        "RevenueRouter",
+        lambda: _init_code(
+            "RevenueRouter", evm, run.addresses["NodeRegistry"], run.addresses["Stablecoin"],
+            p.protocol_fee_bps, p.treasury, p.challenge_period,
+        ),
+    )  # fmt: skip
+    run.save()
+    run.link_router()
+    return DeployResult(run.save(), run.steps, manifest_path)
 
-    addresses = dict(existing.contracts.model_dump()) if existing else {}
-    if not use_mock:
-        addresses["Stablecoin"] = params.stablecoin
-    block = existing.block if existing else 0
-    pending = existing.pending if existing else None
-    steps: list[DeployStep] = []
-    redeployed = False  # once a contract is new, everything built on it is new too
 
-    def record(step: DeployStep) -> None:
-        steps.append(step)
-        if on_step:
-            on_step(step)
+def _init_code(name: str, evm: EvmVersion, *args: Any) -> bytes:
+    """A contract's init code followed by its constructor arguments."""
+    code = bytes(HexBytes(load_artifact(name, evm).bytecode))
+    return code + get_codec(name).encode_constructor(*args)
 
-    def save() -> Manifest:
+
+def _blueprint_code(name: str, evm: EvmVersion) -> bytes:
+    """The EIP-5202 blueprint deployment code of ``name``."""
+    return bytes(HexBytes(load_artifact(name, evm).blueprint_bytecode))
+
+
+@dataclass
+class _Deployment:
+    """One run of ``deploy_suite``: what the manifest holds and what this run did."""
+
+    tx: Transactor
+    params: DeployParams
+    path: Path
+    dry_run: bool
+    on_step: Callable[[DeployStep], None] | None
+    existing: Manifest | None
+    use_mock: bool
+    evm: EvmVersion
+    addresses: dict[str, Any]
+    block: int
+    pending: PendingDeployment | None
+    steps: list[DeployStep] = field(default_factory=list)
+    redeployed: bool = False
+    """Once a contract is new, everything built on it is new too."""
+
+    @classmethod
+    def start(
+        cls,
+        tx: Transactor,
+        params: DeployParams,
+        path: Path,
+        dry_run: bool,
+        on_step: Callable[[DeployStep], None] | None,
+    ) -> _Deployment:
+        """Check the chain against the manifest and the parameters; nothing is sent."""
+        w3, chain_id = tx.w3, tx.chain_id
+        existing = read_manifest(path)
+        if existing is not None and existing.chain_id != chain_id:
+            raise ChainMismatch(
+                f"manifest {path} is for chain {existing.chain_id}, "
+                f"but the node is chain {chain_id}"
+            )
+        use_mock = params.stablecoin is None
+        if use_mock and not is_local_chain_id(chain_id):
+            raise NotLocalChain(
+                f"chain {chain_id} is not a local chain: the mock stablecoin is for local "
+                "chains only; pass --stablecoin with the real stablecoin's address"
+            )
+        if not use_mock and not w3.eth.get_code(Web3.to_checksum_address(str(params.stablecoin))):
+            raise InputError(f"--stablecoin {params.stablecoin} has no code on chain {chain_id}")
+        evm: EvmVersion = params.evm_version or get_evm_version_for(str(w3.client_version))
+        treasury = Web3.to_checksum_address(params.treasury or tx.signer.address)
+        params = params.model_copy(update={"treasury": treasury, "evm_version": evm})
+        addresses = dict(existing.contracts.model_dump()) if existing else {}
+        if not use_mock:
+            addresses["Stablecoin"] = params.stablecoin
+        return cls(
+            tx, params, path, dry_run, on_step, existing, use_mock, evm, addresses,
+            block=existing.block if existing else 0,
+            pending=existing.pending if existing else None,
+        )  # fmt: skip
+
+    def record(self, step: DeployStep) -> None:
+        """Note a step and tell the caller."""
+        self.steps.append(step)
+        if self.on_step:
+            self.on_step(step)
+
+    def save(self) -> Manifest:
+        """The manifest as it stands, written to disk (except in a dry run)."""
         manifest = Manifest(
-            chain_id=chain_id,
-            deployer=existing.deployer if existing else tx.signer.address,
-            block=block,
-            params=params,
-            contracts=ContractAddresses(**addresses),
-            stablecoin_is_mock=use_mock,
-            pending=pending,
+            chain_id=self.tx.chain_id,
+            deployer=self.existing.deployer if self.existing else self.tx.signer.address,
+            block=self.block,
+            params=self.params,
+            contracts=ContractAddresses(**self.addresses),
+            stablecoin_is_mock=self.use_mock,
+            pending=self.pending,
         )
-        if not dry_run:
-            write_manifest(manifest, manifest_path)
+        if not self.dry_run:
+            write_manifest(manifest, self.path)
         return manifest
 
-    def ensure(contract: str, build: Callable[[], bytes]) -> None:
-        nonlocal redeployed, block, pending
-        current = addresses.get(contract)
-        if current and not redeployed and _has_expected_code(w3, current, contract, evm):
-            record(DeployStep(contract, "reused", current))
+    def ensure(self, contract: str, build: Callable[[], bytes]) -> None:
+        """Reuse ``contract`` if the manifest's address holds its code, recover it from
+        an interrupted run, or deploy it."""
+        current = self.addresses.get(contract)
+        if (
+            current
+            and not self.redeployed
+            and _has_expected_code(self.tx.w3, current, contract, self.evm)
+        ):
+            self.record(DeployStep(contract, "reused", current))
             return
-        if pending is not None and pending.contract == contract and not dry_run:
+        if self.pending is not None and self.pending.contract == contract and not self.dry_run:
             # an earlier run was stopped after sending this creation: find what it made
-            found = _find_pending(tx, pending, contract, evm)
-            pending = None
+            found = _find_pending(self.tx, self.pending, contract, self.evm)
+            self.pending = None
             if found:
-                addresses[contract] = found
-                save()
-                record(DeployStep(contract, "recovered", found))
+                self.addresses[contract] = found
+                self.save()
+                self.record(DeployStep(contract, "recovered", found))
                 return
-        redeployed = True
-        if dry_run:
-            addresses[contract] = None
-            record(DeployStep(contract, "would deploy"))
+        self.redeployed = True
+        if self.dry_run:
+            self.addresses[contract] = None
+            self.record(DeployStep(contract, "would deploy"))
             return
-        nonce = tx.peek_nonce()
-        pending = PendingDeployment(
-            contract=contract, address=get_create_address(tx.signer.address, nonce), nonce=nonce
+        self._deploy(contract, build())
+
+    def _deploy(self, contract: str, code: bytes) -> None:
+        nonce = self.tx.peek_nonce()
+        address = get_create_address(self.tx.signer.address, nonce)
+        self.pending = PendingDeployment(contract=contract, address=address, nonce=nonce)
+        self.save()  # before sending: a kill after the send can then find the contract
+        address, receipt = self.tx.deploy(code, f"deploy {contract}")
+        self.addresses[contract] = address
+        self.block = receipt.block_number
+        self.pending = None
+        self.save()
+        self.record(DeployStep(contract, "deployed", address, receipt.gas_used))
+
+    def link_router(self) -> None:
+        """The one-time link registry -> router (refused if linked elsewhere)."""
+        if self.dry_run and self.redeployed:
+            self.record(DeployStep("NodeRegistry.set_router", "would link"))
+            return
+        router = str(self.addresses["RevenueRouter"])
+        registry = Reader(get_rpc(self.tx.w3)).contract(
+            "NodeRegistry", str(self.addresses["NodeRegistry"])
         )
-        save()  # before sending: a kill after the send can then find the contract
-        address, receipt = tx.deploy(build(), f"deploy {contract}")
-        addresses[contract] = address
-        block = int(receipt["blockNumber"])
-        pending = None
-        save()
-        record(DeployStep(contract, "deployed", address, int(receipt["gasUsed"])))
-
-    def ctor(name: str, *args: Any) -> Callable[[], bytes]:
-        def build() -> bytes:
-            artifact = load_artifact(name, evm)
-            return bytes(HexBytes(artifact.bytecode)) + _encode_args(artifact.abi, list(args))
-
-        return build
-
-    if use_mock:
-        ensure("Stablecoin", ctor("MockStablecoin", MOCK_NAME, MOCK_SYMBOL, MOCK_DECIMALS))
-    else:
-        record(DeployStep("Stablecoin", "reused", str(params.stablecoin)))
-    ensure(
-        "NodeShareBlueprint",
-        lambda: bytes(HexBytes(load_artifact("NodeShare", evm).blueprint_bytecode)),
-    )
-    ensure(
-        "NodeRegistry",
-        lambda: ctor(
-            "NodeRegistry",
-            addresses["NodeShareBlueprint"],
-            params.epoch_length,
-            params.unlock_period,
-        )(),
-    )
-    ensure(
-        "RevenueRouter",
-        lambda: ctor(
-            "RevenueRouter",
-            addresses["NodeRegistry"],
-            addresses["Stablecoin"],
-            params.protocol_fee_bps,
-            params.treasury,
-            params.challenge_period,
-        )(),
-    )
-    manifest = save()
-
-    if dry_run and redeployed:
-        record(DeployStep("NodeRegistry.set_router", "would link"))
-        return DeployResult(manifest, steps, manifest_path)
-    registry = w3.eth.contract(
-        address=Web3.to_checksum_address(str(addresses["NodeRegistry"])),
-        abi=load_artifact("NodeRegistry").abi,
-    )
-    linked = registry.functions.router().call()
-    if linked == ZERO_ADDRESS:
-        if dry_run:
-            record(DeployStep("NodeRegistry.set_router", "would link"))
-        else:
-            fn = registry.functions.set_router(addresses["RevenueRouter"])
-            receipt = tx.call(fn, "link the registry to the router")
-            block = int(receipt["blockNumber"])
-            manifest = save()
-            record(
-                DeployStep("NodeRegistry.set_router", "linked", addresses["RevenueRouter"],
-                           int(receipt["gasUsed"]))
-            )  # fmt: skip
-    elif linked != addresses["RevenueRouter"]:
-        raise DeploymentError(
-            f"NodeRegistry {addresses['NodeRegistry']} is linked to router {linked}, "
-            f"not to the manifest's {addresses['RevenueRouter']}"
-        )
-    return DeployResult(manifest, steps, manifest_path)
+        linked = registry.call("router")
+        if linked == router:
+            return
+        if linked != ZERO_ADDRESS:
+            raise DeploymentError(
+                f"NodeRegistry {registry.address} is linked to router {linked}, "
+                f"not to the manifest's {router}"
+            )
+        if self.dry_run:
+            self.record(DeployStep("NodeRegistry.set_router", "would link"))
+            return
+        receipt = self.tx.send(registry.tx("set_router", router), "link the registry to the router")
+        self.block = receipt.block_number
+        self.save()
+        self.record(DeployStep("NodeRegistry.set_router", "linked", router, receipt.gas_used))

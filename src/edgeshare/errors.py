@@ -49,3 +49,11 @@ class DeploymentError(EdgeShareError, RuntimeError):
 
 class NodeNotFound(InputError, LookupError):
     """No node with that id is registered (the user named it: bad input, nothing sent)."""
+
+
+class CallFailed(EdgeShareError, RuntimeError):
+    """A contract read reverted; ``reason`` is what the node said (e.g. the revert text)."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason

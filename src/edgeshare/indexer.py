@@ -1,65 +1,233 @@
-"""Indexing the suite's events into SQLite, resumably, for the reports and the market.
+"""Indexing the suite's events into SQLite or PostgreSQL, resumably, surviving reorgs.
 
 Logs are read with chunked ``eth_getLogs``: the registry's and router's first, then the
 share tokens known so far (a share token appears in ``NodeRegistered``), so no other
 contract's ``Transfer`` is ever read. A range a node refuses for its size is halved and
-retried. Each chunk is decoded and written in one SQLite transaction together with the
-new "last indexed block", so a crash loses nothing and a re-run resumes where it
-stopped. Amounts are stored as decimal text: they can exceed SQLite's 64-bit integers.
+retried; any other RPC failure is ``ChainUnavailable``. Each chunk is decoded and written
+in one transaction together with the new "last indexed block", so a crash loses nothing
+and a re-run resumes where it stopped.
+
+The index stops ``confirmations`` blocks behind the head. It keeps the hash of every
+block that holds indexed events and of every chunk's last block. Each run first compares
+the last one with the chain's; after a reorganisation it walks back to the newest block
+both still agree on (the fork point), deletes every row after it and indexes again.
+Every table is a log of events keyed by (block, log index) except two projections,
+``nodes`` and ``usage`` (the current state of each node and of each settled epoch), whose
+rows a rollback touched are rebuilt from the kept events.
+
+Amounts are exact integers: ``NUMERIC(78,0)`` on PostgreSQL, decimal text on SQLite
+(whose NUMERIC affinity would turn the large ones into floats).
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from eth_abi.abi import decode
 from eth_utils.crypto import keccak
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Dialect,
+    Engine,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    Table,
+    Text,
+    TypeDecorator,
+    and_,
+    bindparam,
+    create_engine,
+    delete,
+    event,
+    inspect,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy import text as sql_text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.schema import SchemaItem
 from web3 import Web3
 
 from edgeshare.artifacts import load_artifact
-from edgeshare.errors import InputError
+from edgeshare.chain import is_local_chain_id
+from edgeshare.errors import ChainUnavailable, EdgeShareError, InputError
 from edgeshare.models import to_checksum
-from edgeshare.rpc import RpcClient, RpcError
+from edgeshare.rpc import RpcClient, RpcError, get_rpc, is_range_too_large
 from edgeshare.suite import Suite
 
 DEFAULT_CHUNK = 2_000
-TOO_MANY = ("too many", "limit", "range", "exceed", "response size", "query returned more")
+# blocks behind the head an index stops at, by default, on a public chain (local: 0)
+DEFAULT_CONFIRMATIONS = 2
+# stored block hashes compared with the chain's per JSON-RPC batch, walking back a reorg
+HASH_BATCH = 100
+SCHEMA_VERSION = 2
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS nodes (
-    node_id INTEGER PRIMARY KEY, operator TEXT, attestor TEXT, share_token TEXT UNIQUE,
-    shares TEXT, price_per_1k TEXT, operator_cut_bps INTEGER, region TEXT,
-    metadata_uri TEXT, external_id TEXT, status INTEGER, registered_block INTEGER);
-CREATE TABLE IF NOT EXISTS usage (
-    node_id INTEGER, epoch INTEGER, inferences INTEGER, revenue TEXT, latency_ms INTEGER,
-    uptime_bps INTEGER, payer TEXT, attestor TEXT, operator_cut_bps INTEGER,
-    state TEXT, settled_block INTEGER, PRIMARY KEY (node_id, epoch));
-CREATE TABLE IF NOT EXISTS splits (
-    block INTEGER, log_index INTEGER, node_id INTEGER, epochs INTEGER, gross TEXT,
-    protocol_fee TEXT, operator_cut TEXT, holders TEXT, PRIMARY KEY (block, log_index));
-CREATE TABLE IF NOT EXISTS claims (
-    block INTEGER, log_index INTEGER, node_id INTEGER, holder TEXT, receiver TEXT,
-    amount TEXT, PRIMARY KEY (block, log_index));
-CREATE TABLE IF NOT EXISTS transfers (
-    block INTEGER, log_index INTEGER, node_id INTEGER, sender TEXT, receiver TEXT,
-    value TEXT, PRIMARY KEY (block, log_index));
-CREATE TABLE IF NOT EXISTS withdrawals (
-    block INTEGER, log_index INTEGER, account TEXT, receiver TEXT, amount TEXT,
-    PRIMARY KEY (block, log_index));
-CREATE TABLE IF NOT EXISTS other_events (
-    block INTEGER, log_index INTEGER, address TEXT, name TEXT, args TEXT,
-    PRIMARY KEY (block, log_index));
-CREATE INDEX IF NOT EXISTS usage_epoch ON usage (epoch);
-CREATE INDEX IF NOT EXISTS claims_holder ON claims (holder);
-"""
+log = logging.getLogger("edgeshare.indexer")
 
+
+class Amount(TypeDecorator[int]):
+    """An exact unsigned 256-bit integer: ``NUMERIC(78,0)``, or decimal text on SQLite."""
+
+    impl = Numeric(78, 0)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        """Text on SQLite (its NUMERIC affinity loses digits past 2**63), else NUMERIC."""
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(Text())
+        return dialect.type_descriptor(Numeric(78, 0, asdecimal=True))
+
+    def process_bind_param(self, value: int | None, dialect: Dialect) -> Any:
+        """An ``int`` as the column stores it (decimal text, or an exact Decimal)."""
+        if value is None:
+            return None
+        return str(value) if dialect.name == "sqlite" else Decimal(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> int | None:
+        """Back to an ``int``, exactly."""
+        return None if value is None else int(value)
+
+
+def _log_table(name: str, *columns: SchemaItem) -> Table:
+    """A table of events keyed by their place in the chain: (block, log index)."""
+    return Table(
+        name,
+        METADATA,
+        Column("block", BigInteger, primary_key=True, autoincrement=False),
+        Column("log_index", Integer, primary_key=True, autoincrement=False),
+        *columns,
+    )
+
+
+METADATA = MetaData()
+meta = Table(
+    "meta", METADATA, Column("key", Text, primary_key=True), Column("value", Text, nullable=False)
+)
+blocks = Table(
+    "blocks",
+    METADATA,
+    Column("number", BigInteger, primary_key=True, autoincrement=False),
+    Column("hash", Text, nullable=False),
+)
+# projection: each node as its events so far leave it
+nodes = Table(
+    "nodes",
+    METADATA,
+    Column("node_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("operator", Text),
+    Column("attestor", Text),
+    Column("share_token", Text, unique=True),
+    Column("shares", Amount),
+    Column("price_per_1k", Amount),
+    Column("operator_cut_bps", Integer),
+    Column("region", Text),
+    Column("metadata_uri", Text),
+    Column("external_id", Text),
+    Column("status", Integer),
+    Column("registered_block", BigInteger),
+)
+# projection: the report in force for each settled epoch, and its state
+usage = Table(
+    "usage",
+    METADATA,
+    Column("node_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("epoch", BigInteger, primary_key=True, autoincrement=False),
+    Column("inferences", Amount),
+    Column("revenue", Amount),
+    Column("latency_ms", BigInteger),
+    Column("uptime_bps", Integer),
+    Column("payer", Text),
+    Column("attestor", Text),
+    Column("operator_cut_bps", Integer),
+    Column("state", Text),
+    Column("settled_block", BigInteger),
+    Index("usage_epoch", "epoch"),
+)
+# every UsageSettled (an epoch disputed and settled again has two), with its signer
+usage_events = _log_table(
+    "usage_events",
+    Column("node_id", BigInteger),
+    Column("epoch", BigInteger),
+    Column("version", BigInteger),
+    Column("inferences", Amount),
+    Column("revenue", Amount),
+    Column("latency_ms", BigInteger),
+    Column("uptime_bps", Integer),
+    Column("payer", Text),
+    Column("attestor", Text),
+    Column("operator_cut_bps", Integer),
+    Index("usage_events_epoch", "node_id", "epoch"),
+)
+# every RevenueFinalized ("finalized") and RevenueDisputed ("disputed")
+usage_states = _log_table(
+    "usage_states",
+    Column("node_id", BigInteger),
+    Column("epoch", BigInteger),
+    Column("state", Text),
+    Index("usage_states_epoch", "node_id", "epoch"),
+)
+splits = _log_table(
+    "splits",
+    Column("node_id", BigInteger),
+    Column("epochs", BigInteger),
+    Column("gross", Amount),
+    Column("protocol_fee", Amount),
+    Column("operator_cut", Amount),
+    Column("holders", Amount),
+)
+claims = _log_table(
+    "claims",
+    Column("node_id", BigInteger),
+    Column("holder", Text),
+    Column("receiver", Text),
+    Column("amount", Amount),
+    Index("claims_holder", "holder"),
+)
+transfers = _log_table(
+    "transfers",
+    Column("node_id", BigInteger),
+    Column("sender", Text),
+    Column("receiver", Text),
+    Column("value", Amount),
+)
+withdrawals = _log_table(
+    "withdrawals", Column("account", Text), Column("receiver", Text), Column("amount", Amount)
+)
+# everything else, arguments as JSON (integers as decimal text); NodeRegistered and the
+# node updates too, so that a rollback can rebuild a node's row
+other_events = _log_table(
+    "other_events",
+    Column("address", Text),
+    Column("name", Text),
+    Column("node_id", BigInteger),
+    Column("args", Text),
+    Index("other_events_node", "node_id"),
+)
+LOG_TABLES = (usage_events, usage_states, splits, claims, transfers, withdrawals, other_events)
+
+# node events that change a column of its row: event -> (column, event field)
+NODE_UPDATES = {
+    "AttestorRotated": ("attestor", "new_attestor"),
+    "NodeStatusChanged": ("status", "status"),
+    "MetadataUpdated": ("metadata_uri", "metadata_uri"),
+    "PriceSet": ("price_per_1k", "price_per_1k"),
+    "OperatorTransferred": ("operator", "new_operator"),
+}
+INTEGER_COLUMNS = ("status", "price_per_1k")
 
 STATIC = ("uint", "int", "address", "bool", "bytes32")
 
@@ -161,13 +329,28 @@ def find_deploy_block(w3: Web3, address: str, known_after: int) -> int:
     return lo
 
 
-def parse_db_url(url: str) -> Path:
-    """``sqlite:///relative.db``, ``sqlite:////abs/path.db`` or a plain path."""
-    if url.startswith("sqlite:///"):
-        return Path(url.removeprefix("sqlite:///"))
-    if "://" in url:
-        raise InputError(f"unsupported database URL {url!r}: only sqlite:///PATH is supported")
-    return Path(url)
+def parse_db_url(url: str) -> URL:
+    """``sqlite:///relative.db``, ``sqlite:////abs/path.db``, a plain path, or
+    ``postgresql://user@host/db`` (also ``postgresql+psycopg://``)."""
+    if "://" not in url:
+        return URL.create("sqlite", database=url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise InputError(f"cannot parse the database URL {url!r}") from None
+    if parsed.drivername in ("postgresql", "postgresql+psycopg"):
+        return parsed.set(drivername="postgresql+psycopg")
+    if parsed.drivername == "sqlite" and parsed.database:
+        return parsed
+    raise InputError(
+        f"unsupported database URL {parsed.render_as_string()!r}: use sqlite:///PATH or "
+        "postgresql://USER@HOST/DB"
+    )
+
+
+def get_display_url(url: str) -> str:
+    """The database URL as it may be printed: any password masked."""
+    return parse_db_url(url).render_as_string(hide_password=True) if "://" in url else url
 
 
 def get_default_db_url(chain_id: int) -> str:
@@ -175,19 +358,135 @@ def get_default_db_url(chain_id: int) -> str:
     return f"sqlite:///index/{chain_id}.db"
 
 
+def get_default_confirmations(chain_id: int) -> int:
+    """Blocks an index stays behind the head unless told: 0 on local chains, else 2."""
+    return 0 if is_local_chain_id(chain_id) else DEFAULT_CONFIRMATIONS
+
+
+def build_engine(url: str) -> Engine:
+    """An engine for the index database (SQLite: the file's folder is created, WAL on)."""
+    parsed = parse_db_url(url)
+    if parsed.drivername != "sqlite":
+        return create_engine(parsed)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(parsed)
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(connection: Any, _record: Any) -> None:
+        cursor = connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    return engine
+
+
 @contextmanager
-def open_db(url: str) -> Iterator[sqlite3.Connection]:
-    """Open (and create) the index database."""
-    path = parse_db_url(url)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(path)
+def open_db(url: str) -> Iterator[Connection]:
+    """Open (and create, or migrate to the current schema) the index database."""
+    engine = build_engine(url)
     try:
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.executescript(SCHEMA)
-        yield db
+        with engine.connect() as db:
+            migrate(db)
+            yield db
+    except SQLAlchemyError as exc:
+        shown = get_display_url(url)
+        raise EdgeShareError(f"the index database {shown} failed: {exc}") from None
     finally:
-        db.close()
+        engine.dispose()
+
+
+@contextmanager
+def _transaction(db: Connection) -> Iterator[Connection]:
+    """One transaction on ``db`` (ending the one an earlier read may have begun)."""
+    if db.in_transaction():
+        db.commit()
+    with db.begin():
+        yield db
+
+
+# ------------------------------------------------------------------ schema versions
+
+# The layout before versions were recorded: these tables, no ``schema_version`` in meta.
+V1_TABLES = ("meta", "nodes", "usage", "splits", "claims", "transfers", "withdrawals",
+             "other_events")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One step up the schema versions."""
+
+    to_version: int
+    description: str
+    apply: Callable[[Connection], None]
+
+
+def _drop_v1(db: Connection) -> None:
+    for name in V1_TABLES:
+        db.execute(sql_text(f"DROP TABLE IF EXISTS {name}"))
+
+
+MIGRATIONS = [
+    Migration(
+        2,
+        "drops the version 1 tables (amounts as text, no block hashes); the index is "
+        "rebuilt from the chain",
+        _drop_v1,
+    ),
+]
+
+
+def get_schema_version(db: Connection) -> int:
+    """The database's schema version: 0 for an empty one, 1 for the unversioned layout."""
+    if not inspect(db).has_table("meta"):
+        return 0
+    found = db.execute(select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
+    return 1 if found is None else int(found)
+
+
+def migrate(db: Connection) -> None:
+    """Bring the schema to ``SCHEMA_VERSION``, each step logged; create what is missing."""
+    version = get_schema_version(db)
+    if version > SCHEMA_VERSION:
+        raise InputError(
+            f"the index database has schema version {version}; this edgeshare knows up to "
+            f"{SCHEMA_VERSION}: upgrade edgeshare or use another --db"
+        )
+    with _transaction(db):
+        if version > 0:
+            for step in MIGRATIONS:
+                if version < step.to_version:
+                    log.warning(
+                        "migrating the index database from schema version %d to %d: %s",
+                        version, step.to_version, step.description,
+                    )  # fmt: skip
+                    step.apply(db)
+                    version = step.to_version
+        METADATA.create_all(db)
+        _put_meta(db, {"schema_version": str(SCHEMA_VERSION)})
+
+
+def _upsert(db: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert ``rows``, replacing those whose primary key is already there."""
+    if not rows:
+        return
+    keys = [c.name for c in table.primary_key.columns]
+    if db.dialect.name == "postgresql":
+        pg = postgresql.insert(table)
+        changes = {c.name: pg.excluded[c.name] for c in table.columns if c.name not in keys}
+        db.execute(pg.on_conflict_do_update(index_elements=keys, set_=changes), rows)
+    else:
+        lite = sqlite.insert(table)
+        changes = {c.name: lite.excluded[c.name] for c in table.columns if c.name not in keys}
+        db.execute(lite.on_conflict_do_update(index_elements=keys, set_=changes), rows)
+
+
+def _put_meta(db: Connection, values: dict[str, str]) -> None:
+    _upsert(db, meta, [{"key": k, "value": v} for k, v in values.items()])
+
+
+# ------------------------------------------------------------------ indexing
 
 
 @dataclass
@@ -198,6 +497,71 @@ class IndexResult:
     to_block: int
     events: int
     chunks: int
+    undone: int = 0
+    """Blocks rolled back at the start of the run after a chain reorganisation."""
+
+
+class Event(NamedTuple):
+    """One decoded log."""
+
+    block: int
+    log_index: int
+    block_hash: str
+    address: str
+    name: str
+    args: dict[str, Any]
+
+
+@dataclass
+class _Batch:
+    """One chunk's writes, gathered by the event handlers, written in one transaction."""
+
+    shares: dict[str, int]
+    """Share token (lowercase) -> node id, the chunk's new tokens included."""
+    rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    """Rows for the event-log tables, by table name."""
+    new_nodes: dict[int, dict[str, Any]] = field(default_factory=dict)
+    node_changes: dict[int, dict[str, Any]] = field(default_factory=dict)
+    """Changed columns of nodes registered before this chunk."""
+    usage: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
+    """Usage rows of epochs settled in this chunk (the newest report wins)."""
+    states: dict[tuple[int, int], str] = field(default_factory=dict)
+    """New states of epochs settled before this chunk."""
+    attestors: dict[int, str | None] = field(default_factory=dict)
+    blocks: dict[int, str] = field(default_factory=dict)
+
+    def add(self, table: Table, row: dict[str, Any]) -> None:
+        """Queue an event-log row."""
+        self.rows.setdefault(table.name, []).append(row)
+
+
+def _json_args(args: dict[str, Any]) -> str:
+    """Event arguments as JSON, integers as decimal text (they may exceed 2**53)."""
+    return json.dumps(
+        {
+            k: str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+            for k, v in args.items()
+        }
+    )
+
+
+def build_node_row(block: int, args: dict[str, Any]) -> dict[str, Any]:
+    """A ``nodes`` row from ``NodeRegistered``'s arguments (decoded, or from the JSON)."""
+    return {
+        "node_id": int(args["node_id"]), "operator": args["operator"],
+        "attestor": args["attestor"], "share_token": args["share_token"],
+        "shares": int(args["shares"]), "price_per_1k": int(args["price_per_1k"]),
+        "operator_cut_bps": int(args["operator_cut_bps"]), "region": args["region"],
+        "metadata_uri": args["metadata_uri"], "external_id": args["external_id"],
+        "status": 1, "registered_block": block,
+    }  # fmt: skip
+
+
+def _node_change(name: str, args: dict[str, Any]) -> tuple[str, Any]:
+    """The (column, value) a node-update event sets."""
+    column, source = NODE_UPDATES[name]
+    value = args[source]
+    return column, int(value) if column in INTEGER_COLUMNS else value
 
 
 class Indexer:
@@ -205,258 +569,448 @@ class Indexer:
 
     Args:
         suite: The deployed suite.
-        db: An open index database.
-        rpc: The JSON-RPC client (for getLogs).
+        db: An open index database (``open_db``).
+        rpc: The JSON-RPC client (for getLogs and block hashes).
         chunk: Blocks per getLogs request at most; halved when a node refuses a range.
+        start_block: Where a new database starts; searched in the code history when not
+            given (a node that keeps no history, e.g. anvil --prune-history, needs it).
+        confirmations: Blocks behind the head the index stops at.
     """
 
     def __init__(
         self,
         suite: Suite,
-        db: sqlite3.Connection,
+        db: Connection,
         rpc: RpcClient,
         chunk: int = DEFAULT_CHUNK,
         start_block: int | None = None,
+        confirmations: int = 0,
     ):
+        if confirmations < 0:
+            raise InputError("--confirmations must not be negative")
         self.suite = suite
-        # where a new database starts; searched in the code history when not given (a
-        # node that keeps no history, e.g. anvil --prune-history, needs it given)
         self.start_block = start_block
         self.db = db
         self.rpc = rpc
         self.chunk = chunk
+        self.confirmations = confirmations
         self.core = {
             suite.registry.address.lower(): _specs("NodeRegistry"),
             suite.router.address.lower(): _specs("RevenueRouter"),
         }
         self.share_specs = _specs("NodeShare")
-        self.shares = {
-            row[0].lower(): row[1] for row in db.execute("SELECT share_token, node_id FROM nodes")
+        self._handlers: dict[str, Callable[[_Batch, Event], None]] = {
+            "NodeRegistered": self._on_node_registered,
+            "UsageSettled": self._on_usage_settled,
+            "RevenueFinalized": self._on_usage_state,
+            "RevenueDisputed": self._on_usage_state,
+            "RevenueSplit": self._on_split,
+            "RevenueClaimed": self._on_claim,
+            "Transfer": self._on_transfer,
+            "Withdrawn": self._on_withdrawal,
+            **dict.fromkeys(NODE_UPDATES, self._on_node_update),
         }
         self._check_meta()
+        self.shares = self._load_shares()
+
+    # ---------------------------------------------------------------- state
+
+    def _load_shares(self) -> dict[str, int]:
+        rows = self.db.execute(select(nodes.c.share_token, nodes.c.node_id))
+        return {token.lower(): node_id for token, node_id in rows}
+
+    def _get_meta(self, key: str) -> str | None:
+        return self.db.execute(select(meta.c.value).where(meta.c.key == key)).scalar()
 
     def _check_meta(self) -> None:
-        """Refuse a database made from another chain, or from an earlier life of this one.
-
-        A local chain restarted from scratch redeploys the suite at the same addresses,
-        so addresses alone do not identify it: the hashes of the deployment block and of
-        the last indexed block must still be the chain's.
-        """
-        w3 = self.suite.w3
+        """Refuse a database made for another chain or suite; record where indexing starts."""
         manifest = self.suite.manifest
-        have = dict(self.db.execute("SELECT key, value FROM meta"))
         want = {"chain_id": str(manifest.chain_id), "registry": self.suite.registry.address}
         for key, value in want.items():
-            if key in have and have[key] != value:
+            have = self._get_meta(key)
+            if have is not None and have != value:
                 raise InputError(
-                    f"the index database is for {key} {have[key]}, not {value}; use another --db"
+                    f"the index database is for {key} {have}, not {value}; use another --db"
                 )
-        head = int(w3.eth.block_number)
-        for key in ("deploy_block", "last_block"):
-            if key in have:
-                number = int(have[key])
-                found = w3.eth.get_block(number)["hash"].to_0x_hex() if number <= head else None
-                if found != have.get(f"{key}_hash"):
-                    raise InputError(
-                        f"the index database does not match this chain at block {number} (the "
-                        "chain was reset or reorganised since); delete it or use another --db"
-                    )
-        if "deploy_block" not in have:
+        if self._get_meta("deploy_block") is None:
             first = self.start_block
             if first is None:
-                first = find_deploy_block(w3, self.suite.registry.address, manifest.block)
-            want["deploy_block"] = str(first)
-            want["deploy_block_hash"] = w3.eth.get_block(first)["hash"].to_0x_hex()
-        with self.db:
-            for key, value in want.items():
-                self.db.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (key, value))
+                first = find_deploy_block(
+                    self.suite.w3, self.suite.registry.address, manifest.block
+                )
+            found = self._fetch_hashes([first])[first]
+            if found is None:
+                raise InputError(f"the chain has no block {first} (the start block)")
+            with _transaction(self.db) as db:
+                _put_meta(db, {**want, "deploy_block": str(first), "deploy_block_hash": found})
+                _upsert(db, blocks, [{"number": first, "hash": found}])
+
+    @property
+    def deploy_block(self) -> int:
+        """The first block the index covers."""
+        return int(self._get_meta("deploy_block") or 0)
 
     @property
     def last_block(self) -> int:
         """The last block fully indexed (before the first run: the block before deployment)."""
-        row = self.db.execute("SELECT value FROM meta WHERE key = 'last_block'").fetchone()
-        if row:
-            return int(row[0])
-        deployed = self.db.execute("SELECT value FROM meta WHERE key = 'deploy_block'").fetchone()
-        return int(deployed[0]) - 1
+        found = self._get_meta("last_block")
+        return int(found) if found is not None else self.deploy_block - 1
+
+    # ---------------------------------------------------------------- chain reads
+
+    def _fetch_head(self) -> int:
+        result = self.rpc.batch([("eth_blockNumber", [])])[0]
+        if isinstance(result, RpcError):
+            raise ChainUnavailable(f"eth_blockNumber failed: {result.message}")
+        return int(result, 16)
+
+    def _fetch_hashes(self, numbers: list[int]) -> dict[int, str | None]:
+        """Block number -> the chain's hash of it (None past the head), in one batch."""
+        replies = self.rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in numbers])
+        out: dict[int, str | None] = {}
+        for number, reply in zip(numbers, replies, strict=True):
+            if isinstance(reply, RpcError):
+                raise ChainUnavailable(f"eth_getBlockByNumber {number} failed: {reply.message}")
+            out[number] = None if reply is None else str(reply["hash"]).lower()
+        return out
 
     def _get_logs(self, addresses: list[str], start: int, end: int) -> list[dict[str, Any]]:
-        return self._get_logs_split([(addresses, start, end)])
-
-    def _get_logs_split(self, ranges: list[tuple[list[str], int, int]]) -> list[dict[str, Any]]:
+        """The logs of ``addresses`` in [start, end], halving a range the node refuses."""
         logs: list[dict[str, Any]] = []
+        ranges = [(start, end)]
         while ranges:
-            addresses, start, end = ranges.pop(0)
-            params = {"address": addresses, "fromBlock": hex(start), "toBlock": hex(end)}
+            first, last = ranges.pop(0)
+            params = {"address": addresses, "fromBlock": hex(first), "toBlock": hex(last)}
             result = self.rpc.batch([("eth_getLogs", [params])])[0]
             if isinstance(result, RpcError):
-                if end > start and any(w in result.message.lower() for w in TOO_MANY):
-                    middle = (start + end) // 2
-                    self.chunk = max(1, (end - start + 1) // 2)
-                    ranges[:0] = [(addresses, start, middle), (addresses, middle + 1, end)]
+                if last > first and is_range_too_large(result):
+                    middle = (first + last) // 2
+                    self.chunk = max(1, (last - first + 1) // 2)
+                    ranges[:0] = [(first, middle), (middle + 1, last)]
                     continue
-                raise InputError(f"eth_getLogs {start}-{end} failed: {result.message}")
+                raise ChainUnavailable(f"eth_getLogs {first}-{last} failed: {result.message}")
             logs.extend(result)
         return logs
+
+    # ---------------------------------------------------------------- reorgs
+
+    def _check_chain(self) -> int:
+        """Compare the stored hashes with the chain's; after a reorg, roll back to the fork
+        point. Returns the number of blocks undone."""
+        deploy = self.deploy_block
+        if self._fetch_hashes([deploy])[deploy] != self._get_meta("deploy_block_hash"):
+            raise InputError(
+                f"the index database does not match this chain at block {deploy}, where the "
+                "suite was deployed (the chain was reset since); delete it or use another --db"
+            )
+        last = self.last_block
+        if last < deploy:
+            return 0
+        fork = self._find_fork_point(last)
+        if fork < last:
+            self._roll_back(fork)
+            log.warning(
+                "chain reorganisation: undid %d blocks of the index (%d-%d), re-indexing from %d",
+                last - fork, fork + 1, last, fork + 1,
+            )  # fmt: skip
+        return last - fork
+
+    def _find_fork_point(self, last: int) -> int:
+        """The newest stored block whose hash is still the chain's (``last`` if no reorg)."""
+        cursor, page = last + 1, 1  # one call when nothing changed
+        while True:
+            stored = self.db.execute(
+                select(blocks.c.number, blocks.c.hash)
+                .where(blocks.c.number < cursor)
+                .order_by(blocks.c.number.desc())
+                .limit(page)
+            ).all()
+            if not stored:
+                raise InputError(
+                    f"the chain was reorganised deeper than the index's stored block hashes "
+                    f"reach (below block {cursor}); delete the index or use another --db"
+                )
+            chain = self._fetch_hashes([number for number, _ in stored])
+            for number, stored_hash in stored:
+                if chain[number] == stored_hash:
+                    return int(number)
+            cursor, page = stored[-1][0], HASH_BATCH
+
+    def _roll_back(self, fork: int) -> None:
+        """Delete every row after block ``fork`` and rebuild the projection rows they touched."""
+        with _transaction(self.db) as db:
+            epochs = {
+                (node_id, epoch)
+                for table in (usage_events, usage_states)
+                for node_id, epoch in db.execute(
+                    select(table.c.node_id, table.c.epoch).where(table.c.block > fork)
+                )
+            }
+            changed = set(
+                db.execute(
+                    select(other_events.c.node_id).where(
+                        other_events.c.block > fork, other_events.c.name.in_(NODE_UPDATES)
+                    )
+                ).scalars()
+            )
+            for table in LOG_TABLES:
+                db.execute(delete(table).where(table.c.block > fork))
+            db.execute(delete(blocks).where(blocks.c.number > fork))
+            db.execute(delete(nodes).where(nodes.c.registered_block > fork))
+            for node_id in sorted(changed):
+                self._rebuild_node(db, node_id)
+            for node_id, epoch in sorted(epochs):
+                self._rebuild_usage(db, node_id, epoch)
+            _put_meta(db, {"last_block": str(fork)})
+        self.shares = self._load_shares()
+
+    @staticmethod
+    def _rebuild_node(db: Connection, node_id: int) -> None:
+        """A node's row again from its kept ``NodeRegistered`` and updates (if it still exists)."""
+        found = db.execute(
+            select(other_events.c.block, other_events.c.name, other_events.c.args)
+            .where(other_events.c.node_id == node_id)
+            .where(other_events.c.name.in_(["NodeRegistered", *NODE_UPDATES]))
+            .order_by(other_events.c.block, other_events.c.log_index)
+        ).all()
+        if not found or found[0].name != "NodeRegistered":
+            return
+        row = build_node_row(found[0].block, json.loads(found[0].args))
+        for _, name, args in found[1:]:
+            column, value = _node_change(name, json.loads(args))
+            row[column] = value
+        _upsert(db, nodes, [row])
+
+    @staticmethod
+    def _rebuild_usage(db: Connection, node_id: int, epoch: int) -> None:
+        """An epoch's usage row again: its newest kept report, in its newest kept state."""
+        key = and_(usage.c.node_id == node_id, usage.c.epoch == epoch)
+        db.execute(delete(usage).where(key))
+        latest = (
+            db.execute(
+                select(usage_events)
+                .where(usage_events.c.node_id == node_id, usage_events.c.epoch == epoch)
+                .order_by(usage_events.c.block.desc(), usage_events.c.log_index.desc())
+                .limit(1)
+            )
+            .mappings()
+            .first()
+        )
+        if latest is None:
+            return
+        state = db.execute(
+            select(usage_states.c.state)
+            .where(usage_states.c.node_id == node_id, usage_states.c.epoch == epoch)
+            .where(
+                or_(
+                    usage_states.c.block > latest["block"],
+                    and_(
+                        usage_states.c.block == latest["block"],
+                        usage_states.c.log_index > latest["log_index"],
+                    ),
+                )
+            )
+            .order_by(usage_states.c.block.desc(), usage_states.c.log_index.desc())
+            .limit(1)
+        ).scalar()
+        row = {c.name: latest[c.name] for c in usage.columns if c.name in latest}
+        db.execute(
+            usage.insert(),
+            {**row, "state": state or "pending", "settled_block": latest["block"]},
+        )
+
+    # ---------------------------------------------------------------- the run
 
     def run(
         self,
         to_block: int | None = None,
         on_progress: Callable[[str, int, int], None] | None = None,
     ) -> IndexResult:
-        """Index from the last indexed block to ``to_block`` (default: the latest)."""
+        """Undo what a reorg replaced, then index from the last indexed block to ``to_block``
+        (default: ``confirmations`` blocks behind the head)."""
         progress = on_progress or (lambda _s, _d, _t: None)
-        head = int(self.suite.w3.eth.block_number) if to_block is None else to_block
+        undone = self._check_chain()
+        head = self._fetch_head() - self.confirmations if to_block is None else to_block
         start = self.last_block + 1
-        result = IndexResult(from_block=start, to_block=head, events=0, chunks=0)
+        result = IndexResult(from_block=start, to_block=max(head, start - 1), events=0,
+                             chunks=0, undone=undone)  # fmt: skip
         block = start
         while block <= head:
             end = min(head, block + self.chunk - 1)
-            core_logs = self._get_logs(list(self.core), block, end)
-            rows = self._decode(core_logs, self.core)
-            new_shares = {
-                args["share_token"].lower(): args["node_id"]
-                for _, _, name, args in rows
-                if name == "NodeRegistered"
-            }
-            known = {**self.shares, **new_shares}
-            share_rows = []
-            if known:
-                share_logs = self._get_logs(sorted(known), block, end)
-                share_rows = self._decode(share_logs, dict.fromkeys(known, self.share_specs))
-            self._store(rows + share_rows, known, end)
-            self.shares = known
-            result.events += len(rows) + len(share_rows)
+            result.events += self._index_chunk(block, end)
             result.chunks += 1
             progress("indexed blocks", end - start + 1, head - start + 1)
             block = end + 1
         return result
 
+    def _index_chunk(self, start: int, end: int) -> int:
+        """Read, decode and store blocks [start, end]; returns the number of events."""
+        events = self._decode(self._get_logs(list(self.core), start, end), self.core)
+        known = dict(self.shares)
+        known.update(
+            {
+                e.args["share_token"].lower(): e.args["node_id"]
+                for e in events
+                if e.name == "NodeRegistered"
+            }
+        )
+        if known:
+            share_logs = self._get_logs(sorted(known), start, end)
+            events += self._decode(share_logs, dict.fromkeys(known, self.share_specs))
+            events.sort(key=lambda e: (e.block, e.log_index))
+        end_hash = self._fetch_hashes([end])[end]
+        if end_hash is None:
+            raise ChainUnavailable(
+                f"block {end} left the chain while it was indexed (a reorg); run the index again"
+            )
+        self._store(events, known, end, end_hash)
+        self.shares = known
+        return len(events)
+
     def _decode(
         self, logs: list[dict[str, Any]], specs: dict[str, dict[bytes, EventSpec]]
-    ) -> list[tuple[int, int, str, dict[str, Any]]]:
+    ) -> list[Event]:
         out = []
-        for log in logs:
-            if log.get("removed"):
+        for item in logs:
+            if item.get("removed"):
                 continue
-            by_topic = specs.get(log["address"].lower())
-            if not by_topic or not log["topics"]:
+            by_topic = specs.get(item["address"].lower())
+            if not by_topic or not item["topics"]:
                 continue
-            spec = by_topic.get(bytes.fromhex(log["topics"][0][2:]))
+            spec = by_topic.get(bytes.fromhex(item["topics"][0][2:]))
             if spec is None:
                 continue
-            args = decode_log(spec, log)
-            args["_address"] = log["address"]
-            out.append((int(log["blockNumber"], 16), int(log["logIndex"], 16), spec.name, args))
-        out.sort(key=lambda r: (r[0], r[1]))
+            out.append(Event(int(item["blockNumber"], 16), int(item["logIndex"], 16),
+                             str(item["blockHash"]).lower(), item["address"], spec.name,
+                             decode_log(spec, item)))  # fmt: skip
+        out.sort(key=lambda e: (e.block, e.log_index))
         return out
 
-    def _store(
-        self, rows: list[tuple[int, int, str, dict[str, Any]]], shares: dict[str, int], end: int
-    ) -> None:
-        """Write one chunk's events and the new last block in one transaction.
+    def _store(self, events: list[Event], shares: dict[str, int], end: int, end_hash: str) -> None:
+        """Write one chunk's events, their block hashes and the new last block in one
+        transaction. Each event goes to its handler in the chain's order; inserts are
+        grouped per table (executemany)."""
+        batch = _Batch(shares=shares)
+        for e in events:
+            batch.blocks[e.block] = e.block_hash
+            self._handlers.get(e.name, self._on_other)(batch, e)
+        batch.blocks[end] = end_hash
+        with _transaction(self.db) as db:
+            _upsert(db, blocks, [{"number": n, "hash": h} for n, h in batch.blocks.items()])
+            if batch.new_nodes:  # first: later statements of the chunk may refer to them
+                db.execute(nodes.insert(), list(batch.new_nodes.values()))
+            for node_id, changes in batch.node_changes.items():
+                db.execute(update(nodes).where(nodes.c.node_id == node_id).values(**changes))
+            for table in LOG_TABLES:
+                if table.name in batch.rows:
+                    db.execute(table.insert(), batch.rows[table.name])
+            _upsert(db, usage, list(batch.usage.values()))
+            if batch.states:
+                db.execute(
+                    update(usage)
+                    .where(usage.c.node_id == bindparam("k_node"))
+                    .where(usage.c.epoch == bindparam("k_epoch"))
+                    .values(state=bindparam("k_state")),
+                    [{"k_node": n, "k_epoch": ep, "k_state": s}
+                     for (n, ep), s in batch.states.items()],
+                )  # fmt: skip
+            _put_meta(db, {"last_block": str(end), "last_block_hash": end_hash})
 
-        Inserts are grouped per table (executemany); updates of earlier rows keep the
-        events' order, so a report settled and finalized in one chunk ends finalized.
-        """
-        inserts: dict[str, list[tuple[Any, ...]]] = {}
-        updates: list[tuple[str, tuple[Any, ...]]] = []
-        attestors: dict[int, str | None] = {}
+    # ---------------------------------------------------------------- event handlers
 
-        def insert(table: str, row: tuple[Any, ...]) -> None:
-            inserts.setdefault(table, []).append(row)
+    def _attestor(self, batch: _Batch, node_id: int) -> str | None:
+        """The node's attestor at this point of the event order."""
+        if node_id not in batch.attestors:
+            batch.attestors[node_id] = self.db.execute(
+                select(nodes.c.attestor).where(nodes.c.node_id == node_id)
+            ).scalar()
+        return batch.attestors[node_id]
 
-        usage: dict[tuple[int, int], list[Any]] = {}
+    def _on_node_registered(self, batch: _Batch, e: Event) -> None:
+        batch.new_nodes[e.args["node_id"]] = build_node_row(e.block, e.args)
+        batch.attestors[e.args["node_id"]] = e.args["attestor"]
+        self._on_other(batch, e)
 
-        for block, index, name, a in rows:
-            if name == "UsageSettled":
-                # the signer was the node's attestor at this point of the event order
-                signer = attestors.get(a["node_id"])
-                if signer is None:
-                    row = self.db.execute(
-                        "SELECT attestor FROM nodes WHERE node_id = ?", (a["node_id"],)
-                    ).fetchone()
-                    signer = attestors[a["node_id"]] = row[0] if row else None
-                # a disputed epoch can be settled again (the next version): the newest wins
-                usage[(a["node_id"], a["epoch"])] = [
-                    a["node_id"], a["epoch"], a["inferences"], str(a["revenue"]), a["latency_ms"],
-                    a["uptime_bps"], a["payer"], signer, a["operator_cut_bps"], "pending", block,
-                ]  # fmt: skip
-            elif name in ("RevenueFinalized", "RevenueDisputed"):
-                state = "finalized" if name == "RevenueFinalized" else "disputed"
-                key = (a["node_id"], a["epoch"])
-                if key in usage:  # settled in this chunk: keep the event order
-                    usage[key][9] = state
-                else:
-                    updates.append(("UPDATE usage SET state = ? WHERE node_id = ? AND epoch = ?",
-                                    (state, a["node_id"], a["epoch"])))  # fmt: skip
-            elif name == "Transfer" and a["_address"].lower() in shares:
-                insert("transfers", (block, index, shares[a["_address"].lower()], a["sender"],
-                                     a["receiver"], str(a["value"])))  # fmt: skip
-            elif name == "RevenueClaimed":
-                insert("claims", (block, index, shares[a["_address"].lower()], a["holder"],
-                                  a["receiver"], str(a["amount"])))  # fmt: skip
-            elif name == "RevenueSplit":
-                insert("splits", (block, index, a["node_id"], a["epochs"], str(a["gross"]),
-                                  str(a["protocol_fee"]), str(a["operator_cut"]), str(a["holders"])))  # fmt: skip
-            elif name == "Withdrawn":
-                insert("withdrawals", (block, index, a["account"], a["receiver"], str(a["amount"])))
-            elif name == "NodeRegistered":
-                attestors[a["node_id"]] = a["attestor"]
-                insert("nodes", (a["node_id"], a["operator"], a["attestor"], a["share_token"],
-                                 str(a["shares"]), str(a["price_per_1k"]), a["operator_cut_bps"],
-                                 a["region"], a["metadata_uri"], a["external_id"], 1, block))  # fmt: skip
-            else:
-                column = {"AttestorRotated": ("attestor", "new_attestor"),
-                          "NodeStatusChanged": ("status", "status"),
-                          "MetadataUpdated": ("metadata_uri", "metadata_uri"),
-                          "PriceSet": ("price_per_1k", "price_per_1k")}.get(name)  # fmt: skip
-                if name == "AttestorRotated":
-                    attestors[a["node_id"]] = a["new_attestor"]
-                if column is not None:
-                    value = a[column[1]]
-                    if column[0] == "price_per_1k":
-                        value = str(value)
-                    updates.append(
-                        (
-                            f"UPDATE nodes SET {column[0]} = ? WHERE node_id = ?",
-                            (value, a["node_id"]),
-                        )
-                    )
-                args = {k: (str(v) if isinstance(v, int) else v) for k, v in a.items()}
-                insert("other_events", (block, index, a["_address"], name, json.dumps(args)))
-        if usage:
-            inserts["usage"] = [tuple(row) for row in usage.values()]
-        columns = {"usage": 11, "transfers": 6, "claims": 6, "splits": 8, "withdrawals": 5,
-                   "nodes": 12, "other_events": 5}  # fmt: skip
-        end_hash = self.suite.w3.eth.get_block(end)["hash"].to_0x_hex()
-        with self.db as db:
-            # nodes first: later updates in the same chunk refer to them
-            for table in (
-                "nodes",
-                "usage",
-                "transfers",
-                "claims",
-                "splits",
-                "withdrawals",
-                "other_events",
-            ):
-                if table in inserts:
-                    marks = ",".join("?" * columns[table])
-                    db.executemany(
-                        f"INSERT OR REPLACE INTO {table} VALUES ({marks})", inserts[table]
-                    )
-            for sql, params in updates:
-                db.execute(sql, params)
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('last_block', ?)", (str(end),))
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('last_block_hash', ?)", (end_hash,))
+    def _on_node_update(self, batch: _Batch, e: Event) -> None:
+        node_id = e.args["node_id"]
+        column, value = _node_change(e.name, e.args)
+        target = batch.new_nodes.get(node_id) or batch.node_changes.setdefault(node_id, {})
+        target[column] = value
+        if column == "attestor":
+            batch.attestors[node_id] = value
+        self._on_other(batch, e)
+
+    def _on_usage_settled(self, batch: _Batch, e: Event) -> None:
+        a = e.args
+        report = {
+            "node_id": a["node_id"], "epoch": a["epoch"], "inferences": a["inferences"],
+            "revenue": a["revenue"], "latency_ms": a["latency_ms"],
+            "uptime_bps": a["uptime_bps"], "payer": a["payer"],
+            # the signer: the node's attestor at this point of the event order
+            "attestor": self._attestor(batch, a["node_id"]),
+            "operator_cut_bps": a["operator_cut_bps"],
+        }  # fmt: skip
+        batch.add(usage_events, {"block": e.block, "log_index": e.log_index,
+                                 "version": a["version"], **report})  # fmt: skip
+        # a disputed epoch can be settled again (the next version): the newest wins
+        key = (a["node_id"], a["epoch"])
+        batch.usage[key] = {**report, "state": "pending", "settled_block": e.block}
+        batch.states.pop(key, None)
+
+    def _on_usage_state(self, batch: _Batch, e: Event) -> None:
+        state = "finalized" if e.name == "RevenueFinalized" else "disputed"
+        key = (e.args["node_id"], e.args["epoch"])
+        batch.add(usage_states, {"block": e.block, "log_index": e.log_index,
+                                 "node_id": key[0], "epoch": key[1], "state": state})  # fmt: skip
+        if key in batch.usage:  # settled in this chunk: keep the event order
+            batch.usage[key]["state"] = state
+        else:
+            batch.states[key] = state
+
+    def _on_split(self, batch: _Batch, e: Event) -> None:
+        a = e.args
+        batch.add(splits, {"block": e.block, "log_index": e.log_index, "node_id": a["node_id"],
+                           "epochs": a["epochs"], "gross": a["gross"],
+                           "protocol_fee": a["protocol_fee"], "operator_cut": a["operator_cut"],
+                           "holders": a["holders"]})  # fmt: skip
+
+    def _on_claim(self, batch: _Batch, e: Event) -> None:
+        batch.add(claims, {"block": e.block, "log_index": e.log_index,
+                           "node_id": batch.shares[e.address.lower()], "holder": e.args["holder"],
+                           "receiver": e.args["receiver"], "amount": e.args["amount"]})  # fmt: skip
+
+    def _on_transfer(self, batch: _Batch, e: Event) -> None:
+        batch.add(transfers, {"block": e.block, "log_index": e.log_index,
+                              "node_id": batch.shares[e.address.lower()],
+                              "sender": e.args["sender"], "receiver": e.args["receiver"],
+                              "value": e.args["value"]})  # fmt: skip
+
+    def _on_withdrawal(self, batch: _Batch, e: Event) -> None:
+        batch.add(withdrawals, {"block": e.block, "log_index": e.log_index,
+                                "account": e.args["account"], "receiver": e.args["receiver"],
+                                "amount": e.args["amount"]})  # fmt: skip
+
+    def _on_other(self, batch: _Batch, e: Event) -> None:
+        node_id = e.args.get("node_id")
+        batch.add(other_events, {"block": e.block, "log_index": e.log_index,
+                                 "address": e.address, "name": e.name,
+                                 "node_id": node_id if isinstance(node_id, int) else None,
+                                 "args": _json_args(e.args)})  # fmt: skip
 
 
-def sync_index(suite: Suite, db_url: str | None = None, chunk: int = DEFAULT_CHUNK,
-               on_progress: Callable[[str, int, int], None] | None = None) -> tuple[str, IndexResult]:  # fmt: skip
-    """Bring the index database up to the chain's head; returns (db url, result)."""
-    from edgeshare.poster import get_rpc
+def sync_index(
+    suite: Suite,
+    db_url: str | None = None,
+    chunk: int = DEFAULT_CHUNK,
+    on_progress: Callable[[str, int, int], None] | None = None,
+    confirmations: int | None = None,
+) -> tuple[str, IndexResult]:
+    """Bring the index database up to ``confirmations`` blocks behind the chain's head
+    (default: 0 on a local chain, else 2); returns (db url, result)."""
 
     url = db_url or get_default_db_url(suite.manifest.chain_id)
+    if confirmations is None:
+        confirmations = get_default_confirmations(suite.manifest.chain_id)
     with open_db(url) as db:
-        return url, Indexer(suite, db, get_rpc(suite.w3), chunk).run(on_progress=on_progress)
+        indexer = Indexer(suite, db, get_rpc(suite.w3), chunk, confirmations=confirmations)
+        return url, indexer.run(on_progress=on_progress)

@@ -8,23 +8,17 @@ revenue straight from the chain, in JSON-RPC batches.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from eth_abi.abi import decode, encode
-from hexbytes import HexBytes
+from sqlalchemy import Connection, select
 from web3 import Web3
-from web3.logs import DISCARD
 
-from edgeshare.errors import InputError, NodeNotFound
+from edgeshare import indexer as idx
+from edgeshare.errors import NodeNotFound
 from edgeshare.pipeline import send_pipelined
-from edgeshare.poster import get_rpc
-from edgeshare.rpc import RpcError
 from edgeshare.suite import Suite
 from edgeshare.tx import Transactor
-
-ACTIVE = 1
 
 
 @dataclass
@@ -41,24 +35,8 @@ class BoardRow:
     operator_cut_bps: int
 
 
-def _calls(
-    suite: Suite, signature: str, types: list[str], args: Sequence[list[object]], to: Sequence[str]
-) -> list[bytes]:
-    selector = bytes(Web3.keccak(text=signature)[:4])
-    batch = [
-        ("eth_call", [{"to": t, "data": "0x" + (selector + encode(types, a)).hex()}, "latest"])
-        for t, a in zip(to, args, strict=True)
-    ]
-    out = []
-    for result in get_rpc(suite.w3).batch(batch):
-        if isinstance(result, RpcError):
-            raise InputError(f"{signature} failed: {result.message}")
-        out.append(bytes(HexBytes(result)))
-    return out
-
-
 def build_board(
-    db: sqlite3.Connection,
+    db: Connection,
     suite: Suite,
     *,
     region: str | None = None,
@@ -68,23 +46,15 @@ def build_board(
     recent: int = 12,
 ) -> list[BoardRow]:
     """Active nodes matching the filters, cheapest first, then fastest, then most available."""
-    count = suite.fetch_node_count()
-    if count == 0:
-        return []
-    registry = suite.registry.address
-    raw = _calls(
-        suite, "node(uint256)", ["uint256"], [[n] for n in range(1, count + 1)], [registry] * count
-    )
-    # NodeRegistry.NodeInfo
-    info_types = [
-        "(address,address,address,address,uint256,uint256,uint256,uint256,uint256,uint256,"
-        "uint256,bool,uint64,string,string)"
-    ]
     rows = []
-    for node_id, data in enumerate(raw, start=1):
-        ((*_, price, next_price, cut, _next_cut, _pend, _pend_epoch, status, _by_registrar,
-          _registered, node_region, _uri),) = decode(info_types, data)  # fmt: skip
-        if status != ACTIVE:
+    for node in suite.fetch_nodes():
+        node_id, node_region, price, cut = (
+            node.node_id,
+            node.region,
+            node.price_per_1k,
+            node.operator_cut_bps,
+        )
+        if node.status != "active":
             continue
         if region is not None and node_region.lower() != region.lower():
             continue
@@ -92,8 +62,9 @@ def build_board(
             continue
         latencies, uptimes = [], []
         for latency, uptime in db.execute(
-            "SELECT latency_ms, uptime_bps FROM usage WHERE node_id = ? AND state != 'disputed' "
-            "ORDER BY epoch DESC LIMIT ?", (node_id, recent)):  # fmt: skip
+            select(idx.usage.c.latency_ms, idx.usage.c.uptime_bps)
+            .where(idx.usage.c.node_id == node_id, idx.usage.c.state != "disputed")
+            .order_by(idx.usage.c.epoch.desc()).limit(recent)):  # fmt: skip
             latencies.append(latency)
             uptimes.append(uptime)
         median = sorted(latencies)[len(latencies) // 2] if latencies else None
@@ -102,7 +73,14 @@ def build_board(
             continue
         rows.append(
             BoardRow(
-                node_id, node_region, price, next_price, median, mean_uptime, len(latencies), cut
+                node_id,
+                node_region,
+                price,
+                node.next_price_per_1k,
+                median,
+                mean_uptime,
+                len(latencies),
+                cut,
             )
         )
     rows.sort(key=lambda r: (r.price_per_1k, r.latency_ms if r.latency_ms is not None else 2**63,
@@ -133,19 +111,15 @@ def fetch_portfolio(
             raise NodeNotFound(f"no node {node_id} (registered: 1..{count})")
     if not ids:
         return []
-    registry = suite.registry.address
-    raw_tokens = _calls(
-        suite, "share_token(uint256)", ["uint256"], [[n] for n in ids], [registry] * len(ids)
+    tokens = suite.fetch_share_tokens(ids)
+    shares = [suite.share_at(t) for t in tokens]
+    values = suite.reader.each(
+        shares, ("balanceOf", holder), ("claimable", holder), ("totalSupply",)
     )
-    tokens = [Web3.to_checksum_address(decode(["address"], d)[0]) for d in raw_tokens]
-    balances = _calls(suite, "balanceOf(address)", ["address"], [[holder]] * len(ids), tokens)
-    claimables = _calls(suite, "claimable(address)", ["address"], [[holder]] * len(ids), tokens)
-    supplies = _calls(suite, "totalSupply()", [], [[]] * len(ids), tokens)
     out = []
-    for node_id, token, b, c, s in zip(ids, tokens, balances, claimables, supplies, strict=True):
-        shares, claimable = decode(["uint256"], b)[0], decode(["uint256"], c)[0]
-        if shares or claimable or node_ids:
-            out.append(Holding(node_id, token, shares, decode(["uint256"], s)[0], claimable))
+    for node_id, token, (balance, claimable, supply) in zip(ids, tokens, values, strict=True):
+        if balance or claimable or node_ids:
+            out.append(Holding(node_id, token, balance, supply, claimable))
     return out
 
 
@@ -172,27 +146,14 @@ def send_claims(
     if not holdings:
         return []
     to = Web3.to_checksum_address(receiver) if receiver else None
-    share_abi = suite.share(holdings[0].node_id).abi
-    shares = [
-        suite.w3.eth.contract(address=Web3.to_checksum_address(h.share_token), abi=share_abi)
-        for h in holdings
-    ]
-    datas = [
-        (s.functions.claim_to(to) if to else s.functions.claim())._encode_transaction_data()
-        for s in shares
-    ]
+    shares = [suite.share_at(h.share_token) for h in holdings]
+    datas = [s.calldata("claim_to", to) if to else s.calldata("claim") for s in shares]
     receipts = send_pipelined(
-        tx, get_rpc(suite.w3), [s.address for s in shares], datas, "claim revenue",
+        tx, suite.rpc, [s.address for s in shares], datas, "claim revenue",
         on_progress or (lambda *_: None),
     )  # fmt: skip
-    from edgeshare.nodes import _as_web3_receipt
-
     results = []
     for holding, share, receipt in zip(holdings, shares, receipts, strict=True):
-        events = share.events.RevenueClaimed().process_receipt(
-            _as_web3_receipt(receipt), errors=DISCARD
-        )
-        paid = int(events[0]["args"]["amount"]) if events else 0
-        tx_hash = HexBytes(receipt["transactionHash"]).to_0x_hex()
-        results.append(ClaimResult(holding.node_id, paid, to or tx.signer.address, tx_hash))
+        paid = sum(int(e["amount"]) for e in share.events(receipt, "RevenueClaimed"))
+        results.append(ClaimResult(holding.node_id, paid, to or tx.signer.address, receipt.tx_hash))
     return results

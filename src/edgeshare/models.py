@@ -34,6 +34,7 @@ def _checksum(value: Any) -> str:
 
 
 Address = Annotated[str, BeforeValidator(_checksum)]
+"""An EIP-55 checksummed address; all-lower and all-upper case input is accepted."""
 
 # a hex digit of the hash that is 8 or more marks an upper-case position: 0xff, else 0x00
 _CASE_MASK = bytes.maketrans(b"0123456789abcdef", b"\x00" * 8 + b"\xff" * 8)
@@ -49,9 +50,6 @@ def to_checksum(raw: bytes) -> str:
     mask = int.from_bytes(marks.translate(_CASE_MASK), "big")
     mixed = (int.from_bytes(low, "big") & ~mask) | (int.from_bytes(low.upper(), "big") & mask)
     return "0x" + mixed.to_bytes(40, "big").decode()
-
-
-"""An EIP-55 checksummed address; all-lower and all-upper case input is accepted."""
 
 
 class StrictModel(BaseModel):

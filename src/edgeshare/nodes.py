@@ -15,13 +15,10 @@ from typing import Annotated, Any
 
 import yaml
 from pydantic import Field, ValidationError
-from web3 import Web3
-from web3.logs import DISCARD
 
 from edgeshare.errors import InputError
 from edgeshare.models import StrictModel
 from edgeshare.pipeline import send_pipelined
-from edgeshare.poster import get_rpc
 from edgeshare.suite import NodeSpec, Suite
 from edgeshare.tx import Transactor
 
@@ -121,30 +118,28 @@ def register_nodes(
     """Register every entry not registered yet (by operator and external id)."""
     progress = on_progress or (lambda _s, _d, _t: None)
     registry = suite.registry
-    existing = [
-        int(registry.functions.node_by_external_id(e.operator, e.get_external_id_hash()).call())
-        for e in entries
-    ]
+    existing = suite.reader.many(
+        [registry.read("node_by_external_id", e.operator, e.get_external_id_hash())
+         for e in entries]
+    )  # fmt: skip
     todo = [e for e, node_id in zip(entries, existing, strict=True) if node_id == 0]
     registered: dict[tuple[str, str], int] = {}
     if todo:
         datas = [
-            registry.functions.register_node(
-                e.operator, e.attestor, e.shares, e.price_per_1k, e.operator_cut_bps,
-                e.region, e.metadata_uri, e.get_external_id_hash(),
-            )._encode_transaction_data()
+            registry.calldata(
+                "register_node", e.operator, e.attestor, e.shares, e.price_per_1k,
+                e.operator_cut_bps, e.region, e.metadata_uri, e.get_external_id_hash(),
+            )
             for e in todo
         ]  # fmt: skip
         receipts = send_pipelined(
-            tx, get_rpc(suite.w3), registry.address, datas, "register nodes", progress
+            tx, suite.rpc, registry.address, datas, "register nodes", progress
         )
-        hashes = {e.get_external_id_hash(): e for e in todo}
+        hashes = {"0x" + e.get_external_id_hash().hex(): e for e in todo}
         for receipt in receipts:
-            for log in registry.events.NodeRegistered().process_receipt(
-                _as_web3_receipt(receipt), errors=DISCARD
-            ):
-                entry = hashes[bytes(log["args"]["external_id"])]
-                registered[(entry.operator, entry.external_id)] = int(log["args"]["node_id"])
+            for event in registry.events(receipt, "NodeRegistered"):
+                entry = hashes[event["external_id"]]
+                registered[(entry.operator, entry.external_id)] = int(event["node_id"])
     out = []
     for entry, node_id in zip(entries, existing, strict=True):
         if node_id:
@@ -161,13 +156,3 @@ def register_nodes(
                 )
             )
     return out
-
-
-def _as_web3_receipt(raw: dict[str, Any]) -> Any:
-    """A raw JSON-RPC receipt in the shape web3's log processing expects."""
-    from web3._utils.method_formatters import receipt_formatter
-
-    return receipt_formatter(raw)
-
-
-__all__ = ["NodeEntry", "NodesFile", "Registration", "Web3", "read_nodes_file", "register_nodes"]

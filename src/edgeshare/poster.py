@@ -11,16 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-from eth_abi.abi import decode, encode
-from hexbytes import HexBytes
-from web3 import Web3
 
 from edgeshare.attestation import Eip712Domain, SignedReport, fetch_domain, pack_signatures, recover
+from edgeshare.contracts import get_codec
 from edgeshare.errors import InputError, TransactionFailed
+from edgeshare.models import to_checksum
 from edgeshare.pipeline import Progress, send_pipelined
-from edgeshare.rpc import RpcClient, RpcError
+from edgeshare.rpc import RpcError
 from edgeshare.suite import Suite
 from edgeshare.tx import Transactor
 
@@ -50,51 +47,16 @@ class PostResult:
     """Reports posted again because a reorganisation removed their settlement."""
 
 
-def get_rpc(w3: Web3) -> RpcClient:
-    """An RpcClient for the same endpoint as ``w3`` (an HTTP provider)."""
-    url = getattr(w3.provider, "endpoint_uri", None)
-    if not url:
-        raise InputError("posting needs an HTTP JSON-RPC endpoint")
-    return RpcClient(str(url))
-
-
-def _selector(signature: str) -> bytes:
-    return bytes(Web3.keccak(text=signature)[:4])
-
-
-_SETTLEMENT = _selector("settlement(uint256,uint64)")
 # RevenueRouter.settlement() states
 NONE, PENDING, FINALIZED, DISPUTED = 0, 1, 2, 3
-_SETTLE_MANY = _selector(
-    "settle_many((uint256,uint64,uint32,uint64,uint256,uint32,uint16,uint64)[],bytes)"
-)
 
 
 def encode_settle_many(reports: Sequence[SignedReport]) -> str:
-    """Calldata of ``settle_many(reports, signatures)``, ABI-encoded directly.
-
-    Every report field is a static word, so the reports are 8 words each in place, and
-    the signatures are one byte string of 65 bytes per report; this is the standard
-    encoding (tests compare it with web3's), only without web3's generic type walk,
-    which otherwise dominates posting.
-    """
-    n = len(reports)
-    words = bytearray(_SETTLE_MANY)
-    words += (64).to_bytes(32, "big") + (64 + 32 + 256 * n).to_bytes(32, "big")
-    words += n.to_bytes(32, "big")
-    for r in reports:
-        for value in r.as_tuple():
-            words += value.to_bytes(32, "big")
-    signatures = pack_signatures(reports)
-    words += len(signatures).to_bytes(32, "big") + signatures + bytes(-len(signatures) % 32)
-    return "0x" + words.hex()
-
-
-_USAGE_TERMS = _selector("usage_terms(uint256,uint64)")
-
-
-def _eth_call(to: str, data: bytes) -> tuple[str, list[Any]]:
-    return ("eth_call", [{"to": to, "data": "0x" + data.hex()}, "latest"])
+    """Calldata of ``settle_many(reports, signatures)`` (signatures packed, 65 bytes each)."""
+    settle_many = get_codec("RevenueRouter").fn("settle_many")
+    return settle_many.encode(
+        [r.get_report().as_tuple() for r in reports], pack_signatures(reports)
+    )
 
 
 @dataclass(frozen=True)
@@ -107,22 +69,10 @@ class Record:
     finalizable_at: int
 
 
-def fetch_records(rpc: RpcClient, suite: Suite, keys: Sequence[tuple[int, int]]) -> list[Record]:
+def fetch_records(suite: Suite, keys: Sequence[tuple[int, int]]) -> list[Record]:
     """The router's record of many (node, epoch) pairs, in JSON-RPC batches."""
-    calls = [
-        _eth_call(suite.router.address, _SETTLEMENT + encode(["uint256", "uint64"], [n, e]))
-        for n, e in keys
-    ]
-    out = []
-    for (node, epoch), raw in zip(keys, rpc.batch(calls), strict=True):
-        if isinstance(raw, RpcError):
-            raise InputError(f"cannot read settlement of node {node} epoch {epoch}: {raw}")
-        state, version, revenue, _cut, _payer, _at, finalizable_at = decode(
-            ["uint256", "uint32", "uint256", "uint256", "address", "uint256", "uint256"],
-            HexBytes(raw),
-        )
-        out.append(Record(state, version, revenue, finalizable_at))
-    return out
+    found = suite.reader.many([suite.router.read("settlement", n, e) for n, e in keys])
+    return [Record(r["state"], r["version"], r["revenue"], r["finalizable_at"]) for r in found]
 
 
 def is_done(report: SignedReport, record: Record) -> bool:
@@ -146,14 +96,13 @@ def version_problem(report: SignedReport, record: Record) -> str | None:
     return None
 
 
-def fetch_settled(rpc: RpcClient, suite: Suite, reports: Sequence[SignedReport]) -> list[bool]:
+def fetch_settled(suite: Suite, reports: Sequence[SignedReport]) -> list[bool]:
     """For each report, whether nothing is left to do for it (``is_done``)."""
-    records = fetch_records(rpc, suite, [(r.node_id, r.epoch) for r in reports])
+    records = fetch_records(suite, [(r.node_id, r.epoch) for r in reports])
     return [is_done(r, rec) for r, rec in zip(reports, records, strict=True)]
 
 
 def check_reports(
-    rpc: RpcClient,
     suite: Suite,
     reports: Sequence[SignedReport],
     domain: Eip712Domain,
@@ -162,8 +111,8 @@ def check_reports(
     """Every reason the router would refuse any of ``reports`` (sent by ``payer``, when
     given), as messages naming it."""
     problems: list[str] = []
-    latest = suite.w3.eth.get_block("latest")
-    now, current = int(latest["timestamp"]), int(suite.router.functions.current_epoch().call())
+    now = int(suite.w3.eth.get_block("latest")["timestamp"])
+    current = int(suite.router.call("current_epoch"))
     separator = domain.get_separator()
     signers: list[str | None] = []
     for i, report in enumerate(reports):
@@ -177,37 +126,36 @@ def check_reports(
             problems.append(f"{where}: epoch has not ended (current epoch {current})")
         if report.deadline < now + DEADLINE_MARGIN:
             problems.append(f"{where}: deadline {report.deadline} has passed or is too close")
-    calls = [
-        _eth_call(
-            suite.registry.address,
-            _USAGE_TERMS + encode(["uint256", "uint64"], [r.node_id, r.epoch]),
+    calls = [suite.registry.read("usage_terms", r.node_id, r.epoch) for r in reports]
+    zero_payers = [r.node_id for r in reports if r.revenue == 0 and payer is not None]
+    operators = dict(
+        zip(
+            zero_payers,
+            suite.reader.many([suite.registry.read("payout_terms", n) for n in zero_payers]),
+            strict=True,
         )
-        for r in reports
-    ]
+    )
     for i, (report, signer, result) in enumerate(
-        zip(reports, signers, rpc.batch(calls), strict=True)
+        zip(reports, signers, suite.reader.try_many(calls), strict=True)
     ):
         where = f"report {i} (node {report.node_id}, epoch {report.epoch})"
         if isinstance(result, RpcError):
-            problems.append(
-                f"{where}: unknown node" if "unknown node" in str(result) else f"{where}: {result}"
-            )
+            known = "unknown node" in result.message
+            problems.append(f"{where}: unknown node" if known else f"{where}: {result.message}")
             continue
-        attestor, registered, active, price, _cut = decode(
-            ["address", "bool", "bool", "uint256", "uint256"], HexBytes(result)
-        )
-        if not registered:
+        attestor, price = result["attestor"], result["price_per_1k"]
+        if not result["registered"]:
             problems.append(f"{where}: the node was registered after that epoch")
-        elif not active:
+        elif not result["active"]:
             problems.append(f"{where}: the node was paused or retired in that epoch")
         expected = report.inferences * price // 1000
         if report.revenue != expected:
             problems.append(f"{where}: revenue {report.revenue} != inferences x price = {expected}")
-        if signer is not None and signer != Web3.to_checksum_address(attestor):
+        if signer is not None and signer != attestor:
             problems.append(f"{where}: signed by {signer}, but the node's attestor is {attestor}")
         if report.revenue == 0 and payer is not None:
-            allowed = {Web3.to_checksum_address(attestor), suite.fetch_operator(report.node_id)}
-            if Web3.to_checksum_address(payer) not in allowed:
+            allowed = {attestor, operators[report.node_id]["operator"]}
+            if to_checksum(bytes.fromhex(payer[2:])) not in allowed:
                 problems.append(
                     f"{where}: a zero-revenue report is accepted only from the node's "
                     f"operator or attestor, not from {payer}"
@@ -260,7 +208,7 @@ def post_reports(
     if not 1 <= batch_size <= MAX_BATCH:
         raise InputError(f"batch size must be 1 to {MAX_BATCH}, got {batch_size}")
     progress = on_progress or (lambda _stage, _done, _total: None)
-    chain_domain = fetch_domain(suite.w3, suite.router.address)
+    chain_domain = fetch_domain(suite.router)
     if chain_domain != domain:
         raise InputError(
             f"the reports were signed for chain {domain.chain_id} router "
@@ -268,8 +216,7 @@ def post_reports(
             f"router {chain_domain.verifying_contract}"
         )
     _raise_problems(_find_duplicates(reports))
-    rpc = get_rpc(suite.w3)
-    records = fetch_records(rpc, suite, [(r.node_id, r.epoch) for r in reports])
+    records = fetch_records(suite, [(r.node_id, r.epoch) for r in reports])
     _raise_problems(
         [
             f"report {i} (node {r.node_id}, epoch {r.epoch}): {problem}"
@@ -284,7 +231,7 @@ def post_reports(
     if not pending:
         return result
     for _round in range(MAX_ROUNDS):
-        lost = _post_round(tx, rpc, suite, pending, domain, batch_size, progress, result)
+        lost = _post_round(tx, suite, pending, domain, batch_size, progress, result)
         if not lost:
             return result
         # a reorganisation removed blocks holding our settlements: post those again
@@ -299,7 +246,6 @@ def post_reports(
 
 def _post_round(
     tx: Transactor,
-    rpc: RpcClient,
     suite: Suite,
     pending: list[SignedReport],
     domain: Eip712Domain,
@@ -308,16 +254,19 @@ def _post_round(
     result: PostResult,
 ) -> list[SignedReport]:
     """Check, pay for and settle ``pending``; returns those not settled afterwards."""
-    _raise_problems(check_reports(rpc, suite, pending, domain, tx.signer.address))
+    _raise_problems(check_reports(suite, pending, domain, tx.signer.address))
     total = sum(r.revenue for r in pending)
-    balance = int(suite.stablecoin.functions.balanceOf(tx.signer.address).call())
+    coin, router, rpc = suite.stablecoin, suite.router.address, suite.rpc
+    payer = tx.signer.address
+    balance, allowance = suite.reader.many(
+        [coin.read("balanceOf", payer), coin.read("allowance", payer, router)]
+    )
     if balance < total:
         raise InputError(
             f"the payer {tx.signer.address} holds {balance} base units; these reports need {total}"
         )
-    coin, router = suite.stablecoin, suite.router.address
-    if int(coin.functions.allowance(tx.signer.address, router).call()) < total:
-        approve = coin.functions.approve(router, total)._encode_transaction_data()
+    if allowance < total:
+        approve = coin.calldata("approve", router, total)
         send_pipelined(tx, rpc, coin.address, [approve], "approve the stablecoin", progress)
 
     batches = [pending[i : i + batch_size] for i in range(0, len(pending), batch_size)]
@@ -327,14 +276,14 @@ def _post_round(
         units=[len(batch) for batch in batches],
     )  # fmt: skip
     # read the settlements back: a receipt is no proof once its block is reorganised away
-    now_settled = fetch_settled(rpc, suite, pending)
+    now_settled = fetch_settled(suite, pending)
     done = {(r.node_id, r.epoch) for r, ok in zip(pending, now_settled, strict=True) if ok}
     for batch, receipt in zip(batches, receipts, strict=True):
         if (batch[0].node_id, batch[0].epoch) in done:
             result.settled += len(batch)
             result.revenue += sum(r.revenue for r in batch)
-            result.transactions.append(HexBytes(receipt["transactionHash"]).to_0x_hex())
-            result.gas_used += int(receipt["gasUsed"], 16)
+            result.transactions.append(receipt.tx_hash)
+            result.gas_used += receipt.gas_used
     return [r for r in pending if (r.node_id, r.epoch) not in done]
 
 
@@ -364,11 +313,10 @@ def finalize_reports(
     One ``finalize`` call per node (up to 100 epochs each), sent with consecutive nonces.
     Safe to run again: what is finalized or disputed is skipped.
     """
-    rpc = get_rpc(suite.w3)
     now = int(suite.w3.eth.get_block("latest")["timestamp"])
     due: dict[int, list[int]] = {}
     result = FinalizeResult(finalized=0, not_due=0, skipped=0, gross=0)
-    for (node, epoch), record in zip(keys, fetch_records(rpc, suite, keys), strict=True):
+    for (node, epoch), record in zip(keys, fetch_records(suite, keys), strict=True):
         if record.state != PENDING:
             result.skipped += 1
         elif record.finalizable_at > now:
@@ -378,12 +326,12 @@ def finalize_reports(
             result.finalized += 1
             result.gross += record.revenue
     datas = [
-        suite.router.functions.finalize(node, epochs[i : i + MAX_BATCH])._encode_transaction_data()
+        suite.router.calldata("finalize", node, epochs[i : i + MAX_BATCH])
         for node, epochs in sorted(due.items())
         for i in range(0, len(epochs), MAX_BATCH)
     ]
     if datas:
         progress = on_progress or (lambda _stage, _done, _total: None)
-        receipts = send_pipelined(tx, rpc, suite.router.address, datas, "finalize", progress)
-        result.transactions = [HexBytes(r["transactionHash"]).to_0x_hex() for r in receipts]
+        receipts = send_pipelined(tx, suite.rpc, suite.router.address, datas, "finalize", progress)
+        result.transactions = [r.tx_hash for r in receipts]
     return result

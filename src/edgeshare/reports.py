@@ -13,13 +13,15 @@ import csv
 import html
 import io
 import json
-import sqlite3
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from sqlalchemy import Connection, select
 from web3 import Web3
 
+from edgeshare import indexer as idx
+from edgeshare.rpc import RpcError
 from edgeshare.suite import Suite
 
 MAX_BPS = 10_000
@@ -102,16 +104,15 @@ def split(revenue: int, fee_bps: int, cut_bps: int) -> tuple[int, int, int]:
 
 
 def _token_meta(suite: Suite) -> tuple[int, str]:
-    try:
-        return int(suite.stablecoin.functions.decimals().call()), str(
-            suite.stablecoin.functions.symbol().call()
-        )
-    except Exception:  # a token without the optional metadata
-        return 0, "units"
+    coin = suite.stablecoin
+    decimals, symbol = suite.reader.try_many([coin.read("decimals"), coin.read("symbol")])
+    if isinstance(decimals, RpcError) or isinstance(symbol, RpcError):
+        return 0, "units"  # a token without the optional metadata
+    return int(decimals), str(symbol)
 
 
 def build_report(
-    db: sqlite3.Connection,
+    db: Connection,
     suite: Suite,
     *,
     operator: str | None = None,
@@ -122,7 +123,15 @@ def build_report(
 ) -> Report:
     """Build the report of an operator (all their nodes), of given nodes, or of an investor."""
     nodes = {
-        r[0]: r for r in db.execute("SELECT node_id, operator, region, share_token FROM nodes")
+        r[0]: r
+        for r in db.execute(
+            select(
+                idx.nodes.c.node_id,
+                idx.nodes.c.operator,
+                idx.nodes.c.region,
+                idx.nodes.c.share_token,
+            )
+        )
     }
     subject: str
     if investor is not None:
@@ -132,26 +141,26 @@ def build_report(
     else:
         kind, subject = "nodes", ",".join(str(n) for n in node_ids or [])
     decimals, symbol = _token_meta(suite)
-    fee_bps = int(suite.router.functions.PROTOCOL_FEE_BPS().call())
+    fee_bps = int(suite.router.call("PROTOCOL_FEE_BPS"))
     report = Report(
         kind, subject, suite.manifest.chain_id, decimals, symbol, fee_bps, from_epoch, to_epoch
     )
 
     if investor is not None:
         held = []
-        for node_id, (_, _, region, token) in sorted(nodes.items()):
-            share = suite.w3.eth.contract(
-                address=Web3.to_checksum_address(token), abi=suite.share(node_id).abi
-            )
-            balance = int(share.functions.balanceOf(subject).call())
-            claimed = sum(int(a) for (a,) in db.execute(
-                "SELECT amount FROM claims WHERE node_id = ? AND holder = ?", (node_id, subject)))  # fmt: skip
+        ids = sorted(nodes)
+        shares = [suite.share_at(nodes[n][3]) for n in ids]
+        values = suite.reader.each(
+            shares, ("balanceOf", subject), ("totalSupply",), ("claimable", subject)
+        )
+        for node_id, (balance, supply, claimable) in zip(ids, values, strict=True):
+            region = nodes[node_id][2]
+            claimed = sum(db.execute(select(idx.claims.c.amount).where(
+                idx.claims.c.node_id == node_id, idx.claims.c.holder == subject)).scalars())  # fmt: skip
             if balance == 0 and claimed == 0:
                 continue
             held.append(node_id)
-            report.positions.append(Position(
-                node_id, region, balance, int(share.functions.totalSupply().call()), claimed,
-                int(share.functions.claimable(subject).call())))  # fmt: skip
+            report.positions.append(Position(node_id, region, balance, supply, claimed, claimable))
         selected = held
     elif operator is not None:
         selected = sorted(n for n, r in nodes.items() if r[1] == subject)
@@ -159,9 +168,11 @@ def build_report(
         selected = sorted(node_ids or [])
 
     totals = {n: NodeTotals(n, nodes[n][2]) for n in selected if n in nodes}
-    query = "SELECT node_id, epoch, inferences, revenue, latency_ms, uptime_bps, operator_cut_bps, state FROM usage"
+    u = idx.usage.c
+    query = select(u.node_id, u.epoch, u.inferences, u.revenue, u.latency_ms, u.uptime_bps,
+                   u.operator_cut_bps, u.state)  # fmt: skip
     for node_id, epoch, inferences, revenue_text, latency, uptime, cut_bps, state in db.execute(
-        query + " ORDER BY epoch, node_id"
+        query.order_by(u.epoch, u.node_id)
     ):
         if node_id not in totals:
             continue
@@ -186,12 +197,15 @@ def build_report(
         t.holders += holders
         if state == "pending":
             t.pending_revenue += revenue
+    shares = [suite.share_at(nodes[n][3]) for n in totals]
+    distributed_of = dict(
+        zip(totals, suite.reader.each(shares, ("total_distributed",)), strict=True)
+    )
     for node_id, t in totals.items():
-        share = suite.share(node_id)
-        distributed = int(share.functions.total_distributed().call())
+        (distributed,) = distributed_of[node_id]
         # what was claimed is the sum of the RevenueClaimed events (no on-chain counter)
-        t.holders_claimed = sum(int(a) for (a,) in db.execute(
-            "SELECT amount FROM claims WHERE node_id = ?", (node_id,)))  # fmt: skip
+        t.holders_claimed = sum(db.execute(select(idx.claims.c.amount).where(
+            idx.claims.c.node_id == node_id)).scalars())  # fmt: skip
         t.holders_unclaimed = distributed - t.holders_claimed
     report.nodes = [totals[n] for n in sorted(totals)]
     return report

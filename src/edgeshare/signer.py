@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import getpass
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +15,8 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_typing import Hash32
 
+from edgeshare.config import read_secret_env
 from edgeshare.errors import KeyUnavailable
-
-KEYSTORE_PASSWORD_ENV = "EDGESHARE_KEYSTORE_PASSWORD"
 
 
 class Signer:
@@ -74,8 +72,8 @@ class Signer:
 
 
 def load_signer_from_env(var: str) -> Signer:
-    """Load a private key from the environment variable ``var``."""
-    value = os.environ.get(var)
+    """Load a private key from the environment variable ``var`` (the user names it)."""
+    value = read_secret_env(var)
     if not value:
         raise KeyUnavailable(
             f"environment variable {var} is not set (or empty); it must hold the private key"
@@ -89,15 +87,14 @@ def load_signer_from_env(var: str) -> Signer:
 
 
 def load_signer_from_keystore(path: Path, password: str | None = None) -> Signer:
-    """Decrypt a keystore; the password comes from EDGESHARE_KEYSTORE_PASSWORD or a prompt."""
+    """Decrypt a keystore with ``password``, or one asked for at a prompt (the command
+    line passes ``EDGESHARE_KEYSTORE_PASSWORD`` when set)."""
     if not path.is_file():
         raise KeyUnavailable(f"keystore {path} does not exist")
     try:
         keyfile = json.loads(path.read_text())
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         raise KeyUnavailable(f"keystore {path} is not a JSON keystore: {exc}") from None
-    if password is None:
-        password = os.environ.get(KEYSTORE_PASSWORD_ENV)
     if password is None:
         password = getpass.getpass(f"password for {path}: ")
     try:

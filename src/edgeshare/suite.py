@@ -6,16 +6,14 @@ so each transaction is built in exactly one place.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from enum import IntFlag
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import Field
 from web3 import Web3
-from web3.contract import Contract
-from web3.logs import DISCARD
 
-from edgeshare.artifacts import load_artifact
 from edgeshare.attestation import (
     Eip712Domain,
     SignedReport,
@@ -23,8 +21,11 @@ from edgeshare.attestation import (
     fetch_domain,
     pack_signatures,
 )
+from edgeshare.contracts import Contract, Reader
 from edgeshare.errors import ChainMismatch, InputError, NodeNotFound
 from edgeshare.models import MAX_OPERATOR_CUT_BPS, Address, Manifest, StrictModel
+from edgeshare.pipeline import send_pipelined
+from edgeshare.rpc import RpcClient, RpcError, get_rpc
 from edgeshare.tx import Transactor
 
 UINT256_MAX = 2**256 - 1
@@ -92,13 +93,16 @@ class NodeRecord(StrictModel):
 
 @dataclass
 class Suite:
-    """Contract handles for one deployed suite."""
+    """Handles on one deployed suite: every read goes through ``reader`` (JSON-RPC
+    batches of ``eth_call``), every call is encoded by the contracts' codecs."""
 
     w3: Web3
     manifest: Manifest
+    reader: Reader
     registry: Contract
     router: Contract
     stablecoin: Contract
+    _share_tokens: dict[int, str] = field(default_factory=dict, repr=False)
 
     @classmethod
     def load(cls, w3: Web3, manifest: Manifest) -> Suite:
@@ -115,62 +119,93 @@ class Suite:
                 f"the manifest is incomplete: {', '.join(missing)} has no address; run "
                 "`edgeshare deploy` with this manifest to finish the deployment"
             )
-        for name in ("NodeRegistry", "RevenueRouter"):
-            address = Web3.to_checksum_address(str(getattr(c, name)))
-            if not w3.eth.get_code(address):
+        rpc = get_rpc(w3)
+        core = [str(c.NodeRegistry), str(c.RevenueRouter)]
+        codes = rpc.batch([("eth_getCode", [address, "latest"]) for address in core])
+        for name, address, code in zip(("NodeRegistry", "RevenueRouter"), core, codes, strict=True):
+            if isinstance(code, RpcError):
+                raise code
+            if code in (None, "0x", "0x0"):
                 raise ChainMismatch(
                     f"the manifest's {name} {address} has no code on chain {chain_id}: "
                     "a manifest of another deployment, or a chain that was reset?"
                 )
-
-        def bind(address: str | None, name: str) -> Contract:
-            return w3.eth.contract(
-                address=Web3.to_checksum_address(str(address)), abi=load_artifact(name).abi
-            )
-
+        reader = Reader(rpc)
         return cls(
             w3=w3,
             manifest=manifest,
-            registry=bind(c.NodeRegistry, "NodeRegistry"),
-            router=bind(c.RevenueRouter, "RevenueRouter"),
-            stablecoin=bind(c.Stablecoin, "MockStablecoin"),
+            reader=reader,
+            registry=reader.contract("NodeRegistry", str(c.NodeRegistry)),
+            router=reader.contract("RevenueRouter", str(c.RevenueRouter)),
+            stablecoin=reader.contract("MockStablecoin", str(c.Stablecoin)),
         )
 
+    @property
+    def rpc(self) -> RpcClient:
+        """The JSON-RPC client every read and pipelined send goes through."""
+        return self.reader.rpc
+
     def share(self, node_id: int) -> Contract:
-        """The NodeShare token of ``node_id``."""
-        address = Web3.to_checksum_address(self.fetch_node(node_id).share_token)
-        return self.w3.eth.contract(address=address, abi=load_artifact("NodeShare").abi)
+        """The NodeShare token of ``node_id`` (its address is read once: it never changes)."""
+        return self.share_at(self.fetch_share_tokens([node_id])[0])
+
+    def share_at(self, address: str) -> Contract:
+        """A NodeShare token at ``address``."""
+        return self.reader.contract("NodeShare", address)
+
+    def fetch_share_tokens(self, node_ids: Sequence[int]) -> list[str]:
+        """The share token of each node (one batch for those not read before)."""
+        unknown = sorted({n for n in node_ids if n not in self._share_tokens})
+        if unknown:
+            self._check_ids(unknown)
+            calls = [self.registry.read("share_token", n) for n in unknown]
+            self._share_tokens.update(zip(unknown, self.reader.many(calls), strict=True))
+        return [self._share_tokens[n] for n in node_ids]
 
     def fetch_node_count(self) -> int:
         """How many nodes are registered (ids are 1..count)."""
-        return int(self.registry.functions.node_count().call())
+        return int(self.registry.call("node_count"))
+
+    def _check_ids(self, node_ids: Sequence[int], count: int | None = None) -> None:
+        bad = [n for n in node_ids if not 1 <= n <= (count or 0)]
+        if bad and count is None:
+            count = self.fetch_node_count()
+            bad = [n for n in node_ids if not 1 <= n <= count]
+        if bad:
+            raise NodeNotFound(f"no node {bad[0]} (registered: 1..{count})")
 
     def fetch_node(self, node_id: int) -> NodeRecord:
         """One node's record; raises NodeNotFound for an unknown id."""
-        if not 1 <= node_id <= self.fetch_node_count():
-            raise NodeNotFound(f"no node {node_id} (registered: 1..{self.fetch_node_count()})")
-        raw: Any = self.registry.functions.node(node_id).call()
-        names = [
-            c["name"]
-            for c in self.registry.get_function_by_name("node").abi["outputs"][0]["components"]
+        return self.fetch_nodes([node_id])[0]
+
+    def fetch_nodes(self, node_ids: Sequence[int] | None = None) -> list[NodeRecord]:
+        """The records of ``node_ids`` (default: every node), in JSON-RPC batches."""
+        count = self.fetch_node_count()
+        ids = list(range(1, count + 1)) if node_ids is None else list(node_ids)
+        self._check_ids(ids, count)
+        infos = self.reader.many([self.registry.read("node", n) for n in ids])
+        records = [
+            NodeRecord(
+                node_id=n, **{**info, "status": str(NodeStatus(info["status"]).name).lower()}
+            )
+            for n, info in zip(ids, infos, strict=True)
         ]
-        fields = dict(zip(names, raw, strict=True))
-        fields["status"] = str(NodeStatus(fields["status"]).name).lower()
-        return NodeRecord(node_id=node_id, **fields)
+        self._share_tokens.update((r.node_id, r.share_token) for r in records)
+        return records
 
     def fetch_operator(self, node_id: int) -> str:
         """The node's operator now."""
-        terms: Any = self.registry.functions.payout_terms(node_id).call()
-        return Web3.to_checksum_address(terms[0])
+        return str(self.registry.call("payout_terms", node_id)["operator"])
 
     def fetch_claimable(self, node_id: int, holder: str) -> int:
         """Stablecoin base units ``holder`` can claim from ``node_id`` now."""
-        return int(self.share(node_id).functions.claimable(holder).call())
+        return int(self.share(node_id).call("claimable", holder))
 
 
 def send_register_node(tx: Transactor, suite: Suite, spec: NodeSpec) -> int:
     """Register a node (registrar only); returns its id."""
-    fn = suite.registry.functions.register_node(
+    call = suite.registry.tx(
+        "register_node",
         spec.operator,
         spec.attestor,
         spec.shares,
@@ -180,26 +215,24 @@ def send_register_node(tx: Transactor, suite: Suite, spec: NodeSpec) -> int:
         spec.metadata_uri,
         spec.get_external_id_hash(),
     )
-    receipt = tx.call(fn, f"register node in {spec.region}")
-    events = suite.registry.events.NodeRegistered().process_receipt(receipt, errors=DISCARD)
-    return int(events[0]["args"]["node_id"])
+    receipt = tx.send(call, f"register node in {spec.region}")
+    return int(suite.registry.events(receipt, "NodeRegistered")[0]["node_id"])
 
 
 def send_approve_if_needed(tx: Transactor, token: Contract, spender: str, amount: int) -> None:
     """Approve ``spender`` for ``amount`` unless the allowance already covers it."""
-    allowance = int(token.functions.allowance(tx.signer.address, spender).call())
-    if allowance < amount:
-        tx.call(token.functions.approve(spender, amount), "approve the stablecoin")
+    if int(token.call("allowance", tx.signer.address, spender)) < amount:
+        tx.send(token.tx("approve", spender, amount), "approve the stablecoin")
 
 
 def send_mint_mock(tx: Transactor, suite: Suite, receiver: str, amount: int) -> None:
     """Mint mock stablecoin (local chains; the deployer owns the mock)."""
-    tx.call(suite.stablecoin.functions.mint(receiver, amount), "mint mock stablecoin")
+    tx.send(suite.stablecoin.tx("mint", receiver, amount), "mint mock stablecoin")
 
 
 def fetch_domain_of(suite: Suite) -> Eip712Domain:
     """The router's EIP-712 domain, read from the chain."""
-    return fetch_domain(suite.w3, suite.router.address)
+    return fetch_domain(suite.router)
 
 
 def build_report(
@@ -212,7 +245,7 @@ def build_report(
     deadline: int,
 ) -> UsageReport:
     """A report whose revenue is inferences x the epoch's price, as the router requires."""
-    price = int(suite.registry.functions.price_for_epoch(node_id, epoch).call())
+    price = int(suite.registry.call("price_for_epoch", node_id, epoch))
     return UsageReport(
         node_id=node_id,
         epoch=epoch,
@@ -231,10 +264,10 @@ def send_settle(tx: Transactor, suite: Suite, reports: list[SignedReport]) -> in
     """
     total = sum(r.revenue for r in reports)
     send_approve_if_needed(tx, suite.stablecoin, suite.router.address, total)
-    fn = suite.router.functions.settle_many(
-        [r.get_report().as_tuple() for r in reports], pack_signatures(reports)
+    call = suite.router.tx(
+        "settle_many", [r.get_report().as_tuple() for r in reports], pack_signatures(reports)
     )
-    tx.call(fn, f"settle {len(reports)} usage report(s)")
+    tx.send(call, f"settle {len(reports)} usage report(s)")
     return total
 
 
@@ -243,46 +276,52 @@ def send_finalize(tx: Transactor, suite: Suite, node_id: int, epochs: list[int])
     gross = 0
     for start in range(0, len(epochs), 100):
         part = epochs[start : start + 100]
-        receipt = tx.call(
-            suite.router.functions.finalize(node_id, part), f"finalize node {node_id}"
-        )
-        events = suite.router.events.RevenueSplit().process_receipt(receipt, errors=DISCARD)
-        gross += int(events[0]["args"]["gross"])
+        receipt = tx.send(suite.router.tx("finalize", node_id, part), f"finalize node {node_id}")
+        gross += sum(int(e["gross"]) for e in suite.router.events(receipt, "RevenueSplit"))
     return gross
 
 
 def send_dispute(tx: Transactor, suite: Suite, node_id: int, epoch: int) -> int:
     """Dispute a pending report (guardian); returns the revenue owed back to its payer."""
-    receipt = tx.call(
-        suite.router.functions.dispute(node_id, epoch), f"dispute node {node_id} epoch {epoch}"
+    receipt = tx.send(
+        suite.router.tx("dispute", node_id, epoch), f"dispute node {node_id} epoch {epoch}"
     )
-    events = suite.router.events.RevenueDisputed().process_receipt(receipt, errors=DISCARD)
-    return int(events[0]["args"]["revenue"])
+    return int(suite.router.events(receipt, "RevenueDisputed")[0]["revenue"])
 
 
 def send_transfer_shares(
     tx: Transactor, suite: Suite, node_id: int, receiver: str, amount: int
 ) -> None:
     """Transfer ``amount`` shares of ``node_id`` to ``receiver``."""
-    fn = suite.share(node_id).functions.transfer(receiver, amount)
-    tx.call(fn, f"transfer shares of node {node_id}")
+    call = suite.share(node_id).tx("transfer", receiver, amount)
+    tx.send(call, f"transfer shares of node {node_id}")
+
+
+def send_share_transfers(
+    tx: Transactor, suite: Suite, node_id: int, transfers: Sequence[tuple[str, int]]
+) -> None:
+    """Transfer shares of ``node_id`` to many receivers ((receiver, amount) pairs), one
+    transaction each, sent with consecutive nonces."""
+    share = suite.share(node_id)
+    datas = [share.calldata("transfer", to, amount) for to, amount in transfers]
+    send_pipelined(
+        tx, suite.rpc, share.address, datas, f"transfer shares of node {node_id}", lambda *_: None
+    )
 
 
 def send_claim(tx: Transactor, suite: Suite, node_id: int, receiver: str | None = None) -> int:
     """Claim the signer's revenue from ``node_id``; returns the amount paid."""
     share = suite.share(node_id)
-    fn = share.functions.claim() if receiver is None else share.functions.claim_to(receiver)
-    receipt = tx.call(fn, f"claim from node {node_id}")
-    events = share.events.RevenueClaimed().process_receipt(receipt, errors=DISCARD)
-    return int(events[0]["args"]["amount"]) if events else 0
+    call = share.tx("claim") if receiver is None else share.tx("claim_to", receiver)
+    receipt = tx.send(call, f"claim from node {node_id}")
+    return sum(int(e["amount"]) for e in share.events(receipt, "RevenueClaimed"))
 
 
 def send_withdraw(tx: Transactor, suite: Suite, receiver: str | None = None) -> int:
     """Withdraw what the router owes the signer (operator or treasury); returns the amount."""
-    fn = suite.router.functions.withdraw(receiver or tx.signer.address)
-    receipt = tx.call(fn, "withdraw from the router")
-    events = suite.router.events.Withdrawn().process_receipt(receipt, errors=DISCARD)
-    return int(events[0]["args"]["amount"]) if events else 0
+    call = suite.router.tx("withdraw", receiver or tx.signer.address)
+    receipt = tx.send(call, "withdraw from the router")
+    return sum(int(e["amount"]) for e in suite.router.events(receipt, "Withdrawn"))
 
 
 def send_increase_time(w3: Web3, seconds: int) -> None:

@@ -1,40 +1,96 @@
 """Building, signing, sending and confirming transactions, for every EdgeShare write.
 
-Gas is estimated before anything is sent, so a call that would revert fails here with
-the contract's reason and costs nothing. Fees are EIP-1559 where the chain has a base
-fee, legacy otherwise. Nonces are tracked locally after the first read, so a batch of
-transactions does not wait on the node between sends.
+Every transaction, one or many, takes the same path (``edgeshare.pipeline``): gas is
+estimated before anything is sent, so a call that would revert fails here with the
+contract's reason and costs nothing; fees are EIP-1559 where the chain has a base fee,
+legacy otherwise; nonces are tracked locally after the first read, so a batch of
+transactions does not wait on the node between sends; and every write ends in the same
+``Receipt``.
 """
 
 from __future__ import annotations
 
-import os
-import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from eth_typing import ChecksumAddress
 from hexbytes import HexBytes
 from web3 import Web3
-from web3.contract.contract import ContractFunction
-from web3.exceptions import ContractLogicError, TimeExhausted, TransactionNotFound, Web3RPCError
-from web3.types import TxReceipt
 
-from edgeshare.errors import InputError, TransactionFailed
+from edgeshare.errors import TransactionFailed
+from edgeshare.rpc import RpcClient, get_rpc
 from edgeshare.signer import Signer
 
 GAS_HEADROOM_NUM, GAS_HEADROOM_DEN = 6, 5  # send with 20% more gas than estimated
-MAX_FEE_ENV = "EDGESHARE_MAX_FEE_GWEI"
 
 
-def get_max_fee_per_gas() -> int | None:
-    """The fee ceiling in wei per gas from ``EDGESHARE_MAX_FEE_GWEI`` (None: not set)."""
-    raw = os.environ.get(MAX_FEE_ENV, "").strip()
-    if not raw:
-        return None
-    if not raw.isdigit() or int(raw) == 0:
-        raise InputError(f"{MAX_FEE_ENV} must be a whole number of gwei above 0, got {raw!r}")
-    return int(raw) * 10**9
+def _int(value: Any) -> int:
+    """A JSON-RPC quantity ("0x1a") as an int (ints pass through)."""
+    return value if isinstance(value, int) else int(str(value), 16)
+
+
+@dataclass(frozen=True)
+class Log:
+    """One event log of a mined transaction, as the node returned it."""
+
+    address: str
+    """The emitting contract, checksummed."""
+    topics: tuple[str, ...]
+    """0x-hex topics; the first is the event's signature hash (unless anonymous)."""
+    data: str
+    """0x-hex ABI-encoded non-indexed arguments."""
+    block_number: int
+    log_index: int
+    block_hash: str
+    tx_hash: str
+
+    @classmethod
+    def from_rpc(cls, raw: Mapping[str, Any]) -> Log:
+        """A log from its JSON-RPC form (an item of a receipt's ``logs``)."""
+        return cls(
+            address=Web3.to_checksum_address(raw["address"]),
+            topics=tuple(HexBytes(t).to_0x_hex() for t in raw["topics"]),
+            data=HexBytes(raw["data"]).to_0x_hex(),
+            block_number=_int(raw["blockNumber"]),
+            log_index=_int(raw["logIndex"]),
+            block_hash=HexBytes(raw["blockHash"]).to_0x_hex(),
+            tx_hash=HexBytes(raw["transactionHash"]).to_0x_hex(),
+        )
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """The receipt of a mined transaction: what every EdgeShare write returns."""
+
+    tx_hash: str
+    """0x-hex transaction hash."""
+    block_number: int
+    block_hash: str
+    status: int
+    """1 for success, 0 for a revert."""
+    gas_used: int
+    effective_gas_price: int
+    """Wei per gas actually paid."""
+    contract_address: str | None
+    """The created contract (checksummed) for a deployment, else None."""
+    logs: tuple[Log, ...]
+
+    @classmethod
+    def from_rpc(cls, raw: Mapping[str, Any]) -> Receipt:
+        """A receipt from its JSON-RPC form (``eth_getTransactionReceipt``'s result)."""
+        created = raw.get("contractAddress")
+        price = raw.get("effectiveGasPrice", raw.get("gasPrice", 0))
+        return cls(
+            tx_hash=HexBytes(raw["transactionHash"]).to_0x_hex(),
+            block_number=_int(raw["blockNumber"]),
+            block_hash=HexBytes(raw["blockHash"]).to_0x_hex(),
+            status=_int(raw.get("status", 1)),
+            gas_used=_int(raw["gasUsed"]),
+            effective_gas_price=_int(price or 0),
+            contract_address=Web3.to_checksum_address(created) if created else None,
+            logs=tuple(Log.from_rpc(log) for log in raw.get("logs", [])),
+        )
 
 
 @dataclass
@@ -46,9 +102,9 @@ class Transactor:
         signer: Who signs and pays.
         confirmations: Blocks to wait for after the one holding the transaction.
         timeout: Seconds to wait for a receipt (for many at once: without a new one).
-        max_fee_per_gas: The most wei per gas any transaction may offer, first versions
-            and replacements of stuck ones alike (None: no ceiling; the commands read
-            it from ``EDGESHARE_MAX_FEE_GWEI``).
+        max_fee_per_gas: The most wei per gas any transaction may offer, first versions,
+            re-priced ones and replacements of stuck ones alike (None: no ceiling; the
+            commands read it from ``EDGESHARE_MAX_FEE_GWEI``).
     """
 
     w3: Web3
@@ -58,6 +114,7 @@ class Transactor:
     max_fee_per_gas: int | None = None
     _nonce: int | None = field(default=None, init=False, repr=False)
     _chain_id: int | None = field(default=None, init=False, repr=False)
+    _rpc: RpcClient | None = field(default=None, init=False, repr=False)
 
     @property
     def chain_id(self) -> int:
@@ -65,6 +122,13 @@ class Transactor:
         if self._chain_id is None:
             self._chain_id = int(self.w3.eth.chain_id)
         return self._chain_id
+
+    @property
+    def rpc(self) -> RpcClient:
+        """The JSON-RPC client of this connection (``edgeshare.rpc.get_rpc``)."""
+        if self._rpc is None:
+            self._rpc = get_rpc(self.w3)
+        return self._rpc
 
     def _next_nonce(self) -> int:
         if self._nonce is None:
@@ -103,8 +167,8 @@ class Transactor:
             max_fee = min(max_fee, cap)
         return {"maxFeePerGas": max_fee, "maxPriorityFeePerGas": min(tip, max_fee)}
 
-    def send(self, tx: dict[str, Any], what: str) -> TxReceipt:
-        """Estimate, sign, send and wait for one transaction.
+    def send(self, tx: dict[str, Any], what: str) -> Receipt:
+        """Estimate, sign, send and wait for one transaction (a pipeline of one).
 
         Args:
             tx: At least ``to`` and/or ``data``; ``value`` optional.
@@ -113,85 +177,14 @@ class Transactor:
         Returns:
             The receipt of the mined, successful transaction.
         """
-        tx = {"from": self.signer.address, "value": 0, **tx}
-        try:
-            estimate = int(self.w3.eth.estimate_gas(tx))  # type: ignore[arg-type]
-        except ContractLogicError as exc:
-            raise TransactionFailed(f"{what} would revert: {exc.message or exc}") from None
-        except ValueError as exc:
-            raise TransactionFailed(f"{what} would fail: {exc}") from None
-        tx["gas"] = estimate * GAS_HEADROOM_NUM // GAS_HEADROOM_DEN
-        tx.update(self.build_fees())
-        tx["chainId"] = self.chain_id
-        for attempt in (1, 2):
-            tx["nonce"] = self._next_nonce()
-            try:
-                if self.signer.is_local:
-                    raw = self.signer.sign_transaction(tx)
-                    tx_hash = Web3.keccak(raw)
-                    self._send_raw(raw, tx_hash)
-                else:
-                    tx_hash = HexBytes(self.w3.eth.send_transaction(tx))  # type: ignore[arg-type]
-                break
-            except (Web3RPCError, ValueError) as exc:
-                # another process used this key since we read its nonce: read it again once
-                if attempt == 2 or "nonce too low" not in str(exc).lower():
-                    raise TransactionFailed(f"{what}: the node refused it: {exc}") from None
-                self._nonce = None
-        self._nonce = tx["nonce"] + 1
-        return self.wait(HexBytes(tx_hash), what)
+        from edgeshare.pipeline import send_transactions
 
-    def _send_raw(self, raw: bytes, tx_hash: HexBytes) -> None:
-        """Send a signed transaction. A request retried after a lost reply can be told
-        "already known" or "nonce too low" about this very transaction: that is success."""
-        try:
-            self.w3.eth.send_raw_transaction(raw)
-        except (Web3RPCError, ValueError) as exc:
-            message = str(exc).lower()
-            if "already known" in message or "already imported" in message:
-                return
-            if "nonce too low" in message and self._is_known(tx_hash):
-                return
-            raise
-
-    def _is_known(self, tx_hash: HexBytes) -> bool:
-        try:
-            self.w3.eth.get_transaction(tx_hash)
-        except TransactionNotFound:
-            return False
-        return True
-
-    def wait(self, tx_hash: HexBytes, what: str) -> TxReceipt:
-        """Wait for a receipt and the configured confirmations; raise if it reverted."""
-        try:
-            receipt = self.w3.eth.wait_for_transaction_receipt(
-                tx_hash, timeout=self.timeout, poll_latency=0.05
-            )
-        except TimeExhausted:
-            raise TransactionFailed(
-                f"{what}: no receipt for {tx_hash.to_0x_hex()} after {self.timeout:.0f}s"
-            ) from None
-        if receipt["status"] != 1:
-            raise TransactionFailed(f"{what} reverted in transaction {tx_hash.to_0x_hex()}")
-        if self.confirmations > 1:
-            target = receipt["blockNumber"] + self.confirmations - 1
-            deadline = time.monotonic() + self.timeout
-            while self.w3.eth.block_number < target:
-                if time.monotonic() > deadline:
-                    raise TransactionFailed(
-                        f"{what}: fewer than {self.confirmations} confirmations"
-                    )
-                time.sleep(0.2)
+        (receipt,) = send_transactions(self, [tx], what)
         return receipt
 
-    def call(self, fn: ContractFunction, what: str) -> TxReceipt:
-        """Send a contract function call as a transaction."""
-        return self.send({"to": fn.address, "data": fn._encode_transaction_data()}, what)
-
-    def deploy(self, data: str | bytes, what: str) -> tuple[ChecksumAddress, TxReceipt]:
+    def deploy(self, data: str | bytes, what: str) -> tuple[ChecksumAddress, Receipt]:
         """Send a contract creation with the given init code; returns (address, receipt)."""
         receipt = self.send({"data": HexBytes(data).to_0x_hex()}, what)
-        address = receipt["contractAddress"]
-        if address is None:
+        if receipt.contract_address is None:
             raise TransactionFailed(f"{what}: the receipt has no contract address")
-        return Web3.to_checksum_address(address), receipt
+        return Web3.to_checksum_address(receipt.contract_address), receipt

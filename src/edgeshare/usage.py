@@ -15,10 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
-from eth_abi.abi import decode, encode
-from hexbytes import HexBytes
 from pydantic import Field, ValidationError
-from web3 import Web3
 
 from edgeshare.attestation import (
     Eip712Domain,
@@ -34,12 +31,11 @@ from edgeshare.attestation import (
 )
 from edgeshare.errors import InputError
 from edgeshare.models import StrictModel
-from edgeshare.rpc import RpcClient, RpcError
+from edgeshare.rpc import RpcError
 from edgeshare.suite import Suite
 
 REQUIRED_COLUMNS = ("node_id", "epoch", "inferences", "latency_ms", "uptime_bps")
 OPTIONAL_COLUMNS = ("revenue", "version")
-_USAGE_TERMS = bytes(Web3.keccak(text="usage_terms(uint256,uint64)")[:4])
 
 
 class UsageRow(StrictModel):
@@ -137,7 +133,6 @@ def _join(problems: Sequence[str]) -> str:
 
 
 def build_signed_reports(
-    rpc: RpcClient,
     suite: Suite,
     path: Path,
     rows: Sequence[tuple[int, UsageRow]],
@@ -154,41 +149,26 @@ def build_signed_reports(
     from eth_account import Account
 
     signer = Account.from_key(key).address
-    current = int(suite.router.functions.current_epoch().call())
-    calls = [
-        (
-            "eth_call",
-            [
-                {
-                    "to": suite.registry.address,
-                    "data": "0x"
-                    + (_USAGE_TERMS + encode(["uint256", "uint64"], [r.node_id, r.epoch])).hex(),
-                },
-                "latest",
-            ],
-        )
-        for _, r in rows
-    ]
+    current = int(suite.router.call("current_epoch"))
+    calls = [suite.registry.read("usage_terms", r.node_id, r.epoch) for _, r in rows]
     problems: list[str] = []
     reports: list[UsageReport] = []
-    for (line, row), result in zip(rows, rpc.batch(calls), strict=True):
+    for (line, row), result in zip(rows, suite.reader.try_many(calls), strict=True):
         where = f"{path} line {line}"
         if isinstance(result, RpcError):
             problems.append(f"{where}, field node_id: node {row.node_id} is not registered")
             continue
-        attestor, registered, active, price, _cut = decode(
-            ["address", "bool", "bool", "uint256", "uint256"], HexBytes(result)
-        )
-        if not registered:
+        attestor, price = result["attestor"], result["price_per_1k"]
+        if not result["registered"]:
             problems.append(
                 f"{where}, field epoch: node {row.node_id} was registered after epoch {row.epoch}"
             )
-        elif not active:
+        elif not result["active"]:
             problems.append(
                 f"{where}, field epoch: node {row.node_id} was paused or retired in epoch "
                 f"{row.epoch}; the router takes no report for it"
             )
-        if Web3.to_checksum_address(attestor) != signer:
+        if attestor != signer:
             problems.append(
                 f"{where}, field node_id: node {row.node_id}'s attestor is {attestor}, not {signer}"
             )

@@ -542,7 +542,7 @@ def machine_env(
         )
         key_holder = accounts.add(Account.create().key.to_0x_hex())
         deployer.transfer(key_holder, 10**18)
-        share = brownie_contract("NodeShare", suite.registry.functions.share_token(1).call())
+        share = brownie_contract("NodeShare", suite.registry.call("share_token", 1))
         # uneven holdings from the start, so every payout has fractional entitlements
         for holder, amount in (
             (investor, SUPPLY // 3),

@@ -145,7 +145,7 @@ def test_sign_then_post__settles_everything_once(world: dict[str, Any], tmp_path
     assert result["revenue"] == sum(r["revenue"] for r in data["reports"])
     for n in (1, 2, 3):
         for e in range(6):
-            assert suite.router.functions.is_settled(n, e).call()
+            assert suite.router.call("is_settled", n, e)
     nonce = _nonce(world)
     again = _post(world, reports, "--json")
     assert again.returncode == 0, again.stderr
@@ -293,7 +293,7 @@ def test_post__bad_file__exit_2_and_nothing_sent(
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
     assert _nonce(world) == nonce
-    assert not world["suite"].router.functions.is_settled(2, 9).call()
+    assert not world["suite"].router.call("is_settled", 2, 9)
 
 
 def test_post__truncated_file__exit_2(world: dict[str, Any], tmp_path: Path) -> None:
@@ -373,10 +373,10 @@ def test_ethers_client__signs_the_same_and_the_router_accepts_it(world: dict[str
     assert ethers_out["digest"] == "0x" + get_digest(report, domain).hex()
     assert (
         ethers_out["digest"]
-        == "0x" + bytes(suite.router.functions.report_digest(report.as_tuple()).call()).hex()
+        == "0x" + bytes(suite.router.call("report_digest", report.as_tuple())).hex()
     )
     assert ethers_out["signature"].lower() == ours.signature.lower()
     from_ethers = SignedReport(**report.model_dump(), signature=ethers_out["signature"])
     payer = Transactor(world["w3"], Signer.from_key(world["keys"][3]))
     assert send_settle(payer, suite, [from_ethers]) == report.revenue
-    assert suite.router.functions.is_settled(2, 8).call()
+    assert suite.router.call("is_settled", 2, 8)

@@ -63,12 +63,12 @@ def test_scripts__register_post_claim_report_as_brownie_account(
     reports = tmp_path / "reports.json"
     write_reports_file(reports, domain, [sign(report, attestor_key, domain)])
     coin = suite.stablecoin
-    coin.functions.mint(deployer.address, 10**9).transact({"from": deployer.address})
+    _send(coin.tx("mint", deployer.address, 10**9), deployer.address)
     posted = load_script("post_attestations").main(str(reports), manifest)
     assert (posted.settled, posted.revenue) == (1, 1_000)
     assert load_script("post_attestations").main(str(reports), manifest).settled == 0
     send_increase_time(web3, 2 * 86_400)  # past the default one-day challenge window
-    suite.router.functions.finalize(done[0].node_id, [0]).transact({"from": deployer.address})
+    _send(suite.router.tx("finalize", done[0].node_id, [0]), deployer.address)
     send_increase_time(web3, 2 * 86_400)  # and the one-day unlock period
     claims = load_script("claim").main(manifest)
     assert [(c.node_id, c.receiver) for c in claims] == [(done[0].node_id, deployer.address)]
@@ -77,3 +77,9 @@ def test_scripts__register_post_claim_report_as_brownie_account(
     db = f"sqlite:///{tmp_path / 'index.db'}"
     report_obj = load_script("report").main("operator", deployer.address, str(out), manifest, db)
     assert report_obj.nodes[0].revenue == 1_000 and out.exists()
+
+
+def _send(call: dict[str, str], sender: str) -> None:
+    """Send through the dev node's own account (brownie's way), independent of ours."""
+    tx_hash = web3.eth.send_transaction({**call, "from": sender})  # type: ignore[typeddict-item]
+    assert web3.eth.wait_for_transaction_receipt(tx_hash, timeout=60)["status"] == 1

@@ -18,11 +18,12 @@ from web3 import Web3
 
 from edgeshare.attestation import SignedReport, sign
 from edgeshare.chain import LocalChain, build_dev_keys, connect
+from edgeshare.config import MAX_FEE_ENV, load_settings
 from edgeshare.deploy import build_params, deploy_suite
 from edgeshare.errors import InputError, TransactionFailed
 from edgeshare.pipeline import raise_fees
-from edgeshare.poster import fetch_settled, get_rpc, post_reports
-from edgeshare.rpc import RpcClient
+from edgeshare.poster import fetch_settled, post_reports
+from edgeshare.rpc import RpcClient, get_rpc
 from edgeshare.signer import Signer
 from edgeshare.suite import (
     NodeSpec,
@@ -33,7 +34,7 @@ from edgeshare.suite import (
     send_mint_mock,
     send_register_node,
 )
-from edgeshare.tx import MAX_FEE_ENV, Transactor, get_max_fee_per_gas
+from edgeshare.tx import Transactor
 
 EPOCH = 60
 PRICE = 2_000
@@ -51,7 +52,7 @@ class World:
     reports: list[SignedReport]
 
     def coin_balance(self, who: str) -> int:
-        return int(self.suite.stablecoin.functions.balanceOf(who).call())
+        return int(self.suite.stablecoin.call("balanceOf", who))
 
     def mined_nonce(self) -> int:
         return int(self.w3.eth.get_transaction_count(self.payer.signer.address, "latest"))
@@ -112,7 +113,7 @@ def _stop_mining_after_the_approval(world: World, stage: str, done: int, total: 
 
 
 def _assert_all_settled_once(world: World, paid_before: int, nonce_before: int, txs: int) -> None:
-    assert all(fetch_settled(world.rpc, world.suite, world.reports))
+    assert all(fetch_settled(world.suite, world.reports))
     owed = sum(r.revenue for r in world.reports)
     assert paid_before - world.coin_balance(world.payer.signer.address) == owed
     assert world.coin_balance(world.suite.router.address) >= owed
@@ -177,7 +178,7 @@ def test_settlements_removed_by_a_reorg_are_posted_again(world: World) -> None:
     def on_progress(stage: str, done: int, total: int) -> None:
         if stage == "mined" and done == total == 10 and not lost:
             world.rpc.call("anvil_reorg", [1, []])
-            lost.append(fetch_settled(world.rpc, world.suite, world.reports).count(False))
+            lost.append(fetch_settled(world.suite, world.reports).count(False))
 
     result = _post(world, on_progress)
     assert lost and lost[0] >= 10  # at least one settlement transaction was undone
@@ -218,7 +219,7 @@ def test_burst_bigger_than_a_block__automining_anvil_is_nudged(world: World) -> 
     domain = fetch_domain_of(world.suite)
     result = post_reports(world.payer, world.suite, reports, domain, batch_size=1)
     assert result.settled == EPOCHS
-    assert all(fetch_settled(world.rpc, world.suite, reports))
+    assert all(fetch_settled(world.suite, reports))
 
 
 def test_fee_ceiling__never_exceeded_even_by_replacements(world: World) -> None:
@@ -250,9 +251,8 @@ def test_fee_ceiling__never_exceeded_even_by_replacements(world: World) -> None:
 
 
 @pytest.mark.parametrize("value", ["0", "-3", "1.5", "lots"])
-def test_fee_ceiling__bad_setting_is_refused(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(MAX_FEE_ENV, value)
+def test_fee_ceiling__bad_setting_is_refused(value: str) -> None:
     with pytest.raises(InputError, match=MAX_FEE_ENV):
-        get_max_fee_per_gas()
-    monkeypatch.setenv(MAX_FEE_ENV, "30")
-    assert get_max_fee_per_gas() == 30 * 10**9
+        load_settings({MAX_FEE_ENV: value})
+    assert load_settings({MAX_FEE_ENV: "30"}).max_fee_per_gas == 30 * 10**9
+    assert load_settings({}).max_fee_per_gas is None

@@ -110,7 +110,7 @@ def test_testnet_flow__deploy_register_post_finalize_claim(
 
     payer = Signer.from_key(keys[3]).address
     coin = w3.eth.contract(address=usdc, abi=mock.abi)
-    deployer.call(coin.functions.mint(payer, 10**12), "mint tUSDC")
+    deployer.send({"to": usdc, "data": coin.encode_abi("mint", [payer, 10**12])}, "mint tUSDC")
     registry = w3.eth.contract(
         address=deployed["manifest"]["contracts"]["NodeRegistry"],
         abi=load_artifact("NodeRegistry").abi,

@@ -170,7 +170,7 @@ def feeless(
     coin = brownie_contract("MockStablecoin", suite.stablecoin.address)
     coin.mint(deployer, 10**15, {"from": deployer})
     coin.approve(suite.router.address, 2**256 - 1, {"from": deployer})
-    share = brownie_contract("NodeShare", suite.registry.functions.share_token(node_id).call())
+    share = brownie_contract("NodeShare", suite.registry.call("share_token", node_id))
     return suite, node_id, share, Payer(suite, attestor_key, deployer)
 
 

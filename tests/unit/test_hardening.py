@@ -9,11 +9,12 @@ import brownie
 import pytest
 from brownie import project, web3
 from hexbytes import HexBytes
+from sqlalchemy import select
 
 from edgeshare.artifacts import load_artifact
 from edgeshare.deploy import build_params
 from edgeshare.errors import InputError
-from edgeshare.indexer import open_db, sync_index
+from edgeshare.indexer import open_db, sync_index, usage
 from edgeshare.poster import post_reports
 from edgeshare.signer import Signer
 from edgeshare.suite import Suite, fetch_domain_of
@@ -539,11 +540,13 @@ def test_index_keeps_the_corrected_report(
     router.dispute(node_id, epoch, {"from": deployer})
     _settle(router, fixed, pay.payer)
     url = f"sqlite:///{tmp_path / 'index.db'}"
-    query = "SELECT revenue, state FROM usage WHERE node_id = ? AND epoch = ?"
+    query = select(usage.c.revenue, usage.c.state).where(
+        usage.c.node_id == node_id, usage.c.epoch == epoch
+    )
     sync_index(suite, url)
     with open_db(url) as db:
-        assert db.execute(query, (node_id, epoch)).fetchone() == ("900000", "pending")
+        assert tuple(db.execute(query).one()) == (900_000, "pending")
     pay.finalize(node_id, [epoch])
     sync_index(suite, url)
     with open_db(url) as db:
-        assert db.execute(query, (node_id, epoch)).fetchone() == ("900000", "finalized")
+        assert tuple(db.execute(query).one()) == (900_000, "finalized")

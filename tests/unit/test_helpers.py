@@ -8,9 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from web3 import Web3
 
+from edgeshare.config import RPC_TIMEOUT_ENV, load_settings
 from edgeshare.errors import InputError
 from edgeshare.models import to_checksum
-from edgeshare.rpc import RPC_TIMEOUT_ENV, get_rpc_timeout, redact_urls
+from edgeshare.rpc import redact_urls
 
 
 @settings(max_examples=500, deadline=None)
@@ -33,12 +34,9 @@ def test_redact_urls__keeps_scheme_and_host_only(text: str, shown: str) -> None:
     assert "KEY123" not in redact_urls(text) and "pw" not in redact_urls(text)
 
 
-def test_rpc_timeout__from_environment_or_default(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(RPC_TIMEOUT_ENV, raising=False)
-    assert get_rpc_timeout(30.0) == 30.0
-    monkeypatch.setenv(RPC_TIMEOUT_ENV, "2.5")
-    assert get_rpc_timeout(30.0) == 2.5
+def test_rpc_timeout__from_environment_or_default() -> None:
+    assert load_settings({}).rpc_timeout is None
+    assert load_settings({RPC_TIMEOUT_ENV: "2.5"}).rpc_timeout == 2.5
     for bad in ("0", "-1", "soon", "99999"):
-        monkeypatch.setenv(RPC_TIMEOUT_ENV, bad)
         with pytest.raises(InputError, match=RPC_TIMEOUT_ENV):
-            get_rpc_timeout(30.0)
+            load_settings({RPC_TIMEOUT_ENV: bad})

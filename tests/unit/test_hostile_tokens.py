@@ -52,7 +52,7 @@ def on_token(
         )
         token.mint(deployer, 10**15, {"from": deployer})
         token.approve(suite.router.address, 10**15, {"from": deployer})
-        share = brownie_contract("NodeShare", suite.registry.functions.share_token(node_id).call())
+        share = brownie_contract("NodeShare", suite.registry.call("share_token", node_id))
         return suite, node_id, share, Payer(suite, attestor_key, deployer)
 
     return _build

@@ -285,7 +285,7 @@ def vesting_node(
     coin = brownie_contract("MockStablecoin", suite.stablecoin.address)
     coin.mint(deployer, 10**15, {"from": deployer})
     coin.approve(payer.router, 2**256 - 1, {"from": deployer})
-    share = brownie_contract("NodeShare", suite.registry.functions.share_token(node_id).call())
+    share = brownie_contract("NodeShare", suite.registry.call("share_token", node_id))
     return node_id, share, payer
 
 

@@ -327,13 +327,17 @@ def test_encode_settle_many__equals_web3s_encoding(
         )
         for i in range(3)
     ]
-    expected = suite.router.functions.settle_many(
+    from edgeshare.artifacts import load_artifact
+
+    abi = load_artifact("RevenueRouter").abi
+    router = suite.w3.eth.contract(address=suite.router.address, abi=abi)  # type: ignore[call-overload]
+    expected = router.functions.settle_many(
         [r.get_report().as_tuple() for r in reports], pack_signatures(reports)
     )._encode_transaction_data()
     assert encode_settle_many(reports) == expected
     assert (
         encode_settle_many(reports[:1])
-        == suite.router.functions.settle_many(
+        == router.functions.settle_many(
             [reports[0].get_report().as_tuple()], reports[0].get_signature_bytes()
         )._encode_transaction_data()
     )

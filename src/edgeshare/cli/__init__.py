@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import sys
+from typing import Annotated
 
 import requests
 import typer
@@ -12,7 +14,7 @@ from edgeshare.cli.demo import demo
 from edgeshare.cli.deploy import deploy
 from edgeshare.cli.index import index, report_app
 from edgeshare.cli.market import market
-from edgeshare.errors import EdgeShareError
+from edgeshare.errors import EdgeShareError, InputError
 
 app = typer.Typer(
     name="edgeshare",
@@ -21,6 +23,25 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _options(
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More log lines (-vv: debug).")
+    ] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors.")] = False,
+) -> None:
+    """Tokenized revenue shares for edge AI-inference nodes."""
+    if verbose and quiet:
+        raise InputError("give -v or -q, not both")
+    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO)[min(verbose, 1)]
+    level = logging.DEBUG if verbose >= 2 else level
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
+    for noisy in ("urllib3", "web3", "asyncio"):  # their debug lines can carry request URLs
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
 app.command()(deploy)
 app.command()(demo)
 app.add_typer(attest.app, name="attest")

@@ -22,7 +22,6 @@ from edgeshare.cli.common import (
     open_sender,
 )
 from edgeshare.poster import DEFAULT_BATCH, finalize_reports, post_reports
-from edgeshare.rpc import RpcClient
 from edgeshare.signer import load_signer_from_env
 from edgeshare.suite import fetch_domain_of
 from edgeshare.usage import (
@@ -67,7 +66,6 @@ def sign_usage(
         domain = fetch_domain_of(suite)
         now = int(w3.eth.get_block("latest")["timestamp"])
         signed = build_signed_reports(
-            RpcClient(str(target.url)),
             suite,
             usage,
             rows,

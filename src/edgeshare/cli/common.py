@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
@@ -12,20 +13,27 @@ import typer
 from web3 import Web3
 
 from edgeshare.chain import ENGINES, LocalChain, build_dev_keys, connect, get_network_url
+from edgeshare.config import Settings, load_settings
 from edgeshare.deploy import get_default_manifest_path, read_manifest
 from edgeshare.errors import InputError, KeyUnavailable
 from edgeshare.signer import Signer, load_signer_from_env, load_signer_from_keystore
 from edgeshare.suite import Suite
-from edgeshare.tx import Transactor, get_max_fee_per_gas
+from edgeshare.tx import Transactor
 
 RpcUrl = Annotated[
-    str | None, typer.Option("--rpc-url", help="JSON-RPC URL of the chain.", show_default=False)
+    str | None,
+    typer.Option(
+        "--rpc-url",
+        help="JSON-RPC URL of the chain [default: $EDGESHARE_RPC_URL, else $ETH_RPC_URL].",
+        show_default=False,
+    ),
 ]
 Network = Annotated[
     str | None,
     typer.Option(
         "--network",
-        help="anvil or ganache (started locally), or a network id from brownie's config.",
+        help="anvil or ganache (started locally), or a network of edgeshare.toml "
+        "(or of brownie's config).",
         show_default=False,
     ),
 ]
@@ -65,6 +73,8 @@ class Target:
 
     url: str | None
     engine: str | None
+    settings: Settings = field(default_factory=Settings)
+    """What the environment and edgeshare.toml say."""
 
     @property
     def is_started_here(self) -> bool:
@@ -80,15 +90,23 @@ def build_target(rpc_url: str | None, network: str | None, *, start_local: bool 
     """
     if rpc_url and network:
         raise InputError("give --rpc-url or --network, not both")
+    settings = load_settings()
     if rpc_url:
-        return Target(url=rpc_url, engine=None)
+        return Target(url=rpc_url, engine=None, settings=settings)
+    if network is None and settings.rpc_url:
+        return Target(url=settings.rpc_url, engine=None, settings=settings)
     if network in ENGINES or (network is None and start_local):
         if not start_local:
             raise InputError(f"--network {network} starts a new, empty chain; give --rpc-url")
-        return Target(url=None, engine=network or "anvil")
+        return Target(url=None, engine=network or "anvil", settings=settings)
     if network is None:
-        raise InputError("give --rpc-url URL or --network NAME of the chain the suite is on")
-    return Target(url=get_network_url(network), engine=None)
+        raise InputError(
+            "give --rpc-url URL or --network NAME of the chain the suite is on "
+            "(or set EDGESHARE_RPC_URL)"
+        )
+    named = settings.get_network(network, os.environ)
+    url = named.rpc_url if named else get_network_url(network)
+    return Target(url=url, engine=None, settings=settings)
 
 
 def parse_address(value: str, name: str) -> str:
@@ -108,7 +126,8 @@ DbUrl = Annotated[
     str | None,
     typer.Option(
         "--db",
-        help="Index database URL [default: sqlite:///index/<chain_id>.db].",
+        help="Index database: sqlite:///PATH (or a plain path) or postgresql://USER@HOST/DB "
+        "[default: sqlite:///index/<chain_id>.db].",
         show_default=False,
     ),
 ]
@@ -135,9 +154,8 @@ def open_sender(
     manifest's suite and a Transactor for that key."""
     target = build_target(rpc_url, network, start_local=False)
     signer = load_signer(private_key_env, keystore, target)
-    fee_ceiling = get_max_fee_per_gas()
     with open_chain(target) as w3:
-        tx = Transactor(w3, signer, confirmations, max_fee_per_gas=fee_ceiling)
+        tx = Transactor(w3, signer, confirmations, max_fee_per_gas=target.settings.max_fee_per_gas)
         yield load_suite(w3, manifest), tx
 
 
@@ -157,7 +175,7 @@ def load_signer(private_key_env: str | None, keystore: Path | None, target: Targ
     if private_key_env:
         return load_signer_from_env(private_key_env)
     if keystore:
-        return load_signer_from_keystore(keystore)
+        return load_signer_from_keystore(keystore, target.settings.keystore_password)
     if target.is_started_here:
         return Signer.from_key(build_dev_keys(1)[0])
     raise KeyUnavailable("no signing key: pass --private-key-env VAR or --keystore FILE")
@@ -166,8 +184,9 @@ def load_signer(private_key_env: str | None, keystore: Path | None, target: Targ
 @contextmanager
 def open_chain(target: Target) -> Iterator[Web3]:
     """Connect to the target, starting and finally stopping a local engine if needed."""
+    timeout = target.settings.rpc_timeout
     if target.engine is None:
-        yield connect(str(target.url))
+        yield connect(str(target.url), timeout)
         return
     with LocalChain(target.engine) as chain:  # type: ignore[arg-type]
-        yield connect(chain.url)
+        yield connect(chain.url, timeout)

@@ -27,7 +27,7 @@ from edgeshare.deploy import (
     get_default_manifest_path,
     read_manifest,
 )
-from edgeshare.tx import Transactor, get_max_fee_per_gas
+from edgeshare.tx import Transactor
 
 
 def deploy(
@@ -68,7 +68,7 @@ def deploy(
     """Deploy the EdgeShare suite, or finish one from its manifest (idempotent)."""
     target = build_target(rpc_url, network)
     signer = load_signer(private_key_env, keystore, target)
-    fee_ceiling = get_max_fee_per_gas()
+    fee_ceiling = target.settings.max_fee_per_gas
     overrides = {
         "stablecoin": stablecoin,
         "epoch_length": epoch_length,

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from web3 import Web3
 
 from edgeshare.cli import console
 from edgeshare.cli.common import (
@@ -53,7 +52,7 @@ def transfer(
     ):
         signer = tx.signer
         share = suite.share(node_id)
-        balance = int(share.functions.balanceOf(signer.address).call())
+        balance = int(share.call("balanceOf", signer.address))
         value = balance if amount == "all" else int(amount)
         if value > balance:
             raise InputError(
@@ -132,6 +131,3 @@ def claim(
         [[r.node_id, r.amount, r.receiver, r.transaction] for r in results]
         + [["total", total, "", ""]],
     )
-
-
-__all__ = ["Web3", "claim", "portfolio", "shares_app"]

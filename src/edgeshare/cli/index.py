@@ -18,7 +18,7 @@ from edgeshare.cli.common import (
     parse_address,
 )
 from edgeshare.errors import InputError
-from edgeshare.indexer import DEFAULT_CHUNK, open_db, sync_index
+from edgeshare.indexer import DEFAULT_CHUNK, get_display_url, open_db, sync_index
 from edgeshare.reports import Report, build_report, render_csv, render_html, render_json
 
 report_app = typer.Typer(help="Operator and investor reports.", no_args_is_help=True)
@@ -33,20 +33,35 @@ def index(
     chunk: Annotated[
         int, typer.Option(help="Blocks per eth_getLogs request at most.")
     ] = DEFAULT_CHUNK,
+    confirmations: Annotated[
+        int | None,
+        typer.Option(
+            "--confirmations",
+            help="Index up to this many blocks behind the head "
+            "[default: 0 on a local chain, 2 elsewhere].",
+            show_default=False,
+        ),
+    ] = None,
     json_output: Json = False,
 ) -> None:
-    """Read the suite's events into the index database, from where the last run stopped."""
+    """Read the suite's events into the index database, from where the last run stopped.
+
+    After a chain reorganisation the blocks it replaced are undone and indexed again.
+    """
     if chunk < 1:
         raise InputError("--chunk must be at least 1")
+    if confirmations is not None and confirmations < 0:
+        raise InputError("--confirmations must not be negative")
     with open_suite(rpc_url, network, manifest) as suite, console.progress(json_output) as progress:
-        url, result = sync_index(suite, db, chunk, progress)
-    data = {"db": url, **result.__dict__}
+        url, result = sync_index(suite, db, chunk, progress, confirmations)
+    shown = get_display_url(url)
+    data = {"db": shown, **result.__dict__}
     if json_output:
         console.print_json(data)
     else:
         console.out.print(
             f"indexed blocks {result.from_block}..{result.to_block}: "
-            f"{result.events} events into {url}"
+            f"{result.events} events into {shown}"
         )
 
 

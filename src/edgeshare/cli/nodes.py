@@ -64,7 +64,7 @@ def list_nodes(
 ) -> None:
     """Every registered node with its terms as the registry reports them now."""
     with open_suite(rpc_url, network, manifest) as suite:
-        records = [suite.fetch_node(n) for n in range(1, suite.fetch_node_count() + 1)]
+        records = suite.fetch_nodes()
     if json_output:
         console.print_json([r.model_dump() for r in records])
         return
