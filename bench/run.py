@@ -25,11 +25,12 @@ from web3 import Web3
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import floors
 
-from edgeshare import indexer as indexer_module
+from edgeshare import contracts as contracts_module
 from edgeshare.attestation import SignedReport, sign
 from edgeshare.chain import LocalChain, build_dev_keys, connect
+from edgeshare.contracts import get_codec
 from edgeshare.deploy import build_params, deploy_suite
-from edgeshare.indexer import Indexer, decode_log, open_db
+from edgeshare.indexer import Indexer, open_db
 from edgeshare.nodes import NodeEntry, register_nodes
 from edgeshare.pipeline import send_pipelined
 from edgeshare.poster import encode_settle_many, post_reports
@@ -353,12 +354,10 @@ class Bench:
             index_rate = result.events / (time.perf_counter() - started)
         # the raw reference: the same logs fetched with eth_getLogs and decoded, not
         # stored; from the same cold start (the address cache the indexer filled emptied)
-        indexer_module._CHECKSUMS.clear()
+        contracts_module._CHECKSUMS.clear()
         specs = {}
-        from edgeshare.indexer import _specs
-
         for name in ("NodeRegistry", "RevenueRouter", "NodeShare"):
-            specs.update(_specs(name))
+            specs.update(get_codec(name).by_topic)
         head = int(self.w3.eth.block_number)
         started = time.perf_counter()
         decoded = 0
@@ -369,7 +368,7 @@ class Bench:
             for item in logs:
                 spec = specs.get(bytes.fromhex(item["topics"][0][2:])) if item["topics"] else None
                 if spec is not None and len(item["topics"]) == len(spec.indexed) + 1:
-                    decode_log(spec, item)
+                    spec.decode(item["topics"], item["data"])
                     decoded += 1
         raw_rate = decoded / (time.perf_counter() - started)
         return {"events": result.events, "events_indexed_per_second": int(index_rate),

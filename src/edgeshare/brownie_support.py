@@ -10,11 +10,11 @@ import, with an ImportError that says so. Nothing the library or the CLI uses im
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 
 from web3 import Web3
 
+from edgeshare.config import load_settings, read_secret_env
 from edgeshare.deploy import get_default_manifest_path, read_manifest
 from edgeshare.errors import InputError, KeyUnavailable
 from edgeshare.signer import Signer, load_signer_from_env
@@ -47,7 +47,7 @@ def get_signer() -> Signer:
     unlocked dev account on a development network, or one added with
     ``accounts.load(...)`` on a live one.
     """
-    if os.environ.get(KEY_ENV):
+    if read_secret_env(KEY_ENV):
         return load_signer_from_env(KEY_ENV)
     from brownie import accounts
 
@@ -74,4 +74,4 @@ def get_suite(manifest: str = "") -> Suite:
 
 def get_transactor() -> Transactor:
     """A Transactor for the scripts' account on brownie's network."""
-    return Transactor(get_web3(), get_signer())
+    return Transactor(get_web3(), get_signer(), max_fee_per_gas=load_settings().max_fee_per_gas)

@@ -23,15 +23,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from eth_abi.abi import decode
-from eth_utils.crypto import keccak
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -62,10 +60,10 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.schema import SchemaItem
 from web3 import Web3
 
-from edgeshare.artifacts import load_artifact
 from edgeshare.chain import is_local_chain_id
+from edgeshare.contracts import Event as AbiEvent
+from edgeshare.contracts import get_codec
 from edgeshare.errors import ChainUnavailable, EdgeShareError, InputError
-from edgeshare.models import to_checksum
 from edgeshare.rpc import RpcClient, RpcError, get_rpc, is_range_too_large
 from edgeshare.suite import Suite
 
@@ -228,90 +226,6 @@ NODE_UPDATES = {
     "OperatorTransferred": ("operator", "new_operator"),
 }
 INTEGER_COLUMNS = ("status", "price_per_1k")
-
-STATIC = ("uint", "int", "address", "bool", "bytes32")
-
-
-@dataclass(frozen=True)
-class EventSpec:
-    """How to decode one event: its name, indexed inputs and data inputs."""
-
-    name: str
-    indexed: tuple[tuple[str, str], ...]
-    data: tuple[tuple[str, str], ...]
-
-    @property
-    def static(self) -> bool:
-        """True when every data field is one 32-byte word (decoded by slicing)."""
-        return all(t.startswith(STATIC) and "[" not in t for _, t in self.data)
-
-
-_CHECKSUMS: dict[bytes, str] = {}
-
-
-def _address(raw: bytes) -> str:
-    """A checksummed address from its 20 bytes (cached: the same ones recur constantly)."""
-    found = _CHECKSUMS.get(raw)
-    if found is None:
-        if len(_CHECKSUMS) > 100_000:
-            _CHECKSUMS.clear()
-        found = _CHECKSUMS[raw] = to_checksum(raw)
-    return found
-
-
-def _word(typ: str, raw: bytes) -> Any:
-    if typ == "address":
-        return _address(raw[12:])
-    if typ.startswith("uint"):
-        return int.from_bytes(raw, "big")
-    if typ.startswith("int"):
-        return int.from_bytes(raw, "big", signed=True)
-    if typ == "bool":
-        return raw[-1] == 1
-    return "0x" + raw.hex()
-
-
-def _specs(contract: str) -> dict[bytes, EventSpec]:
-    out = {}
-    for item in load_artifact(contract).abi:
-        if item["type"] != "event":
-            continue
-        types = ",".join(_canonical(i) for i in item["inputs"])
-        topic = keccak(text=f"{item['name']}({types})")
-        out[topic] = EventSpec(
-            item["name"],
-            tuple((i["name"], _canonical(i)) for i in item["inputs"] if i["indexed"]),
-            tuple((i["name"], _canonical(i)) for i in item["inputs"] if not i["indexed"]),
-        )
-    return out
-
-
-def _canonical(item: dict[str, Any]) -> str:
-    if item["type"] == "tuple":
-        return "(" + ",".join(_canonical(c) for c in item["components"]) + ")"
-    return str(item["type"])
-
-
-def decode_log(spec: EventSpec, log: dict[str, Any]) -> dict[str, Any]:
-    """Decode a raw JSON-RPC log with ``spec`` (addresses checksummed, ints as ints)."""
-    args: dict[str, Any] = {}
-    topics = log["topics"][1:]
-    for (name, typ), topic in zip(spec.indexed, topics, strict=True):
-        args[name] = _word(typ, bytes.fromhex(topic[2:]))
-    if spec.data and spec.static:
-        data = bytes.fromhex(log["data"][2:])
-        for i, (name, typ) in enumerate(spec.data):
-            args[name] = _word(typ, data[32 * i : 32 * i + 32])
-        return args
-    if spec.data:
-        values = decode([t for _, t in spec.data], bytes.fromhex(log["data"][2:]))
-        for (name, typ), value in zip(spec.data, values, strict=True):
-            if typ == "address":
-                value = Web3.to_checksum_address(value)
-            elif isinstance(value, bytes):
-                value = "0x" + value.hex()
-            args[name] = value
-    return args
 
 
 def find_deploy_block(w3: Web3, address: str, known_after: int) -> int:
@@ -595,10 +509,10 @@ class Indexer:
         self.chunk = chunk
         self.confirmations = confirmations
         self.core = {
-            suite.registry.address.lower(): _specs("NodeRegistry"),
-            suite.router.address.lower(): _specs("RevenueRouter"),
+            suite.registry.address.lower(): get_codec("NodeRegistry").by_topic,
+            suite.router.address.lower(): get_codec("RevenueRouter").by_topic,
         }
-        self.share_specs = _specs("NodeShare")
+        self.share_specs = get_codec("NodeShare").by_topic
         self._handlers: dict[str, Callable[[_Batch, Event], None]] = {
             "NodeRegistered": self._on_node_registered,
             "UsageSettled": self._on_usage_settled,
@@ -868,7 +782,7 @@ class Indexer:
         return len(events)
 
     def _decode(
-        self, logs: list[dict[str, Any]], specs: dict[str, dict[bytes, EventSpec]]
+        self, logs: list[dict[str, Any]], specs: dict[str, Mapping[bytes, AbiEvent]]
     ) -> list[Event]:
         out = []
         for item in logs:
@@ -882,7 +796,7 @@ class Indexer:
                 continue
             out.append(Event(int(item["blockNumber"], 16), int(item["logIndex"], 16),
                              str(item["blockHash"]).lower(), item["address"], spec.name,
-                             decode_log(spec, item)))  # fmt: skip
+                             spec.decode(item["topics"], item["data"])))  # fmt: skip
         out.sort(key=lambda e: (e.block, e.log_index))
         return out
 
