@@ -77,7 +77,7 @@ lint: install
 fuzz: install
 	EDGESHARE_FUZZ=long $(BIN)/pytest tests/fuzz -p no:randomly $(PYTEST_ARGS)
 
-bench: install
+bench: install install-postgres
 	$(BIN)/python bench/run.py
 
 compile: install

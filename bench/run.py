@@ -23,7 +23,9 @@ from hexbytes import HexBytes
 from web3 import Web3
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # for tests.pg
 import floors
+import reads
 
 from edgeshare import contracts as contracts_module
 from edgeshare.attestation import SignedReport, sign
@@ -45,6 +47,7 @@ from edgeshare.suite import (
     send_mint_mock,
 )
 from edgeshare.tx import Transactor
+from tests.pg import find_postgres_bin, running_postgres
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCH = 60
@@ -459,7 +462,21 @@ def render_markdown(results: dict[str, Any]) -> str:
               f"| raw eth_getLogs + decode (reference) | {i['raw_getlogs_decode_per_second']:,} |", "",
               f"Reports settle at {t['reports_per_plain_transfer_time']}x the rate of plain transfers; "
               f"indexing runs at {i['index_over_raw']}x the raw fetch-and-decode rate.",
-              "", f"Measured {results['date']} on {results['machine']}."]  # fmt: skip
+              ""]  # fmt: skip
+    if "reads" in results:
+        r = results["reads"]
+        lines += [f"Reads at scale: {r['nodes']:,} nodes with {r['epochs']} settled epochs each "
+                  f"and {r['investors']} investors. A process is the whole command "
+                  f"(`--json`, starting the interpreter: `edgeshare --help` alone takes "
+                  f"{r['startup_seconds']} s); in process is the same work without the start; "
+                  "the reference is the bare JSON-RPC batches and SQL selects it needs.", "",
+                  "| command | index | process (s) | in process (s) | bare work (s) | ratio |",
+                  "| --- | --- | ---: | ---: | ---: | ---: |"]  # fmt: skip
+        for c in r["commands"]:
+            lines.append(f"| {c['command']} | {c['db']} | {c['process_seconds']} | "
+                         f"{c['in_process_seconds']} | {c['bare_work_seconds']} | {c['ratio']}x |")  # fmt: skip
+        lines.append("")
+    lines.append(f"Measured {results['date']} on {results['machine']}.")
     return "\n".join(lines) + "\n"
 
 
@@ -502,6 +519,12 @@ def main() -> None:
         print(json.dumps(results["throughput"]), flush=True)
         print("indexing ...", flush=True)
         results["indexing"] = bench.indexing_section(Path(tmp), 10_000 if QUICK else 50_000)
+    print("reads at scale ...", flush=True)
+    folder = find_postgres_bin()
+    if folder is None:
+        raise SystemExit("the reads section needs PostgreSQL: make install-postgres")
+    with tempfile.TemporaryDirectory() as tmp, running_postgres(folder) as postgres_url:
+        results["reads"] = reads.run_section(Path(tmp), QUICK, postgres_url)
     results["date"] = time.strftime("%Y-%m-%d")
     results["machine"] = (
         f"{platform.machine()}, {platform.python_implementation()} {platform.python_version()}, anvil 1.7.1, 2 cores"

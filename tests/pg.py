@@ -20,6 +20,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -93,6 +94,14 @@ def postgres_url() -> Iterator[str]:
         if os.environ.get(REQUIRE_ENV) == "1":
             pytest.fail(f"{REQUIRE_ENV}=1 but no PostgreSQL binaries (/usr/lib/postgresql/*/bin)")
         pytest.skip("PostgreSQL is not installed (make test installs it)")
+    with running_postgres(folder) as url:
+        yield url
+
+
+@contextmanager
+def running_postgres(folder: Path) -> Iterator[str]:
+    """Start a throwaway server from the binaries in ``folder``; yields the URL of an empty
+    database; stops the server and removes its directory at the end, however it ends."""
     root = Path(tempfile.mkdtemp(prefix="edgeshare-pg-", dir="/tmp"))
     server: subprocess.Popen[bytes] | None = None
     try:

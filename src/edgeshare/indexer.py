@@ -54,7 +54,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy import text as sql_text
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.schema import SchemaItem
@@ -386,14 +386,45 @@ def _upsert(db: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
     keys = [c.name for c in table.primary_key.columns]
-    if db.dialect.name == "postgresql":
-        pg = postgresql.insert(table)
-        changes = {c.name: pg.excluded[c.name] for c in table.columns if c.name not in keys}
-        db.execute(pg.on_conflict_do_update(index_elements=keys, set_=changes), rows)
+    if db.dialect.name == "sqlite":
+        _write_sqlite(db, table, rows, keys)
+        return
+    pg = postgresql.insert(table)
+    changes = {c.name: pg.excluded[c.name] for c in table.columns if c.name not in keys}
+    db.execute(pg.on_conflict_do_update(index_elements=keys, set_=changes), rows)
+
+
+def _insert(db: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert ``rows`` (one executemany)."""
+    if not rows:
+        return
+    if db.dialect.name == "sqlite":
+        _write_sqlite(db, table, rows, None)
     else:
-        lite = sqlite.insert(table)
-        changes = {c.name: lite.excluded[c.name] for c in table.columns if c.name not in keys}
-        db.execute(lite.on_conflict_do_update(index_elements=keys, set_=changes), rows)
+        db.execute(table.insert(), rows)
+
+
+def _write_sqlite(
+    db: Connection, table: Table, rows: list[dict[str, Any]], keys: list[str] | None
+) -> None:
+    """SQLite's inserts (upserts on ``keys``) through its driver, with the rows as tuples:
+    SQLAlchemy's per-row parameter processing would cost as much as the writes. Amounts
+    become decimal text, as ``Amount`` stores them."""
+    names = list(rows[0])
+    amounts = {c.name for c in table.columns if isinstance(c.type, Amount)}
+    sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+    if keys is not None:
+        changes = ", ".join(f"{n} = excluded.{n}" for n in names if n not in keys)
+        sql += f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {changes}"
+    convert = [n in amounts for n in names]
+    params = [
+        tuple(
+            str(v) if amount and v is not None else v
+            for v, amount in zip((row[n] for n in names), convert, strict=True)
+        )
+        for row in rows
+    ]
+    db.exec_driver_sql(sql, params)
 
 
 def _put_meta(db: Connection, values: dict[str, str]) -> None:
@@ -812,12 +843,11 @@ class Indexer:
         with _transaction(self.db) as db:
             _upsert(db, blocks, [{"number": n, "hash": h} for n, h in batch.blocks.items()])
             if batch.new_nodes:  # first: later statements of the chunk may refer to them
-                db.execute(nodes.insert(), list(batch.new_nodes.values()))
+                _insert(db, nodes, list(batch.new_nodes.values()))
             for node_id, changes in batch.node_changes.items():
                 db.execute(update(nodes).where(nodes.c.node_id == node_id).values(**changes))
             for table in LOG_TABLES:
-                if table.name in batch.rows:
-                    db.execute(table.insert(), batch.rows[table.name])
+                _insert(db, table, batch.rows.get(table.name, []))
             _upsert(db, usage, list(batch.usage.values()))
             if batch.states:
                 db.execute(

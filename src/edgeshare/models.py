@@ -7,11 +7,14 @@ address must never be "fixed" into someone else's).
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from Crypto.Hash import keccak as keccak256
-from eth_utils.address import is_checksum_address, is_hex_address, to_checksum_address
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from edgeshare.errors import InputError
 
 MAX_BPS = 10_000
 MAX_OPERATOR_CUT_BPS = 5_000
@@ -21,16 +24,28 @@ MIN_CHALLENGE_PERIOD = 3_600  # RevenueRouter.MIN_CHALLENGE_PERIOD
 UINT256_MAX = 2**256 - 1
 
 
+_HEX_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+_VALID: dict[str, str] = {}
+"""Addresses already validated -> their checksummed form (the same few recur in bulk)."""
+
+
 def _checksum(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError("an address must be a 0x-prefixed string of 40 hex digits")
-    if not is_hex_address(value):
+    found = _VALID.get(value)
+    if found is not None:
+        return found
+    if not _HEX_ADDRESS.fullmatch(value):
         raise ValueError(f"{value!r} is not a 0x-prefixed address of 40 hex digits")
     body = value[2:]
+    checksummed = to_checksum(bytes.fromhex(body))
     mixed_case = body != body.lower() and body != body.upper()
-    if mixed_case and not is_checksum_address(value):
+    if mixed_case and value != checksummed:
         raise ValueError(f"{value} has an invalid EIP-55 checksum (a typo?)")
-    return to_checksum_address(value)
+    if len(_VALID) > 100_000:
+        _VALID.clear()
+    _VALID[value] = checksummed
+    return checksummed
 
 
 Address = Annotated[str, BeforeValidator(_checksum)]
@@ -50,6 +65,18 @@ def to_checksum(raw: bytes) -> str:
     mask = int.from_bytes(marks.translate(_CASE_MASK), "big")
     mixed = (int.from_bytes(low, "big") & ~mask) | (int.from_bytes(low.upper(), "big") & mask)
     return "0x" + mixed.to_bytes(40, "big").decode()
+
+
+def read_text_file(path: Path, encoding: str = "utf-8") -> str:
+    """The text of an input file the user named; a missing or non-UTF-8 file is bad input."""
+    try:
+        return path.read_bytes().decode(encoding)
+    except FileNotFoundError:
+        raise InputError(f"{path} does not exist") from None
+    except IsADirectoryError:
+        raise InputError(f"{path} is a directory, not a file") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path} is not UTF-8 text (byte {exc.start})") from None
 
 
 class StrictModel(BaseModel):

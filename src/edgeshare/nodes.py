@@ -17,7 +17,7 @@ import yaml
 from pydantic import Field, ValidationError
 
 from edgeshare.errors import InputError
-from edgeshare.models import StrictModel
+from edgeshare.models import StrictModel, read_text_file
 from edgeshare.pipeline import send_pipelined
 from edgeshare.suite import NodeSpec, Suite
 from edgeshare.tx import Transactor
@@ -52,12 +52,7 @@ class NodesFile(StrictModel):
 
 def read_nodes_file(path: Path) -> list[NodeEntry]:
     """Parse and validate a node list; every problem is reported with index and field."""
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{path} does not exist") from None
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path} is not UTF-8 text (byte {exc.start})") from None
+    text = read_text_file(path)
     try:
         data: Any = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:

@@ -30,7 +30,7 @@ from edgeshare.attestation import (
     sign,
 )
 from edgeshare.errors import InputError
-from edgeshare.models import StrictModel
+from edgeshare.models import StrictModel, read_text_file
 from edgeshare.rpc import RpcError
 from edgeshare.suite import Suite
 
@@ -74,12 +74,7 @@ def read_usage_csv(path: Path) -> list[tuple[int, UsageRow]]:
     Raises:
         InputError: listing every problem with its file, line and field.
     """
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except FileNotFoundError:
-        raise InputError(f"{path} does not exist") from None
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path} is not UTF-8 text (byte {exc.start})") from None
+    text = read_text_file(path, "utf-8-sig")
     if "\x00" in text:
         raise InputError(f"{path} is not a text file")
     reader = csv.DictReader(io.StringIO(text, newline=""))
@@ -206,14 +201,7 @@ def build_signed_reports(
 
 def read_reports_file(path: Path) -> SignedReportsFile:
     """Read and validate a signed-reports JSON file."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{path} does not exist") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path} is not UTF-8 text (byte {exc.start})") from None
+    text = read_text_file(path)
     if not text.strip():
         raise InputError(f"{path} is empty")
     try:

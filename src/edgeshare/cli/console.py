@@ -32,7 +32,14 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 def print_json(data: Any) -> None:
     """Machine-readable output: plain JSON on stdout, integers kept exact."""
-    out.out(json.dumps(data, indent=2, default=str), highlight=False)
+    print_text(json.dumps(data, indent=2, default=str))
+
+
+def print_text(text: str) -> None:
+    """Text as it is (a CSV, JSON or HTML document) on stdout, not through rich: a report
+    of a thousand nodes is megabytes, which rich's rendering would take seconds over."""
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    sys.stdout.flush()
 
 
 def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:

@@ -128,7 +128,7 @@ def _emit(report: Report, fmt: str, output: Path | None) -> None:
         return
     text = {"csv": render_csv, "json": render_json, "html": render_html}[fmt](report)
     if output is None:
-        console.out.out(text, highlight=False)
+        console.print_text(text)
     else:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text)
