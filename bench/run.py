@@ -519,6 +519,7 @@ def main() -> None:
         print(json.dumps(results["throughput"]), flush=True)
         print("indexing ...", flush=True)
         results["indexing"] = bench.indexing_section(Path(tmp), 10_000 if QUICK else 50_000)
+        print(json.dumps(results["indexing"]), flush=True)
     print("reads at scale ...", flush=True)
     folder = find_postgres_bin()
     if folder is None:

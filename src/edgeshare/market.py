@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 from web3 import Web3
 
 from edgeshare import indexer as idx
@@ -35,6 +35,25 @@ class BoardRow:
     operator_cut_bps: int
 
 
+def fetch_recent_usage(db: Connection, recent: int) -> dict[int, list[tuple[int, int]]]:
+    """(latency ms, uptime bps) of each node's ``recent`` latest undisputed epochs, in one
+    query (a window per node)."""
+    u = idx.usage
+    rank = func.row_number().over(partition_by=u.c.node_id, order_by=u.c.epoch.desc())
+    ranked = (
+        select(u.c.node_id, u.c.latency_ms, u.c.uptime_bps, rank.label("rank"))
+        .where(u.c.state != "disputed")
+        .subquery()
+    )
+    query = select(ranked.c.node_id, ranked.c.latency_ms, ranked.c.uptime_bps).where(
+        ranked.c.rank <= recent
+    )
+    found: dict[int, list[tuple[int, int]]] = {}
+    for node_id, latency, uptime in db.execute(query):
+        found.setdefault(node_id, []).append((latency, uptime))
+    return found
+
+
 def build_board(
     db: Connection,
     suite: Suite,
@@ -46,6 +65,7 @@ def build_board(
     recent: int = 12,
 ) -> list[BoardRow]:
     """Active nodes matching the filters, cheapest first, then fastest, then most available."""
+    attested = fetch_recent_usage(db, recent)
     rows = []
     for node in suite.fetch_nodes():
         node_id, node_region, price, cut = (
@@ -60,13 +80,8 @@ def build_board(
             continue
         if max_price is not None and price > max_price:
             continue
-        latencies, uptimes = [], []
-        for latency, uptime in db.execute(
-            select(idx.usage.c.latency_ms, idx.usage.c.uptime_bps)
-            .where(idx.usage.c.node_id == node_id, idx.usage.c.state != "disputed")
-            .order_by(idx.usage.c.epoch.desc()).limit(recent)):  # fmt: skip
-            latencies.append(latency)
-            uptimes.append(uptime)
+        latencies = [latency for latency, _ in attested.get(node_id, [])]
+        uptimes = [uptime for _, uptime in attested.get(node_id, [])]
         median = sorted(latencies)[len(latencies) // 2] if latencies else None
         mean_uptime = sum(uptimes) // len(uptimes) if uptimes else None
         if max_latency is not None and (median is None or median > max_latency):

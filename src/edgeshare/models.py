@@ -30,6 +30,7 @@ _VALID: dict[str, str] = {}
 
 
 def _checksum(value: Any) -> str:
+    """``value`` checksummed, if it is an address (see ``checksum_address``)."""
     if not isinstance(value, str):
         raise ValueError("an address must be a 0x-prefixed string of 40 hex digits")
     found = _VALID.get(value)
@@ -46,6 +47,13 @@ def _checksum(value: Any) -> str:
         _VALID.clear()
     _VALID[value] = checksummed
     return checksummed
+
+
+def checksum_address(value: str) -> str:
+    """The EIP-55 form of a 0x-prefixed hex address; raises ValueError for anything else,
+    or for a mixed-case address whose checksum is wrong. Cached: the same few addresses
+    recur in every receipt and log."""
+    return _checksum(value)
 
 
 Address = Annotated[str, BeforeValidator(_checksum)]

@@ -19,10 +19,16 @@ from hexbytes import HexBytes
 from web3 import Web3
 
 from edgeshare.errors import TransactionFailed
+from edgeshare.models import checksum_address
 from edgeshare.rpc import RpcClient, get_rpc
 from edgeshare.signer import Signer
 
 GAS_HEADROOM_NUM, GAS_HEADROOM_DEN = 6, 5  # send with 20% more gas than estimated
+
+
+def _hex(value: Any) -> str:
+    """JSON-RPC hex data as lower-case 0x-hex text (bytes are converted)."""
+    return value.lower() if isinstance(value, str) else HexBytes(value).to_0x_hex()
 
 
 def _int(value: Any) -> int:
@@ -49,13 +55,13 @@ class Log:
     def from_rpc(cls, raw: Mapping[str, Any]) -> Log:
         """A log from its JSON-RPC form (an item of a receipt's ``logs``)."""
         return cls(
-            address=Web3.to_checksum_address(raw["address"]),
-            topics=tuple(HexBytes(t).to_0x_hex() for t in raw["topics"]),
-            data=HexBytes(raw["data"]).to_0x_hex(),
+            address=checksum_address(_hex(raw["address"])),
+            topics=tuple(_hex(t) for t in raw["topics"]),
+            data=_hex(raw["data"]),
             block_number=_int(raw["blockNumber"]),
             log_index=_int(raw["logIndex"]),
-            block_hash=HexBytes(raw["blockHash"]).to_0x_hex(),
-            tx_hash=HexBytes(raw["transactionHash"]).to_0x_hex(),
+            block_hash=_hex(raw["blockHash"]),
+            tx_hash=_hex(raw["transactionHash"]),
         )
 
 
@@ -82,13 +88,13 @@ class Receipt:
         created = raw.get("contractAddress")
         price = raw.get("effectiveGasPrice", raw.get("gasPrice", 0))
         return cls(
-            tx_hash=HexBytes(raw["transactionHash"]).to_0x_hex(),
+            tx_hash=_hex(raw["transactionHash"]),
             block_number=_int(raw["blockNumber"]),
-            block_hash=HexBytes(raw["blockHash"]).to_0x_hex(),
+            block_hash=_hex(raw["blockHash"]),
             status=_int(raw.get("status", 1)),
             gas_used=_int(raw["gasUsed"]),
             effective_gas_price=_int(price or 0),
-            contract_address=Web3.to_checksum_address(created) if created else None,
+            contract_address=checksum_address(_hex(created)) if created else None,
             logs=tuple(Log.from_rpc(log) for log in raw.get("logs", [])),
         )
 

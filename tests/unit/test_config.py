@@ -96,3 +96,18 @@ def test_log_level__v_and_q_together_is_bad_input(
 ) -> None:
     code, out = run_main(capsys, clean_env, {}, "-v", "-q", "nodes", "list")
     assert code == 2 and "not both" in out
+
+
+def test_index_depth__flag_then_the_networks_setting(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from edgeshare.cli.common import get_index_depth
+
+    (tmp_path / "edgeshare.toml").write_text(
+        '[networks.slow]\nrpc_url = "http://a"\nconfirmations = 12\n'
+        '[networks.fast]\nrpc_url = "http://b"\n'
+    )
+    assert get_index_depth("slow") == 12
+    assert get_index_depth("slow", 3) == 3
+    assert get_index_depth("fast") is None  # the index's own default
+    assert get_index_depth(None) is None

@@ -133,6 +133,15 @@ DbUrl = Annotated[
 ]
 
 
+def get_index_depth(network: str | None, given: int | None = None) -> int | None:
+    """Blocks the index stays behind the head: ``given`` (``--confirmations``), else the
+    named network's ``confirmations`` in edgeshare.toml, else None (the index's default)."""
+    if given is not None or network is None:
+        return given
+    found = load_settings().networks.get(network)
+    return found.confirmations if found else None
+
+
 @contextmanager
 def open_suite(rpc_url: str | None, network: str | None, manifest: Path | None) -> Iterator[Suite]:
     """Connect to an existing chain and bind the manifest's suite."""

@@ -14,6 +14,7 @@ from edgeshare.cli.common import (
     ManifestPath,
     Network,
     RpcUrl,
+    get_index_depth,
     open_suite,
     parse_address,
 )
@@ -53,7 +54,9 @@ def index(
     if confirmations is not None and confirmations < 0:
         raise InputError("--confirmations must not be negative")
     with open_suite(rpc_url, network, manifest) as suite, console.progress(json_output) as progress:
-        url, result = sync_index(suite, db, chunk, progress, confirmations)
+        url, result = sync_index(
+            suite, db, chunk, progress, get_index_depth(network, confirmations)
+        )
     shown = get_display_url(url)
     data = {"db": shown, **result.__dict__}
     if json_output:
@@ -162,7 +165,7 @@ def operator_report(
     if fmt not in FORMATS:
         raise InputError(f"--format must be one of {', '.join(FORMATS)}")
     with open_suite(rpc_url, network, manifest) as suite:
-        url, _ = sync_index(suite, db)
+        url, _ = sync_index(suite, db, confirmations=get_index_depth(network))
         with open_db(url) as conn:
             report = build_report(
                 conn,
@@ -190,7 +193,7 @@ def investor_report(
     if fmt not in FORMATS:
         raise InputError(f"--format must be one of {', '.join(FORMATS)}")
     with open_suite(rpc_url, network, manifest) as suite:
-        url, _ = sync_index(suite, db)
+        url, _ = sync_index(suite, db, confirmations=get_index_depth(network))
         with open_db(url) as conn:
             report = build_report(conn, suite, investor=address)
     _emit(report, fmt, output)

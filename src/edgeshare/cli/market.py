@@ -7,7 +7,15 @@ from typing import Annotated
 import typer
 
 from edgeshare.cli import console
-from edgeshare.cli.common import DbUrl, Json, ManifestPath, Network, RpcUrl, open_suite
+from edgeshare.cli.common import (
+    DbUrl,
+    Json,
+    ManifestPath,
+    Network,
+    RpcUrl,
+    get_index_depth,
+    open_suite,
+)
 from edgeshare.indexer import open_db, sync_index
 from edgeshare.market import build_board
 from edgeshare.reports import format_bps
@@ -34,7 +42,7 @@ def market(
                 f"{name} must not be {'below 1' if name == '--top' else 'negative'}"
             )
     with open_suite(rpc_url, network, manifest) as suite:
-        url, _ = sync_index(suite, db)
+        url, _ = sync_index(suite, db, confirmations=get_index_depth(network))
         with open_db(url) as conn:
             board = build_board(
                 conn,
