@@ -47,8 +47,9 @@ from edgeshare.tx import Transactor
 
 EPOCH, CHALLENGE, UNLOCK = 60, 3_600, 60
 SHARES, PRICE = 10**18, 1_000
-# no historical state: a chain this size would otherwise spill tens of GB to disk
-ANVIL_ARGS = ("--gas-limit", "300000000", "--prune-history")
+# the last 256 states only: a chain this size would otherwise spill tens of GB to disk
+# (and with none kept, a read at "latest" can miss the state of a block just mined)
+ANVIL_ARGS = ("--gas-limit", "300000000", "--prune-history=256")
 RUNS = 3
 _Plan = tuple[str, list[str], Callable[[], Any], Callable[[], Any]]
 """A command's name, its arguments, its work in process, and the bare work it needs."""
