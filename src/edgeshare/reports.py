@@ -184,8 +184,9 @@ def build_report(
         query = query.where(u.epoch >= from_epoch)
     if to_epoch is not None:
         query = query.where(u.epoch <= to_epoch)
+    # read in key order (no sort in the database), shown epoch by epoch (sorted below)
     for node_id, epoch, inferences, revenue, latency, uptime, cut_bps, state in db.execute(
-        query.order_by(u.epoch, u.node_id)
+        query.order_by(u.node_id, u.epoch)
     ):
         if node_id not in totals:
             continue
@@ -205,6 +206,7 @@ def build_report(
         t.holders += holders
         if state == "pending":
             t.pending_revenue += revenue
+    report.rows.sort(key=lambda r: (r.epoch, r.node_id))
     shares = [suite.share_at(nodes[n][3]) for n in totals]
     distributed_of = dict(
         zip(totals, suite.reader.each(shares, ("total_distributed",)), strict=True)
