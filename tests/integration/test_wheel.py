@@ -229,7 +229,8 @@ def test_wheel_cli__deploys_registers_signs_posts_and_claims(
 def test_sdk_guide_example__runs_with_the_wheel(venv: Path, tmp_path: Path) -> None:
     """docs/SDK.md's example, as written, in the clean venv (it starts its own anvil)."""
     guide = (ROOT / "docs" / "SDK.md").read_text()
-    (example,) = re.findall(r"```python\n(.*?)```", guide, flags=re.DOTALL)
+    section = guide.split("## A whole round on a local anvil", 1)[1].split("\n## ", 1)[0]
+    (example,) = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
     (tmp_path / "example.py").write_text(example)
     anvil_dir = str(Path(find_engine("anvil")[0]).parent)
     env = _clean_env(venv)
