@@ -27,7 +27,7 @@ sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # for tests.pg
 import floors
 import reads
 
-from edgeshare import contracts as contracts_module
+from edgeshare import models as models_module
 from edgeshare.attestation import SignedReport, sign
 from edgeshare.chain import LocalChain, build_dev_keys, connect
 from edgeshare.contracts import get_codec
@@ -357,7 +357,7 @@ class Bench:
             index_rate = result.events / (time.perf_counter() - started)
         # the raw reference: the same logs fetched with eth_getLogs and decoded, not
         # stored; from the same cold start (the address cache the indexer filled emptied)
-        contracts_module._CHECKSUMS.clear()
+        models_module._VALID.clear()
         specs = {}
         for name in ("NodeRegistry", "RevenueRouter", "NodeShare"):
             specs.update(get_codec(name).by_topic)

@@ -25,7 +25,7 @@ from hexbytes import HexBytes
 
 from edgeshare.artifacts import load_artifact
 from edgeshare.errors import CallFailed
-from edgeshare.models import to_checksum
+from edgeshare.models import checksum_address
 from edgeshare.rpc import RpcClient, RpcError
 
 BlockId = int | str
@@ -69,7 +69,7 @@ def _name(shape: Shape, value: Any) -> Any:
 def _checksum(value: Any) -> Any:
     """An address (or a list of them) checksummed."""
     if isinstance(value, str):
-        return _address_of(bytes.fromhex(value[2:]))
+        return checksum_address(value)
     return [_checksum(v) for v in value]
 
 
@@ -122,17 +122,11 @@ class Function:
 
 
 _WORD_TYPES = ("uint", "int", "address", "bool", "bytes32")
-_CHECKSUMS: dict[bytes, str] = {}
 
 
 def _address_of(raw: bytes) -> str:
-    """A checksummed address from its 20 bytes (cached: the same few recur in every log)."""
-    found = _CHECKSUMS.get(raw)
-    if found is None:
-        if len(_CHECKSUMS) > 100_000:
-            _CHECKSUMS.clear()
-        found = _CHECKSUMS[raw] = to_checksum(raw)
-    return found
+    """A checksummed address from its 20 bytes (``models.checksum_address``'s cache)."""
+    return checksum_address("0x" + raw.hex())
 
 
 def _word(typ: str, raw: bytes) -> Any:

@@ -331,13 +331,11 @@ def test_encode_settle_many__equals_web3s_encoding(
 
     abi = load_artifact("RevenueRouter").abi
     router = suite.w3.eth.contract(address=suite.router.address, abi=abi)  # type: ignore[call-overload]
-    expected = router.functions.settle_many(
-        [r.get_report().as_tuple() for r in reports], pack_signatures(reports)
-    )._encode_transaction_data()
+    expected = router.encode_abi(
+        "settle_many", args=[[r.get_report().as_tuple() for r in reports], pack_signatures(reports)]
+    )
     assert encode_settle_many(reports) == expected
-    assert (
-        encode_settle_many(reports[:1])
-        == router.functions.settle_many(
-            [reports[0].get_report().as_tuple()], reports[0].get_signature_bytes()
-        )._encode_transaction_data()
+    assert encode_settle_many(reports[:1]) == router.encode_abi(
+        "settle_many",
+        args=[[reports[0].get_report().as_tuple()], reports[0].get_signature_bytes()],
     )
