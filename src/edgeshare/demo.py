@@ -21,27 +21,27 @@ from pydantic import BaseModel, ConfigDict
 from web3 import Web3
 
 from edgeshare.attestation import SignedReport, sign
-from edgeshare.deploy import build_params, deploy_suite
+from edgeshare.deploy import MOCK_DECIMALS, MOCK_SYMBOL, build_params, deploy_suite
 from edgeshare.errors import EdgeShareError, InputError
 from edgeshare.indexer import open_db, sync_index
 from edgeshare.market import send_claims
 from edgeshare.nodes import NodeEntry, register_nodes
 from edgeshare.poster import PostResult, finalize_reports, post_reports
 from edgeshare.reports import Report, build_report, render_csv, render_html, render_json
+from edgeshare.roles import fetch_owed, send_dispute, send_withdraw
 from edgeshare.signer import Signer
 from edgeshare.suite import (
     Suite,
     fetch_domain_of,
-    send_dispute,
     send_increase_time,
     send_mint_mock,
     send_share_transfers,
-    send_withdraw,
 )
 from edgeshare.suite import (
     build_report as build_usage_report,
 )
 from edgeshare.tx import Transactor
+from edgeshare.units import Token
 
 # (city, UTC offset in hours)
 REGIONS = [
@@ -53,6 +53,8 @@ REGIONS = [
 HOURLY_LOAD = [30, 25, 22, 20, 22, 30, 45, 60, 75, 85, 90, 95,
                100, 98, 95, 92, 90, 92, 95, 90, 80, 65, 50, 40]  # fmt: skip
 USDC = 10**6
+MOCK_USDC = Token(MOCK_DECIMALS, MOCK_SYMBOL)
+"""The demo's mock stablecoin (a 6-decimal USDC stand-in), as amounts are shown."""
 SHARES = 10**18
 EPOCH = 2 * 3_600  # 12 epochs make a day
 CHALLENGE = 2 * 3_600
@@ -312,17 +314,18 @@ class _Story:
                               batch_size=50)  # fmt: skip
         self.log(
             f"a payer settled them in {len(posted.transactions)} transactions: "
-            f"{posted.revenue} units"
+            f"{MOCK_USDC.format(posted.revenue)}"
         )
         return posted
 
     def dispute_one(self, reports: list[SignedReport]) -> tuple[tuple[int, int], int]:
         """The guardian disputes the busiest report; returns it and the refund."""
         suspicious = max(reports, key=lambda r: (r.inferences, r.node_id, r.epoch))
-        refunded = send_dispute(self.issuer, self.suite, suspicious.node_id, suspicious.epoch)
+        action = send_dispute(self.issuer, self.suite, suspicious.node_id, suspicious.epoch)
+        refunded = int(action.details["revenue"])
         self.log(
             f"guardian disputed node {suspicious.node_id} epoch {suspicious.epoch}: "
-            f"{refunded} refunded"
+            f"{MOCK_USDC.format(refunded)} refunded"
         )
         return (suspicious.node_id, suspicious.epoch), refunded
 
@@ -338,9 +341,15 @@ class _Story:
         """Investors claim; operators and the issuer (treasury fees, the payer's refund)
         withdraw. Returns (claimed, withdrawn)."""
         claimed = sum(c.amount for h in self.holders for c in send_claims(h, self.suite))
-        withdrawn = sum(send_withdraw(op, self.suite) for op in self.operators)
-        withdrawn += send_withdraw(self.issuer, self.suite)
-        self.log(f"investors claimed {claimed} base units in total")
+        owed = [
+            t for t in [*self.operators, self.issuer] if fetch_owed(self.suite, t.signer.address)
+        ]
+        withdrawn = sum(int(send_withdraw(t, self.suite).details["amount"]) for t in owed)
+        self.log(
+            f"investors claimed {MOCK_USDC.format(claimed)}; operators and the treasury "
+            f"withdrew {MOCK_USDC.format(withdrawn)} (operator withdraw, the same as "
+            "`edgeshare withdraw`)"
+        )
         return claimed, withdrawn
 
     def build_reports(self, db_path: Path) -> tuple[Report, Report]:

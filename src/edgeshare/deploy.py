@@ -31,11 +31,17 @@ from edgeshare.artifacts import (
 from edgeshare.chain import is_local_chain_id
 from edgeshare.contracts import Reader, get_codec
 from edgeshare.errors import ChainMismatch, DeploymentError, InputError, NotLocalChain
-from edgeshare.models import ContractAddresses, DeployParams, Manifest, PendingDeployment
+from edgeshare.models import (
+    ContractAddresses,
+    DeployParams,
+    Manifest,
+    PendingDeployment,
+    read_text_file,
+)
 from edgeshare.rpc import get_rpc
 from edgeshare.tx import Transactor
 
-MOCK_NAME, MOCK_SYMBOL, MOCK_DECIMALS = "Mock USD", "mUSD", 6
+MOCK_NAME, MOCK_SYMBOL, MOCK_DECIMALS = "Mock USDC (local chains only)", "USDC", 6
 MOCK_TOKEN = (MOCK_NAME, MOCK_SYMBOL, MOCK_DECIMALS)
 ZERO_ADDRESS = "0x" + "00" * 20
 
@@ -70,8 +76,14 @@ def read_manifest(path: Path) -> Manifest | None:
     """The manifest at ``path``, or None if there is none; a malformed one is an error."""
     if not path.exists():
         return None
+    if path.is_dir():
+        raise InputError(
+            f"manifest {path} is a directory; give the manifest file, e.g. "
+            f"{path / '<chain_id>.json'}"
+        )
+    text = read_text_file(path)
     try:
-        return Manifest.model_validate_json(path.read_bytes())
+        return Manifest.model_validate_json(text)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}"

@@ -85,6 +85,10 @@ def read_text_file(path: Path, encoding: str = "utf-8") -> str:
         raise InputError(f"{path} is a directory, not a file") from None
     except UnicodeDecodeError as exc:
         raise InputError(f"{path} is not UTF-8 text (byte {exc.start})") from None
+    except PermissionError:
+        raise InputError(f"{path} cannot be read: permission denied") from None
+    except OSError as exc:
+        raise InputError(f"{path} cannot be read: {exc.strerror or exc}") from None
 
 
 class StrictModel(BaseModel):

@@ -37,7 +37,15 @@ from web3.exceptions import Web3RPCError
 from edgeshare.chain import is_local_chain_id
 from edgeshare.errors import TransactionFailed
 from edgeshare.rpc import RpcClient, RpcError
-from edgeshare.tx import GAS_HEADROOM_DEN, GAS_HEADROOM_NUM, Receipt, Transactor
+from edgeshare.tx import (
+    GAS_HEADROOM_DEN,
+    GAS_HEADROOM_NUM,
+    TIME_LOOKAHEAD,
+    WORST_CASE_EXTRA_GAS,
+    Planned,
+    Receipt,
+    Transactor,
+)
 
 Progress = Callable[[str, int, int], None]
 
@@ -116,7 +124,16 @@ def estimate_all(
     what: str,
     units: Sequence[int] | None,
 ) -> list[int]:
-    """Gas for every transaction, estimated in JSON-RPC batches; raises on any revert.
+    """Gas limits for every transaction, estimated in JSON-RPC batches; raises on any revert.
+
+    A transaction runs after it is estimated, and what it does can depend on the time it
+    runs (a NodeShare transfer releases the revenue vested since the last block, writing
+    slots that were zero; a finalize finds more epochs due). So each one is estimated twice
+    in the same batch: at the latest block, and at ``TIME_LOOKAHEAD`` seconds past the
+    later of that block's time and this machine's clock (a block override of ``time``).
+    The limit is the larger estimate plus 20%. Where the node has no block overrides (or the
+    later estimate reverts, e.g. a report's deadline would have passed), the latest estimate
+    gets ``WORST_CASE_EXTRA_GAS`` on top instead.
 
     Where the transactions are one call over ``units`` items each (every item checked
     beforehand), one transaction of each distinct size is estimated and serves all of
@@ -128,18 +145,53 @@ def estimate_all(
         picked = list(sample.values())
     else:
         picked = list(range(len(txs)))
-    calls = [("eth_estimateGas", [_to_call(sender, txs[i])]) for i in picked]
+    later = _later_time(tx, rpc) if tx._block_overrides is not False else None
+    calls: list[tuple[str, list[Any]]] = [
+        ("eth_estimateGas", [_to_call(sender, txs[i])]) for i in picked
+    ]
+    if later is not None:
+        overrides = {"time": hex(later)}
+        calls += [
+            ("eth_estimateGas", [_to_call(sender, txs[i]), "latest", None, overrides])
+            for i in picked
+        ]
+    replies = rpc.batch(calls)
     found: dict[int, int] = {}
-    for index, result in zip(picked, rpc.batch(calls), strict=True):
+    for n, index in enumerate(picked):
+        result = replies[n]
         if isinstance(result, RpcError):
             where = f"{what}:" if len(txs) > 1 else what
             which = f" transaction {index}" if len(txs) > 1 else ""
-            raise TransactionFailed(f"{where}{which} would revert: {result.message}")
-        found[index] = int(result, 16)
+            after = (
+                f" (a dry run applies none of the {len(tx.planned)} transaction(s) planned "
+                "before it, so one that needs them cannot be simulated)"
+                if tx.dry_run and tx.planned
+                else ""
+            )
+            raise TransactionFailed(f"{where}{which} would revert: {result.message}{after}")
+        now = int(result, 16)
+        future = replies[len(picked) + n] if later is not None else None
+        if isinstance(future, str):
+            tx._block_overrides = True
+            found[index] = max(now, int(future, 16)) * GAS_HEADROOM_NUM // GAS_HEADROOM_DEN
+            continue
+        if isinstance(future, RpcError) and _says(future, _NO_OVERRIDES):
+            tx._block_overrides = False
+        found[index] = now * GAS_HEADROOM_NUM // GAS_HEADROOM_DEN + WORST_CASE_EXTRA_GAS
     if units is not None:
         by_size = {units[i]: gas for i, gas in found.items()}
         return [by_size[u] for u in units]
     return [found[i] for i in range(len(txs))]
+
+
+_NO_OVERRIDES = ("argument", "params", "invalid", "not supported", "unknown", "unsupported")
+
+
+def _later_time(tx: Transactor, rpc: RpcClient) -> int:
+    """When the transactions will run at the earliest that matters: ``TIME_LOOKAHEAD``
+    past the later of the latest block's time and this machine's clock."""
+    block = rpc.call("eth_getBlockByNumber", ["latest", False])
+    return max(int(block["timestamp"], 16), int(time.time())) + TIME_LOOKAHEAD
 
 
 def send_pipelined(
@@ -194,13 +246,15 @@ def send_transactions(
     rpc = rpc or tx.rpc
     report = progress or (lambda _s, _d, _t: None)
     gas = estimate_all(tx, rpc, txs, what, units)
+    if tx.dry_run:
+        return _plan(tx, txs, gas, what)
     fees = tx.build_fees()
     start_block = int(rpc.call("eth_blockNumber", []), 16)
     flights = []
     for i, (item, estimate) in enumerate(zip(txs, gas, strict=True)):
         body = {
             "from": tx.signer.address, "value": int(item.get("value", 0)),
-            "gas": estimate * GAS_HEADROOM_NUM // GAS_HEADROOM_DEN,
+            "gas": estimate,
             "nonce": tx.take_nonce(), "chainId": tx.chain_id,
         }  # fmt: skip
         if item.get("to"):
@@ -220,6 +274,17 @@ def send_transactions(
             flight.sent_at = time.monotonic()
     report("sent", len(flights), len(flights))
     return wait_flights(tx, rpc, flights, what, report, start_block)
+
+
+def _plan(
+    tx: Transactor, txs: Sequence[Mapping[str, Any]], gas: Sequence[int], what: str
+) -> list[Receipt]:
+    """A dry run's end: record what would be sent, return simulated receipts."""
+    for item, limit in zip(txs, gas, strict=True):
+        data = HexBytes(item.get("data") or b"").to_0x_hex()
+        to = Web3.to_checksum_address(item["to"]) if item.get("to") else None
+        tx.planned.append(Planned(what, to, data, int(item.get("value", 0)), limit))
+    return [Receipt.simulated(limit) for limit in gas]
 
 
 def _send_signed(tx: Transactor, rpc: RpcClient, flights: Sequence[Flight], what: str) -> None:
@@ -415,12 +480,30 @@ def wait_flights(
             last_resend = now
         time.sleep(poll)
     ordered = [Receipt.from_rpc(receipts[f.index]) for f in flights]
-    for receipt in ordered:
+    for flight, receipt in zip(flights, ordered, strict=True):
         if receipt.status != 1:
-            raise TransactionFailed(f"{what} reverted in transaction {receipt.tx_hash}")
+            raise TransactionFailed(explain_revert(rpc, flight.body, receipt, what))
     if tx.confirmations > 1:
         _wait_confirmations(tx, rpc, max(r.block_number for r in ordered), what, poll)
     return ordered
+
+
+def explain_revert(rpc: RpcClient, body: Mapping[str, Any], receipt: Receipt, what: str) -> str:
+    """Why a mined transaction reverted: out of gas (with the limit it had), or the
+    contract's reason, found by replaying the call at the block before it."""
+    limit = int(body.get("gas", 0))
+    where = f"{what} reverted in transaction {receipt.tx_hash} (block {receipt.block_number})"
+    if limit and receipt.gas_used >= limit * 63 // 64:
+        return (
+            f"{where}: it ran out of gas (limit {limit:,}, used {receipt.gas_used:,}); "
+            "the chain's state changed between the estimate and the run"
+        )
+    call = _to_call(str(body["from"]), body)
+    if limit:
+        call["gas"] = hex(limit)
+    (reply,) = rpc.batch([("eth_call", [call, hex(receipt.block_number - 1)])])
+    reason = reply.message if isinstance(reply, RpcError) else "no reason given"
+    return f"{where}: {reason} (gas used {receipt.gas_used:,} of {limit:,})"
 
 
 def _wait_confirmations(

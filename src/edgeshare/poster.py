@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from edgeshare.attestation import Eip712Domain, SignedReport, fetch_domain, pack_signatures, recover
+from edgeshare.chain import is_local_chain_id
 from edgeshare.contracts import get_codec
 from edgeshare.errors import InputError, TransactionFailed
 from edgeshare.models import to_checksum
@@ -262,9 +263,13 @@ def _post_round(
         [coin.read("balanceOf", payer), coin.read("allowance", payer, router)]
     )
     if balance < total:
+        unit = suite.fetch_stablecoin_token()
         raise InputError(
-            f"the payer {tx.signer.address} holds {balance} base units; these reports need {total}"
-        )
+            f"the payer {tx.signer.address} holds {unit.format(balance)}; these reports need "
+            f"{unit.format(total)}"
+            + (" (on a local chain: `edgeshare dev mint ADDRESS AMOUNT`)"
+               if is_local_chain_id(suite.manifest.chain_id) else "")
+        )  # fmt: skip
     if allowance < total:
         approve = coin.calldata("approve", router, total)
         send_pipelined(tx, rpc, coin.address, [approve], "approve the stablecoin", progress)
@@ -300,6 +305,8 @@ class FinalizeResult:
     gross: int
     """Revenue finalized, stablecoin base units."""
     transactions: list[str] = field(default_factory=list)
+    next_due_at: int | None = None
+    """When the first report that is not due yet becomes due (chain time), if any."""
 
 
 def finalize_reports(
@@ -321,6 +328,8 @@ def finalize_reports(
             result.skipped += 1
         elif record.finalizable_at > now:
             result.not_due += 1
+            result.next_due_at = min(result.next_due_at or record.finalizable_at,
+                                     record.finalizable_at)  # fmt: skip
         else:
             due.setdefault(node, []).append(epoch)
             result.finalized += 1

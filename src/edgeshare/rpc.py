@@ -22,6 +22,7 @@ from __future__ import annotations
 import email.utils
 import itertools
 import json
+import logging
 import re
 import time
 from collections.abc import Sequence
@@ -53,6 +54,7 @@ RANGE_TOO_LARGE_WORDS = (
     "range too large", "block range", "too many results", "query returned more than",
     "response size", "exceed", "too many logs", "range is too large", "limited to",
 )  # fmt: skip
+_log = logging.getLogger("edgeshare.rpc")
 RETRIES = 6
 """Attempts after the first, by default, for a failure that may pass."""
 BACKOFF = 0.25
@@ -64,6 +66,8 @@ MAX_RETRY_AFTER = 30.0
 
 
 _URL = re.compile(r"(https?://)(?:[^/\s@]+@)?([^/\s?#'\"]+)([^\s'\"]*)")
+# urllib3 and requests name the path alone: "Max retries exceeded with url: /v2/KEY (...)"
+_PATH = re.compile(r"(\burl:\s*|\bpath[=:]\s*'?|\bGET |\bPOST )(/[^\s'\")]*)", re.IGNORECASE)
 
 
 def redact_urls(text: str) -> str:
@@ -74,7 +78,10 @@ def redact_urls(text: str) -> str:
         rest = match.group(3)
         return match.group(1) + match.group(2) + ("/..." if rest not in ("", "/") else rest)
 
-    return _URL.sub(cut, text)
+    def cut_path(match: re.Match[str]) -> str:
+        return match.group(1) + ("/..." if match.group(2) != "/" else "/")
+
+    return _PATH.sub(cut_path, _URL.sub(cut, text))
 
 
 class RpcError(EdgeShareError, RuntimeError):
@@ -139,10 +146,15 @@ class RpcClient:
         self._ids = itertools.count(1)
         self._session = requests.Session()
 
-    def _pause(self, attempt: int, asked: float | None) -> None:
+    def _pause(self, attempt: int, asked: float | None, problem: str = "") -> None:
         wait = min(self.backoff * 2**attempt, self.max_backoff)
         if asked is not None:
             wait = max(wait, min(asked, self.max_retry_after))
+        if wait >= 1.0:  # say so while it waits; short waits pass unnoticed
+            _log.warning(
+                "RPC %s: %s; retrying (%d/%d) in %.0fs",
+                self.name, redact_urls(problem), attempt + 1, self.retries, wait,
+            )  # fmt: skip
         time.sleep(wait)
 
     def _give_up(self, problem: str) -> ChainUnavailable:
@@ -235,7 +247,7 @@ class RpcClient:
                 todo = limited
                 problem = f"rate limited on {len(limited)} of {len(part)} calls"
             if attempt < self.retries:
-                self._pause(attempt, asked)
+                self._pause(attempt, asked, problem)
         raise self._give_up(problem)
 
     def batch(

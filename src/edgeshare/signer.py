@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -71,8 +72,29 @@ class Signer:
             raise KeyUnavailable("the private key is not a valid 32-byte hex key") from None
 
 
-def load_signer_from_env(var: str) -> Signer:
+_KEY_LIKE = re.compile(r"^\s*(0x)?[0-9a-fA-F]{64}\s*$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def check_env_name(var: str, option: str = "--private-key-env") -> None:
+    """Refuse a value given where a variable *name* belongs, without ever showing it: a
+    key typed (or expanded, ``$KEY``) in place of the name must not reach any output."""
+    if _KEY_LIKE.match(var) or (len(var) > 40 and not _ENV_NAME.match(var)):
+        raise KeyUnavailable(
+            f"{option} takes the NAME of an environment variable, and what was given looks "
+            "like a private key itself (not shown); pass the variable's name, e.g. "
+            f"{option} DEPLOYER_KEY, not $DEPLOYER_KEY"
+        )
+    if not _ENV_NAME.match(var):
+        raise KeyUnavailable(
+            f"{option}: {var!r} is not an environment variable name "
+            "(letters, digits and _, not starting with a digit)"
+        )
+
+
+def load_signer_from_env(var: str, option: str = "--private-key-env") -> Signer:
     """Load a private key from the environment variable ``var`` (the user names it)."""
+    check_env_name(var, option)
     value = read_secret_env(var)
     if not value:
         raise KeyUnavailable(

@@ -26,7 +26,8 @@ from edgeshare.errors import ChainMismatch, InputError, NodeNotFound
 from edgeshare.models import MAX_OPERATOR_CUT_BPS, Address, Manifest, StrictModel
 from edgeshare.pipeline import send_pipelined
 from edgeshare.rpc import RpcClient, RpcError, get_rpc
-from edgeshare.tx import Transactor
+from edgeshare.tx import Receipt, Transactor
+from edgeshare.units import SHARE_DECIMALS, Token
 
 UINT256_MAX = 2**256 - 1
 MAX_PRICE = 2**168 - 1  # NodeRegistry.MAX_PRICE: packed beside cut, activity and epoch
@@ -103,6 +104,7 @@ class Suite:
     router: Contract
     stablecoin: Contract
     _share_tokens: dict[int, str] = field(default_factory=dict, repr=False)
+    _stablecoin_token: Token | None = field(default=None, repr=False)
 
     @classmethod
     def load(cls, w3: Web3, manifest: Manifest) -> Suite:
@@ -144,6 +146,14 @@ class Suite:
     def rpc(self) -> RpcClient:
         """The JSON-RPC client every read and pipelined send goes through."""
         return self.reader.rpc
+
+    def fetch_stablecoin_token(self) -> Token:
+        """The stablecoin's decimals and symbol (read once), for amounts people read."""
+        if self._stablecoin_token is None:
+            coin = self.stablecoin
+            decimals, symbol = self.reader.many([coin.read("decimals"), coin.read("symbol")])
+            self._stablecoin_token = Token(int(decimals), str(symbol))
+        return self._stablecoin_token
 
     def share(self, node_id: int) -> Contract:
         """The NodeShare token of ``node_id`` (its address is read once: it never changes)."""
@@ -202,8 +212,14 @@ class Suite:
         return int(self.share(node_id).call("claimable", holder))
 
 
+def get_share_token(node_id: int) -> Token:
+    """How a node's shares are shown: 18 decimals, symbol ``ESN<id>`` (the registry names
+    every share token so)."""
+    return Token(SHARE_DECIMALS, f"ESN{node_id}")
+
+
 def send_register_node(tx: Transactor, suite: Suite, spec: NodeSpec) -> int:
-    """Register a node (registrar only); returns its id."""
+    """Register a node (registrar only); returns its id (0 in a dry run)."""
     call = suite.registry.tx(
         "register_node",
         spec.operator,
@@ -216,6 +232,8 @@ def send_register_node(tx: Transactor, suite: Suite, spec: NodeSpec) -> int:
         spec.get_external_id_hash(),
     )
     receipt = tx.send(call, f"register node in {spec.region}")
+    if receipt.is_simulated:
+        return 0
     return int(suite.registry.events(receipt, "NodeRegistered")[0]["node_id"])
 
 
@@ -225,9 +243,9 @@ def send_approve_if_needed(tx: Transactor, token: Contract, spender: str, amount
         tx.send(token.tx("approve", spender, amount), "approve the stablecoin")
 
 
-def send_mint_mock(tx: Transactor, suite: Suite, receiver: str, amount: int) -> None:
+def send_mint_mock(tx: Transactor, suite: Suite, receiver: str, amount: int) -> Receipt:
     """Mint mock stablecoin (local chains; the deployer owns the mock)."""
-    tx.send(suite.stablecoin.tx("mint", receiver, amount), "mint mock stablecoin")
+    return tx.send(suite.stablecoin.tx("mint", receiver, amount), "mint mock stablecoin")
 
 
 def fetch_domain_of(suite: Suite) -> Eip712Domain:
@@ -281,14 +299,6 @@ def send_finalize(tx: Transactor, suite: Suite, node_id: int, epochs: list[int])
     return gross
 
 
-def send_dispute(tx: Transactor, suite: Suite, node_id: int, epoch: int) -> int:
-    """Dispute a pending report (guardian); returns the revenue owed back to its payer."""
-    receipt = tx.send(
-        suite.router.tx("dispute", node_id, epoch), f"dispute node {node_id} epoch {epoch}"
-    )
-    return int(suite.router.events(receipt, "RevenueDisputed")[0]["revenue"])
-
-
 def send_transfer_shares(
     tx: Transactor, suite: Suite, node_id: int, receiver: str, amount: int
 ) -> None:
@@ -315,13 +325,6 @@ def send_claim(tx: Transactor, suite: Suite, node_id: int, receiver: str | None 
     call = share.tx("claim") if receiver is None else share.tx("claim_to", receiver)
     receipt = tx.send(call, f"claim from node {node_id}")
     return sum(int(e["amount"]) for e in share.events(receipt, "RevenueClaimed"))
-
-
-def send_withdraw(tx: Transactor, suite: Suite, receiver: str | None = None) -> int:
-    """Withdraw what the router owes the signer (operator or treasury); returns the amount."""
-    call = suite.router.tx("withdraw", receiver or tx.signer.address)
-    receipt = tx.send(call, "withdraw from the router")
-    return sum(int(e["amount"]) for e in suite.router.events(receipt, "Withdrawn"))
 
 
 def send_increase_time(w3: Web3, seconds: int) -> None:

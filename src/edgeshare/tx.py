@@ -23,7 +23,18 @@ from edgeshare.models import checksum_address
 from edgeshare.rpc import RpcClient, get_rpc
 from edgeshare.signer import Signer
 
-GAS_HEADROOM_NUM, GAS_HEADROOM_DEN = 6, 5  # send with 20% more gas than estimated
+GAS_HEADROOM_NUM, GAS_HEADROOM_DEN = 6, 5
+"""Every transaction is sent with 20% more gas than the larger of its two estimates (see
+``edgeshare.pipeline.estimate_all``)."""
+TIME_LOOKAHEAD = 120
+"""Seconds past the later of the latest block's time and this machine's clock at which
+each transaction is also estimated: when it runs, time will have moved (a share
+transfer then releases vested revenue, which writes slots that were zero)."""
+WORST_CASE_EXTRA_GAS = 5 * 22_100
+"""Added to an estimate where the node cannot estimate at a later time (no block
+overrides): what the most time-dependent call, a NodeShare transfer's vesting checkpoint,
+can add when it runs later: five slots written from zero (the accumulator, its carry, the
+last-release time and both parties' corrections), 22,100 gas each."""
 
 
 def _hex(value: Any) -> str:
@@ -82,6 +93,16 @@ class Receipt:
     """The created contract (checksummed) for a deployment, else None."""
     logs: tuple[Log, ...]
 
+    @property
+    def is_simulated(self) -> bool:
+        """True for what a dry run returns instead of a mined receipt."""
+        return self.tx_hash == ""
+
+    @classmethod
+    def simulated(cls, gas: int) -> Receipt:
+        """The stand-in receipt of a dry run's transaction (no hash, block or logs)."""
+        return cls("", 0, "", 1, gas, 0, None, ())
+
     @classmethod
     def from_rpc(cls, raw: Mapping[str, Any]) -> Receipt:
         """A receipt from its JSON-RPC form (``eth_getTransactionReceipt``'s result)."""
@@ -97,6 +118,18 @@ class Receipt:
             contract_address=checksum_address(_hex(created)) if created else None,
             logs=tuple(Log.from_rpc(log) for log in raw.get("logs", [])),
         )
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A transaction a dry run would have sent."""
+
+    what: str
+    to: str | None
+    data: str
+    value: int
+    gas: int
+    """The gas limit it would be sent with (estimate and margin)."""
 
 
 @dataclass
@@ -118,6 +151,11 @@ class Transactor:
     confirmations: int = 0
     timeout: float = 120.0
     max_fee_per_gas: int | None = None
+    dry_run: bool = False
+    """Check and simulate every transaction, send none: ``planned`` lists what would be
+    sent, and each send returns a simulated receipt (no hash, no logs)."""
+    planned: list[Planned] = field(default_factory=list, init=False)
+    _block_overrides: bool | None = field(default=None, init=False, repr=False)
     _nonce: int | None = field(default=None, init=False, repr=False)
     _chain_id: int | None = field(default=None, init=False, repr=False)
     _rpc: RpcClient | None = field(default=None, init=False, repr=False)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
@@ -68,12 +69,20 @@ def _format_error(path: Path, line: int, exc: ValidationError) -> list[str]:
     return out
 
 
-def read_usage_csv(path: Path) -> list[tuple[int, UsageRow]]:
-    """Parse and validate a usage CSV; returns (line number, row) pairs.
+def read_usage_csv(path: Path, problems: list[str] | None = None) -> list[tuple[int, UsageRow]]:
+    """Parse and validate a usage CSV; returns (line number, row) pairs of the valid rows.
+
+    Args:
+        problems: Where a bad row's problems go, so that the chain's checks of the other
+            rows can be reported with them in one pass (``build_signed_reports``); without
+            it, any bad row raises.
 
     Raises:
-        InputError: listing every problem with its file, line and field.
+        InputError: listing every problem with its file, line and field (a file that is
+            not a usage CSV at all, e.g. a wrong header, always raises).
     """
+    collect = problems is not None
+    problems = [] if problems is None else problems
     text = read_text_file(path, "utf-8-sig")
     if "\x00" in text:
         raise InputError(f"{path} is not a text file")
@@ -91,7 +100,6 @@ def read_usage_csv(path: Path) -> list[tuple[int, UsageRow]]:
         )
     reader.fieldnames = header
     rows: list[tuple[int, UsageRow]] = []
-    problems: list[str] = []
     seen: dict[tuple[int, int], int] = {}
     for raw in reader:
         line = reader.line_num
@@ -116,7 +124,7 @@ def read_usage_csv(path: Path) -> list[tuple[int, UsageRow]]:
         rows.append((line, row))
     if not rows and not problems:
         problems.append(f"{path} has a header but no rows")
-    if problems:
+    if problems and (not collect or not rows):
         raise InputError(_join(problems))
     return rows
 
@@ -127,6 +135,28 @@ def _join(problems: Sequence[str]) -> str:
     return f"{len(problems)} problem(s), nothing was signed or sent:\n  {shown}{more}"
 
 
+def describe_epoch_end(suite: Suite, current: int) -> str:
+    """When the current epoch ends on chain, and why chain time may lag this machine's."""
+    from edgeshare.chain import is_local_chain_id
+    from edgeshare.units import format_duration, format_utc
+
+    genesis, length = suite.reader.many(
+        [suite.registry.read("GENESIS"), suite.registry.read("EPOCH_LENGTH")]
+    )
+    now = int(suite.rpc.call("eth_getBlockByNumber", ["latest", False])["timestamp"], 16)
+    ends = int(genesis) + (current + 1) * int(length)
+    text = (
+        f"epoch {current} ends at {format_utc(ends)} chain time (in "
+        f"{format_duration(ends - now)}; the latest block is of {format_utc(now)})"
+    )
+    if is_local_chain_id(suite.manifest.chain_id) and time.time() - now > 60:
+        text += (
+            "; this local chain mines no blocks while idle, so its clock stands still: "
+            "`edgeshare dev advance --epochs 1` moves it"
+        )
+    return text
+
+
 def build_signed_reports(
     suite: Suite,
     path: Path,
@@ -134,8 +164,12 @@ def build_signed_reports(
     key: str,
     domain: Eip712Domain,
     deadline: int,
+    earlier: Sequence[str] = (),
 ) -> list[SignedReport]:
     """Price each row at its epoch, check it against the chain, and sign it with ``key``.
+
+    ``earlier`` are the file's own problems (``read_usage_csv``): they are reported with
+    the chain's, in one message, and nothing is signed.
 
     Raises:
         InputError: a row names an unknown node or one this key does not attest, an
@@ -146,7 +180,8 @@ def build_signed_reports(
     signer = Account.from_key(key).address
     current = int(suite.router.call("current_epoch"))
     calls = [suite.registry.read("usage_terms", r.node_id, r.epoch) for _, r in rows]
-    problems: list[str] = []
+    problems: list[str] = list(earlier)
+    late = [row.epoch for _, row in rows if row.epoch >= current]
     reports: list[UsageReport] = []
     for (line, row), result in zip(rows, suite.reader.try_many(calls), strict=True):
         where = f"{path} line {line}"
@@ -193,6 +228,8 @@ def build_signed_reports(
                 deadline=deadline,
             )
         )
+    if late:
+        problems.append(describe_epoch_end(suite, current))
     if problems:
         raise InputError(_join(problems))
     separator = domain.get_separator()

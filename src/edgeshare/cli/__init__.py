@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import requests
 import typer
 
-from edgeshare.cli import attest, console, holders, nodes
+from edgeshare.cli import attest, console, holders, nodes, roles
 from edgeshare.cli.demo import demo
 from edgeshare.cli.deploy import deploy
 from edgeshare.cli.index import index, report_app
 from edgeshare.cli.market import market
+from edgeshare.cli.status import status
 from edgeshare.errors import EdgeShareError, InputError
+from edgeshare.rpc import redact_urls
 
 app = typer.Typer(
     name="edgeshare",
@@ -52,30 +54,46 @@ app.command()(market)
 app.command()(holders.portfolio)
 app.command()(holders.claim)
 app.command()(index)
+app.add_typer(roles.operator_app, name="operator")
+app.add_typer(roles.guardian_app, name="guardian")
+app.add_typer(roles.registrar_app, name="registrar")
+app.add_typer(roles.owner_app, name="owner")
+roles.withdraw_command(app)
+app.add_typer(roles.dev_app, name="dev")
+app.command()(status)
 
 
 def main() -> None:
     """Entry point: run the app; EdgeShare errors print one clear line and set the exit code.
 
-    Exit codes: 0 done, 2 bad input (nothing was sent), 1 an operation failed.
+    Exit codes: 0 done, 2 bad input (nothing was sent), 1 an operation failed. With
+    ``--json`` an error is JSON on stdout too: ``{"error": "...", "exit": 2}``.
     """
+    as_json = "--json" in sys.argv[1:] or "--format=json" in sys.argv[1:]
     try:
         app(standalone_mode=False)
     except EdgeShareError as exc:
-        console.error(str(exc))
-        sys.exit(exc.exit_code)
+        _fail(str(exc), exc.exit_code, as_json)
     except requests.RequestException as exc:  # web3 gave up after its retries
-        console.error(f"the chain's RPC endpoint kept failing: {type(exc).__name__}: {exc}")
-        sys.exit(1)
+        _fail(f"the chain's RPC endpoint kept failing: {type(exc).__name__}: {exc}", 1, as_json)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
-        console.error("aborted")
-        sys.exit(1)
+        _fail("aborted", 1, as_json)
     except typer.TyperException as exc:  # usage errors (typer vendors click)
+        code = int(getattr(exc, "exit_code", 2))
         show = getattr(exc, "show", None)
+        if as_json:
+            _fail(exc.format_message() if hasattr(exc, "format_message") else str(exc), code, True)
         if callable(show):
             show()
         else:
             console.error(str(exc))
-        sys.exit(int(getattr(exc, "exit_code", 2)))
+        sys.exit(code)
+
+
+def _fail(message: str, code: int, as_json: bool) -> NoReturn:
+    console.error(message)
+    if as_json:
+        console.print_json({"error": redact_urls(message), "exit": code})
+    sys.exit(code)

@@ -24,6 +24,7 @@ from edgeshare.cli.common import (
 from edgeshare.poster import DEFAULT_BATCH, finalize_reports, post_reports
 from edgeshare.signer import load_signer_from_env
 from edgeshare.suite import fetch_domain_of
+from edgeshare.units import format_utc
 from edgeshare.usage import (
     build_signed_reports,
     read_reports_file,
@@ -56,14 +57,16 @@ def sign_usage(
     json_output: Json = False,
 ) -> None:
     """Price each row at its epoch's on-chain price and sign it as the node's attestor."""
-    rows = read_usage_csv(usage)  # a bad file fails before any key or chain is touched
-    key_signer = load_signer_from_env(attestor_key_env)
+    file_problems: list[str] = []
+    rows = read_usage_csv(usage, file_problems)  # reported with the chain's checks below
+    key_signer = load_signer_from_env(attestor_key_env, "--attestor-key-env")
     if valid_for < 1:
         raise typer.BadParameter("--valid-for must be at least 1 second")
     target = build_target(rpc_url, network, start_local=False)
     with open_chain(target) as w3:
         suite = load_suite(w3, manifest)
         domain = fetch_domain_of(suite)
+        coin = suite.fetch_stablecoin_token()
         now = int(w3.eth.get_block("latest")["timestamp"])
         signed = build_signed_reports(
             suite,
@@ -72,11 +75,14 @@ def sign_usage(
             key_signer.export_key(),
             domain,
             now + valid_for,
+            earlier=file_problems,
         )
     write_reports_file(output, domain, signed)
+    revenue = sum(r.revenue for r in signed)
     summary = {
         "reports": len(signed),
-        "revenue": sum(r.revenue for r in signed),
+        "revenue": str(revenue),
+        "decimals": coin.decimals,
         "attestor": key_signer.address,
         "output": str(output),
         "deadline": now + valid_for,
@@ -85,7 +91,7 @@ def sign_usage(
         console.print_json(summary)
     else:
         console.out.print(
-            f"signed {summary['reports']} reports for {summary['revenue']} base units as "
+            f"signed {summary['reports']} reports for {coin.format(revenue)} as "
             f"{summary['attestor']} -> {output}"
         )
 
@@ -121,14 +127,15 @@ def post(
             batch_size=batch_size,
             on_progress=progress,
         )
+        coin = suite.fetch_stablecoin_token()
     data = result.__dict__
     if json_output:
-        console.print_json(data)
+        console.print_json({**data, "revenue": str(result.revenue), "decimals": coin.decimals})
         return
     console.out.print(
         f"settled {result.settled} of {result.total} reports in {len(result.transactions)} "
-        f"transaction(s) for {result.revenue} base units; {result.already_settled} were settled "
-        "before"
+        f"transaction(s) for {coin.format(result.revenue)}; {result.already_settled} were "
+        "settled before"
     )
 
 
@@ -152,11 +159,19 @@ def finalize(
         keys = [(r.node_id, r.epoch) for r in parsed.reports]
         with console.progress(disabled=json_output) as progress:
             result = finalize_reports(tx, suite, keys, progress)
+        coin = suite.fetch_stablecoin_token()
     if json_output:
-        console.print_json(result.__dict__)
+        console.print_json(
+            {**result.__dict__, "gross": str(result.gross), "decimals": coin.decimals}
+        )
         return
+    due = (
+        f" (the next becomes due at {format_utc(result.next_due_at)} chain time)"
+        if result.next_due_at
+        else ""
+    )
     console.out.print(
-        f"finalized {result.finalized} reports ({result.gross} base units) in "
-        f"{len(result.transactions)} transaction(s); {result.not_due} not due yet, "
+        f"finalized {result.finalized} reports ({coin.format(result.gross)}) in "
+        f"{len(result.transactions)} transaction(s); {result.not_due} not due yet{due}, "
         f"{result.skipped} already finalized, disputed or not settled"
     )

@@ -24,7 +24,7 @@ RpcUrl = Annotated[
     str | None,
     typer.Option(
         "--rpc-url",
-        help="JSON-RPC URL of the chain [default: $EDGESHARE_RPC_URL, else $ETH_RPC_URL].",
+        help="JSON-RPC URL of the chain (default: $EDGESHARE_RPC_URL, else $ETH_RPC_URL).",
         show_default=False,
     ),
 ]
@@ -57,11 +57,23 @@ ManifestPath = Annotated[
     Path | None,
     typer.Option(
         "--manifest",
-        help="Manifest path [default: deployments/<chain_id>.json].",
+        help="Manifest path (default: deployments/<chain_id>.json).",
         show_default=False,
     ),
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+DryRun = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run",
+        help="Check and simulate every transaction, send nothing; print what would be sent "
+        "and its gas.",
+    ),
+]
+BaseUnits = Annotated[
+    bool,
+    typer.Option("--base-units", help="Amounts are typed in base units, not whole tokens."),
+]
 Confirmations = Annotated[
     int, typer.Option("--confirmations", min=1, help="Blocks to wait for after each transaction.")
 ]
@@ -127,7 +139,7 @@ DbUrl = Annotated[
     typer.Option(
         "--db",
         help="Index database: sqlite:///PATH (or a plain path) or postgresql://USER@HOST/DB "
-        "[default: sqlite:///index/<chain_id>.db].",
+        "(default: sqlite:///index/<chain_id>.db).",
         show_default=False,
     ),
 ]
@@ -158,13 +170,21 @@ def open_sender(
     keystore: Path | None,
     manifest: Path | None,
     confirmations: int,
+    dry_run: bool = False,
 ) -> Iterator[tuple[Suite, Transactor]]:
     """For commands that send: the key is loaded before the chain is touched, then the
-    manifest's suite and a Transactor for that key."""
+    manifest's suite and a Transactor for that key (one that only simulates when
+    ``dry_run``; the command prints ``tx.planned`` with ``console.print_planned``)."""
     target = build_target(rpc_url, network, start_local=False)
     signer = load_signer(private_key_env, keystore, target)
     with open_chain(target) as w3:
-        tx = Transactor(w3, signer, confirmations, max_fee_per_gas=target.settings.max_fee_per_gas)
+        tx = Transactor(
+            w3,
+            signer,
+            confirmations,
+            max_fee_per_gas=target.settings.max_fee_per_gas,
+            dry_run=dry_run,
+        )
         yield load_suite(w3, manifest), tx
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -25,6 +25,7 @@ from rich.progress import (
 from rich.table import Table
 
 from edgeshare.rpc import redact_urls
+from edgeshare.tx import Planned
 
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -74,6 +75,37 @@ def progress(disabled: bool = False) -> Iterator[Callable[[str, int, int], None]
             bar.update(tasks[stage], completed=done, total=total)
 
         yield update
+
+
+def print_planned(planned: Sequence[Planned], json_output: bool = False) -> None:
+    """What a ``--dry-run`` would have sent: nothing was sent."""
+    rows = [
+        {"what": p.what, "to": p.to, "data": p.data, "value": str(p.value), "gas": p.gas}
+        for p in planned
+    ]
+    if json_output:
+        print_json({"dry_run": True, "sent": 0, "transactions": rows})
+        return
+    note(f"dry run: nothing was sent; {len(planned)} transaction(s) checked and simulated")
+    print_table(
+        "Would send",
+        ["#", "what", "to", "gas limit", "calldata"],
+        [
+            [
+                i + 1,
+                p.what,
+                p.to or "(create)",
+                f"{p.gas:,}",
+                f"{p.data[:10]}... ({len(p.data) // 2 - 1} bytes)",
+            ]
+            for i, p in enumerate(planned)
+        ],
+    )
+
+
+def warn(message: str) -> None:
+    """A warning on stderr: something the user must know, though the command succeeded."""
+    err.print(f"[bold yellow]warning:[/bold yellow] {escape(redact_urls(message))}", markup=True)
 
 
 def note(message: str) -> None:

@@ -11,7 +11,7 @@ import typer
 from edgeshare.chain import ENGINES, Engine, LocalChain, build_dev_keys, connect
 from edgeshare.cli import console
 from edgeshare.cli.common import Json
-from edgeshare.demo import MAX_NODES, get_accounts_needed, get_keys_needed, run_demo
+from edgeshare.demo import MAX_NODES, MOCK_USDC, get_accounts_needed, get_keys_needed, run_demo
 from edgeshare.errors import InputError
 
 
@@ -54,20 +54,23 @@ def demo(
     if json_output:
         console.print_json(summary.model_dump())
         return
+    usdc = MOCK_USDC.format
     console.print_table(
-        "Nodes (stablecoin base units, 6 decimals)",
-        ["node", "region", "price/1k", "inferences", "gross", "to holders", "operator", "fee",
-         "disputed"],
-        [[n.node_id, n.region, n.price_per_1k, n.inferences, n.gross, n.holders, n.operator,
-          n.fee, n.disputed or ""] for n in summary.nodes],
+        "Nodes (amounts in USDC, exact)",
+        ["node", "region", "price per 1k inferences", "inferences", "gross", "to holders",
+         "operator", "fee", "disputed"],
+        [[n.node_id, n.region, usdc(n.price_per_1k), f"{n.inferences:,}", usdc(n.gross),
+          usdc(n.holders), usdc(n.operator), usdc(n.fee), usdc(n.disputed) if n.disputed else ""]
+         for n in summary.nodes],
     )  # fmt: skip
     node_id, epoch = summary.disputed_report
     console.print_table(
-        "Every base unit accounted for",
+        "Every base unit accounted for (USDC)",
         ["paid in", "refunded", "claimed", "withdrawn", "claimable", "unvested", "dust"],
-        [[summary.paid_in, summary.refunded_to_payer, summary.claimed_by_investors,
-          summary.withdrawn_by_operators_and_treasury, summary.still_claimable,
-          summary.still_unvested, summary.dust]],
+        [[usdc(summary.paid_in), usdc(summary.refunded_to_payer),
+          usdc(summary.claimed_by_investors), usdc(summary.withdrawn_by_operators_and_treasury),
+          usdc(summary.still_claimable), usdc(summary.still_unvested),
+          f"{summary.dust} base units"]],
     )  # fmt: skip
     console.out.print(
         f"{summary.reports_settled} signed reports settled in {summary.settle_transactions} "

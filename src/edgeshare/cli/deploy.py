@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -39,24 +40,30 @@ def deploy(
         str | None,
         typer.Option(help="Existing stablecoin address; default: deploy a mock (local only)."),
     ] = None,
-    epoch_length: Annotated[int | None, typer.Option(help="Seconds per epoch [86400].")] = None,
+    epoch_length: Annotated[
+        int | None, typer.Option(help="Seconds per epoch (default 86400).")
+    ] = None,
     challenge_period: Annotated[
         int | None,
-        typer.Option(help="Seconds settled revenue can be disputed, at least 3600 [86400]."),
+        typer.Option(
+            help="Seconds settled revenue can be disputed, at least 3600 (default 86400)."
+        ),
     ] = None,
     unlock_period: Annotated[
         int | None,
-        typer.Option(help="Seconds new revenue vests over, at least one epoch [86400]."),
+        typer.Option(help="Seconds new revenue vests over, at least one epoch (default 86400)."),
     ] = None,
     evm_version: Annotated[
         str | None,
-        typer.Option(help="Build for cancun or shanghai [shanghai on Ganache, else cancun]."),
+        typer.Option(
+            help="Build for cancun or shanghai (default: shanghai on Ganache, else cancun)."
+        ),
     ] = None,
     protocol_fee_bps: Annotated[
-        int | None, typer.Option(help="Protocol fee, basis points of gross [500].")
+        int | None, typer.Option(help="Protocol fee, basis points of gross (default 500).")
     ] = None,
     treasury: Annotated[
-        str | None, typer.Option(help="Where protocol fees accrue [the deployer].")
+        str | None, typer.Option(help="Where protocol fees accrue (default: the deployer).")
     ] = None,
     manifest: ManifestPath = None,
     dry_run: Annotated[
@@ -82,9 +89,14 @@ def deploy(
         build_params(read_manifest(manifest), **overrides)  # bad input fails before any chain
     else:
         build_params(None, **overrides)
-    with open_chain(target) as w3:
+    throwaway = tempfile.TemporaryDirectory(prefix="edgeshare-deploy-")
+    with throwaway as scratch, open_chain(target) as w3:
         tx = Transactor(w3, signer, confirmations, max_fee_per_gas=fee_ceiling)
         path: Path = manifest or get_default_manifest_path(tx.chain_id)
+        if target.is_started_here and manifest is None:
+            # the chain stops with this command: a manifest in deployments/ would name
+            # contracts that no longer exist, and the next command would trip on it
+            path = Path(scratch) / path.name
         params = build_params(read_manifest(path), **overrides)
 
         def show(step: DeployStep) -> None:
@@ -93,11 +105,12 @@ def deploy(
 
         result = deploy_suite(tx, params, path, dry_run=dry_run, on_step=show)
     data = result.manifest.model_dump(mode="json")
+    kept = not (target.is_started_here and manifest is None)
     if json_output:
         console.print_json(
             {
                 "manifest": data,
-                "path": str(result.path),
+                "path": str(result.path) if kept else None,
                 "dry_run": dry_run,
                 "steps": [step.__dict__ for step in result.steps],
             }
@@ -111,9 +124,18 @@ def deploy(
     console.print_table(title, ["contract", "action", "address", "gas used"], rows)
     if dry_run:
         console.note("dry run: nothing was sent and no manifest was written")
+    elif not kept:
+        console.warn(
+            "this command started its own chain and has stopped it: the suite is gone, and "
+            "no manifest was written. To keep a suite, start a chain (`anvil`) and pass "
+            "--rpc-url, or run `edgeshare demo` for the whole story"
+        )
     else:
         console.note(
             f"manifest: {result.path}  deployer (owner, registrar, guardian): {signer.address}"
         )
         if target.is_started_here:
-            console.note("the local chain this command started has been stopped")
+            console.warn(
+                f"the local chain this command started has been stopped: {result.path} names "
+                "contracts that no longer exist"
+            )

@@ -8,7 +8,9 @@ import typer
 
 from edgeshare.cli import console
 from edgeshare.cli.common import (
+    BaseUnits,
     Confirmations,
+    DryRun,
     Json,
     Keystore,
     ManifestPath,
@@ -21,8 +23,8 @@ from edgeshare.cli.common import (
 )
 from edgeshare.errors import InputError
 from edgeshare.market import fetch_portfolio, send_claims
-from edgeshare.reports import format_units
-from edgeshare.suite import send_transfer_shares
+from edgeshare.suite import get_share_token, send_transfer_shares
+from edgeshare.units import format_bps
 
 shares_app = typer.Typer(help="Move node shares.", no_args_is_help=True)
 
@@ -31,39 +33,51 @@ shares_app = typer.Typer(help="Move node shares.", no_args_is_help=True)
 def transfer(
     node_id: Annotated[int, typer.Argument(help="The node whose shares move.")],
     receiver: Annotated[str, typer.Argument(help="The new holder.")],
-    amount: Annotated[str, typer.Argument(help="Shares in 18-decimal base units, or 'all'.")],
+    amount: Annotated[
+        str,
+        typer.Argument(
+            help="Whole shares (250000, 0.5), or 'all' (with --base-units: base units)."
+        ),
+    ],
     rpc_url: RpcUrl = None,
     network: Network = None,
     private_key_env: PrivateKeyEnv = None,
     keystore: Keystore = None,
     manifest: ManifestPath = None,
     confirmations: Confirmations = 1,
+    base_units: BaseUnits = False,
+    dry_run: DryRun = False,
     json_output: Json = False,
 ) -> None:
     """Transfer shares of a node; revenue earned so far stays with the sender."""
     to = parse_address(receiver, "RECEIVER")
-    if amount != "all" and not (amount.isascii() and amount.isdigit()):
-        raise InputError(
-            f"AMOUNT must be a whole number of share base units or 'all', got {amount!r}"
-        )
-    with open_sender(rpc_url, network, private_key_env, keystore, manifest, confirmations) as (
-        suite,
-        tx,
-    ):
+    unit = get_share_token(node_id)
+    value = None if amount == "all" else unit.parse(amount, "AMOUNT", base_units=base_units)
+    if value == 0:
+        raise InputError("AMOUNT: 0 shares; nothing to transfer")
+    opened = open_sender(
+        rpc_url, network, private_key_env, keystore, manifest, confirmations, dry_run=dry_run
+    )
+    with opened as (suite, tx):
         signer = tx.signer
-        share = suite.share(node_id)
-        balance = int(share.call("balanceOf", signer.address))
-        value = balance if amount == "all" else int(amount)
-        if value > balance:
+        balance = int(suite.share(node_id).call("balanceOf", signer.address))
+        value = balance if value is None else value
+        if value > balance or value == 0:
             raise InputError(
-                f"{signer.address} holds {balance} share base units of node {node_id}, not {value}"
+                f"{signer.address} holds {unit.format(balance)} of node {node_id}, "
+                f"not {unit.format(value)}"
             )
         send_transfer_shares(tx, suite, node_id, to, value)
-    result = {"node_id": node_id, "from": signer.address, "to": to, "amount": value}
+    if dry_run:
+        console.print_planned(tx.planned, json_output)
+        return
     if json_output:
-        console.print_json(result)
+        console.print_json(
+            {"node_id": node_id, "from": signer.address, "to": to, "amount": str(value),
+             "decimals": unit.decimals}
+        )  # fmt: skip
     else:
-        console.out.print(f"transferred {format_units(value, 18)} shares of node {node_id} to {to}")
+        console.out.print(f"transferred {unit.format(value)} of node {node_id} to {to}")
 
 
 def portfolio(
@@ -77,21 +91,29 @@ def portfolio(
     holder = parse_address(address, "ADDRESS")
     with open_suite(rpc_url, network, manifest) as suite:
         holdings = fetch_portfolio(suite, holder)
+        coin = suite.fetch_stablecoin_token()
     total = sum(h.claimable for h in holdings)
     if json_output:
+        rows = [{k: str(v) if k in ("shares", "supply", "claimable") else v
+                 for k, v in h.__dict__.items()} for h in holdings]  # fmt: skip
         console.print_json(
-            {"holder": holder, "total_claimable": total, "holdings": [h.__dict__ for h in holdings]}
-        )
+            {"holder": holder, "total_claimable": str(total), "decimals": coin.decimals,
+             "symbol": coin.symbol, "holdings": rows}
+        )  # fmt: skip
+        return
+    if not holdings:
+        console.note(f"{holder} holds no shares and has nothing to claim on any node")
         return
     console.print_table(
         f"Portfolio of {holder}",
-        ["node", "shares", "of supply (bps)", "claimable (base units)"],
+        ["node", "shares", "of supply", "claimable"],
         [
-            [h.node_id, format_units(h.shares, 18), h.shares * 10_000 // h.supply, h.claimable]
+            [h.node_id, get_share_token(h.node_id).format(h.shares),
+             format_bps(h.shares * 10_000 // h.supply), coin.format(h.claimable)]
             for h in holdings
         ]
-        + [["total", "", "", total]],
-    )
+        + [["total", "", "", coin.format(total)]],
+    )  # fmt: skip
 
 
 def claim(
@@ -107,27 +129,33 @@ def claim(
     keystore: Keystore = None,
     manifest: ManifestPath = None,
     confirmations: Confirmations = 1,
+    dry_run: DryRun = False,
     json_output: Json = False,
 ) -> None:
     """Claim every node with revenue to claim (or the named ones), one transaction per node."""
     receiver = parse_address(to, "--to") if to else None
-    with open_sender(rpc_url, network, private_key_env, keystore, manifest, confirmations) as (
-        suite,
-        tx,
-    ):
+    opened = open_sender(
+        rpc_url, network, private_key_env, keystore, manifest, confirmations, dry_run=dry_run
+    )
+    with opened as (suite, tx):
         signer = tx.signer
+        coin = suite.fetch_stablecoin_token()
         with console.progress(disabled=json_output) as progress:
             results = send_claims(tx, suite, node, receiver, progress)
+    if dry_run:
+        console.print_planned(tx.planned, json_output)
+        return
     total = sum(r.amount for r in results)
     if json_output:
-        console.print_json({"total": total, "claims": [r.__dict__ for r in results]})
+        claims = [{**r.__dict__, "amount": str(r.amount)} for r in results]
+        console.print_json({"total": str(total), "decimals": coin.decimals, "claims": claims})
         return
     if not results:
         console.out.print(f"nothing to claim for {signer.address}")
         return
     console.print_table(
         "Claimed",
-        ["node", "amount (base units)", "receiver", "transaction"],
-        [[r.node_id, r.amount, r.receiver, r.transaction] for r in results]
-        + [["total", total, "", ""]],
+        ["node", "amount", "receiver", "transaction"],
+        [[r.node_id, coin.format(r.amount), r.receiver, r.transaction] for r in results]
+        + [["total", coin.format(total), "", ""]],
     )

@@ -1,0 +1,204 @@
+"""Where things stand in time: the chain's clock, epochs, pending reports, vesting.
+
+Everything here is read from the chain at one point (the latest block); chain time, not
+this machine's clock, decides what is due. A local chain that mines no blocks keeps its
+clock still, which ``Clock.lag`` shows.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from edgeshare.models import StrictModel
+from edgeshare.poster import PENDING, fetch_records
+from edgeshare.suite import Suite
+
+MAX_EPOCHS_SCANNED = 1_000
+"""Pending reports are looked for in a node's most recent epochs, at most this many."""
+
+
+class Clock(StrictModel):
+    """The chain's time and the suite's epoch at the latest block."""
+
+    chain_id: int
+    block: int
+    chain_time: int
+    """The latest block's timestamp (what contracts see)."""
+    wall_time: int
+    """This machine's clock when it was read."""
+    epoch_length: int
+    genesis: int
+    current_epoch: int
+    epoch_ends_at: int
+    paused: bool
+    """The suite is paused (no settlement, finalizing or registration)."""
+    challenge_period: int
+    unlock_period: int
+
+    @property
+    def lag(self) -> int:
+        """Seconds the chain's clock is behind this machine's (an idle local chain)."""
+        return max(0, self.wall_time - self.chain_time)
+
+    def epoch_start(self, epoch: int) -> int:
+        """When ``epoch`` starts (unix time)."""
+        return self.genesis + epoch * self.epoch_length
+
+
+class PendingReport(StrictModel):
+    """A settled report inside (or past) its challenge window, not finalized yet."""
+
+    node_id: int
+    epoch: int
+    revenue: int
+    finalizable_at: int
+    due: bool
+    """Its window has passed: ``attest finalize`` (anyone) pays it out now."""
+
+
+class NodeView(StrictModel):
+    """One node's terms, pending reports and vesting."""
+
+    node_id: int
+    status: str
+    operator: str
+    price_per_1k: int
+    next_price_per_1k: int
+    operator_cut_bps: int
+    next_operator_cut_bps: int
+    pending_cut_bps: int
+    pending_cut_from: int
+    """When a pending cut increase applies (unix time; 0: none pending)."""
+    pending: list[PendingReport]
+    unvested: int
+    """Holders' revenue received and not yet claimable."""
+    vesting_ends_at: int
+
+
+class Position(StrictModel):
+    """An investor's standing in one node."""
+
+    node_id: int
+    shares: int
+    supply: int
+    claimable: int
+    vesting: int
+    """The investor's part of what is still vesting (at its shares now; rounded down)."""
+    vesting_ends_at: int
+
+
+def fetch_clock(suite: Suite) -> Clock:
+    """The chain's clock and the suite's epoch, in one batch."""
+    reg, router = suite.registry, suite.router
+    genesis, length, paused, challenge, unlock = suite.reader.many(
+        [
+            reg.read("GENESIS"),
+            reg.read("EPOCH_LENGTH"),
+            reg.read("paused"),
+            router.read("CHALLENGE_PERIOD"),
+            reg.read("UNLOCK_PERIOD"),
+        ]
+    )
+    head = suite.rpc.call("eth_getBlockByNumber", ["latest", False])
+    chain_time = int(head["timestamp"], 16)
+    epoch = max(0, (chain_time - int(genesis)) // int(length))
+    return Clock(
+        chain_id=suite.manifest.chain_id,
+        block=int(head["number"], 16),
+        chain_time=chain_time,
+        wall_time=int(time.time()),
+        epoch_length=int(length),
+        genesis=int(genesis),
+        current_epoch=epoch,
+        epoch_ends_at=int(genesis) + (epoch + 1) * int(length),
+        paused=bool(paused),
+        challenge_period=int(challenge),
+        unlock_period=int(unlock),
+    )
+
+
+def fetch_pending(
+    suite: Suite, clock: Clock, nodes: Sequence[tuple[int, int]]
+) -> list[PendingReport]:
+    """Pending reports of ``nodes`` ((node id, registered epoch) pairs), oldest first."""
+    keys = [
+        (node_id, epoch)
+        for node_id, registered in nodes
+        for epoch in range(
+            max(registered, clock.current_epoch - MAX_EPOCHS_SCANNED), clock.current_epoch + 1
+        )
+    ]
+    found = []
+    for (node_id, epoch), record in zip(keys, fetch_records(suite, keys), strict=True):
+        if record.state == PENDING:
+            found.append(
+                PendingReport(
+                    node_id=node_id,
+                    epoch=epoch,
+                    revenue=record.revenue,
+                    finalizable_at=record.finalizable_at,
+                    due=record.finalizable_at <= clock.chain_time,
+                )
+            )
+    return sorted(found, key=lambda p: (p.finalizable_at, p.node_id, p.epoch))
+
+
+def fetch_node_views(suite: Suite, clock: Clock, node_ids: Sequence[int]) -> list[NodeView]:
+    """Terms, pending reports and vesting of each node."""
+    records = suite.fetch_nodes(node_ids)
+    shares = [suite.share_at(r.share_token) for r in records]
+    vesting = suite.reader.each(shares, ("unvested",), ("vesting_ends_at",))
+    pending = fetch_pending(suite, clock, [(r.node_id, r.registered_epoch) for r in records])
+    return [
+        NodeView(
+            node_id=r.node_id,
+            status=r.status,
+            operator=str(r.operator),
+            price_per_1k=r.price_per_1k,
+            next_price_per_1k=r.next_price_per_1k,
+            operator_cut_bps=r.operator_cut_bps,
+            next_operator_cut_bps=r.next_operator_cut_bps,
+            pending_cut_bps=r.pending_cut_bps,
+            pending_cut_from=clock.epoch_start(r.pending_cut_epoch) if r.pending_cut_epoch else 0,
+            pending=[p for p in pending if p.node_id == r.node_id],
+            unvested=int(unvested),
+            vesting_ends_at=int(ends),
+        )
+        for r, (unvested, ends) in zip(records, vesting, strict=True)
+    ]
+
+
+def fetch_operated(suite: Suite, operator: str) -> list[int]:
+    """Ids of the nodes ``operator`` operates now."""
+    return [r.node_id for r in suite.fetch_nodes() if r.operator.lower() == operator.lower()]
+
+
+def fetch_positions(suite: Suite, investor: str) -> list[Position]:
+    """Every node where ``investor`` holds shares or has revenue to claim."""
+    count = suite.fetch_node_count()
+    ids = list(range(1, count + 1))
+    shares = [suite.share_at(a) for a in suite.fetch_share_tokens(ids)]
+    rows = suite.reader.each(
+        shares,
+        ("balanceOf", investor),
+        ("totalSupply",),
+        ("claimable", investor),
+        ("unvested",),
+        ("vesting_ends_at",),
+    )
+    positions = []
+    for node_id, (balance, supply, claimable, unvested, ends) in zip(ids, rows, strict=True):
+        if int(balance) == 0 and int(claimable) == 0:
+            continue
+        positions.append(
+            Position(
+                node_id=node_id,
+                shares=int(balance),
+                supply=int(supply),
+                claimable=int(claimable),
+                vesting=int(unvested) * int(balance) // int(supply),
+                vesting_ends_at=int(ends),
+            )
+        )
+    return positions
