@@ -43,7 +43,7 @@ def test_scripts__register_post_claim_report_as_brownie_account(
     nodes = tmp_path / "nodes.yaml"
     nodes.write_text(
         f"nodes:\n  - external_id: br-1\n    operator: {deployer.address}\n"
-        f"    attestor: {attestor.address}\n    shares: 1000\n    price_per_1k: 2000\n"
+        f"    attestor: {attestor.address}\n    shares: 1000\n    price_per_1k: 2000 base\n"
         "    operator_cut_bps: 0\n    region: Dhaka\n"
     )
     done = load_script("register_nodes").main(str(nodes), manifest)
@@ -83,3 +83,33 @@ def _send(call: dict[str, str], sender: str) -> None:
     """Send through the dev node's own account (brownie's way), independent of ours."""
     tx_hash = web3.eth.send_transaction({**call, "from": sender})  # type: ignore[typeddict-item]
     assert web3.eth.wait_for_transaction_receipt(tx_hash, timeout=60)["status"] == 1
+
+
+def test_role_scripts__operator_guardian_registrar_owner_act_through_the_library(
+    tmp_path: Path, deployer: Any, attestor: Any, treasury: Any
+) -> None:
+    from edgeshare.brownie_support import get_suite, get_transactor
+    from edgeshare.suite import NodeSpec, send_register_node
+
+    manifest = str(tmp_path / "manifest.json")
+    load_script("deploy").main(manifest)
+    suite = get_suite(manifest)
+    spec = NodeSpec(
+        operator=deployer.address, attestor=attestor.address, shares=10**21,
+        price_per_1k=2_000, operator_cut_bps=0, region="Dhaka",
+    )  # fmt: skip
+    node_id = send_register_node(get_transactor(), suite, spec)
+    decimals = int(suite.stablecoin.call("decimals"))
+    load_script("operator").set_price(str(node_id), "0.45", manifest)
+    assert suite.fetch_node(node_id).next_price_per_1k == 45 * 10**decimals // 100
+    load_script("operator").propose_cut(str(node_id), "2.5", manifest)
+    assert suite.fetch_node(node_id).next_operator_cut_bps == 0  # an increase waits a week
+    assert suite.fetch_node(node_id).pending_cut_bps == 250
+    load_script("registrar").pause(str(node_id), manifest)
+    assert suite.fetch_node(node_id).status == "paused"
+    load_script("registrar").resume(str(node_id), manifest)
+    load_script("guardian").pause(manifest)
+    assert suite.registry.call("paused") is True
+    load_script("guardian").unpause(manifest)
+    load_script("owner").set_treasury(treasury.address, manifest)
+    assert suite.router.call("treasury") == treasury.address

@@ -67,7 +67,7 @@ def test_every_command__never_prints_or_writes_the_key(
         "--unlock-period", "60")  # fmt: skip
     (tmp_path / "nodes.yaml").write_text(
         f'nodes:\n  - operator: "{me}"\n    attestor: "{me}"\n    shares: 1000\n'
-        "    price_per_1k: 2000\n    operator_cut_bps: 500\n    region: Accra\n"
+        "    price_per_1k: 0.002\n    operator_cut_bps: 500\n    region: Accra\n"
         "    external_id: accra-1\n"
     )
     run("nodes", "register", "nodes.yaml", *at, *signed)
@@ -87,6 +87,14 @@ def test_every_command__never_prints_or_writes_the_key(
     run("claim", *at, *signed)
     run("shares", "transfer", "1", build_dev_keys_address(), "10", *at, *signed)
     run("portfolio", me, *at)
+    run("operator", "set-price", "1", "0.45", *at, *signed)
+    run("operator", "propose-cut", "1", "4", *at, *signed, "--dry-run")
+    run("guardian", "pause", *at, "--keystore", str(keystore))
+    run("guardian", "unpause", *at, *signed, "--json")
+    run("owner", "set-treasury", me, *at, *signed)
+    run("withdraw", *at, *signed)
+    run("dev", "mint", me, "5", *at, *signed)
+    run("status", "--operator", me, "--investor", me, *at)
     run("index", *at, "--db", db)
     run("market", *at, "--db", db)
     run("report", "operator", me, "--format", "html", "-o", "op.html", *at, "--db", db)
@@ -100,8 +108,15 @@ def test_every_command__never_prints_or_writes_the_key(
     env["EDGESHARE_KEYSTORE_PASSWORD"] = PASSWORD
     env["BROKEN_KEY"] = secret_key[:-1] + "x"  # a typo'd key must not be echoed either
     run("claim", *at, "--private-key-env", "BROKEN_KEY", expect=2)
+    run("operator", "withdraw", *at, "--private-key-env", "BROKEN_KEY", expect=2)
+    run("registrar", "retire", "1", *at, "--keystore", str(keystore), "--dry-run")
+    # the easy slip: the key itself where the variable's name belongs
+    run("deploy", *at, "--private-key-env", secret_key, expect=2)
+    run("attest", "sign", "usage.csv", "--attestor-key-env", secret_key, "-o", "x.json", *at,
+        expect=2)  # fmt: skip
+    run("operator", "pause", "1", *at, "--private-key-env", secret_key[2:], expect=2)
 
-    assert len(outputs) == 18
+    assert len(outputs) == 31
     for output in outputs:
         assert not _leaks(secret_key, output), output
     written = [p for p in tmp_path.rglob("*") if p.is_file() and p != keystore]
@@ -115,3 +130,46 @@ def test_every_command__never_prints_or_writes_the_key(
 def build_dev_keys_address() -> str:
     """Someone to give shares to."""
     return Signer.from_key(build_dev_keys(2)[1]).address
+
+
+def test_a_key_given_as_the_variable_name__is_refused_without_being_shown(
+    secret_key: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for args in (
+        ["deploy", "--private-key-env", secret_key],
+        ["attest", "sign", "u.csv", "--attestor-key-env", secret_key, "-o", "o.json",
+         "--rpc-url", "http://127.0.0.1:9"],
+        ["claim", "--rpc-url", "http://127.0.0.1:9", "--private-key-env", secret_key.upper()],
+    ):  # fmt: skip
+        code, output = run_main(capsys, monkeypatch, {}, *args)
+        assert code == 2, output
+        assert "looks like a private key" in output and "not shown" in output
+        assert not _leaks(secret_key, output), output
+
+
+def test_a_dead_endpoint__never_shows_the_url_path_and_says_it_retries(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edgeshare.chain import get_free_port
+
+    url = f"http://127.0.0.1:{get_free_port()}/v2/MYSECRETAPIKEY"
+    env = {"EDGESHARE_RPC_TIMEOUT": "1"}
+    code, output = run_main(capsys, monkeypatch, env, "status", "--rpc-url", url)
+    assert code == 1, output
+    assert "MYSECRETAPIKEY" not in output and "/v2" not in output
+    assert "retrying (" in output
+    code, output = run_main(capsys, monkeypatch, env, "status", "--rpc-url", url, "--json")
+    assert "MYSECRETAPIKEY" not in output
+    assert json.loads(output[: output.rindex("}") + 1][output.index("{") :])["exit"] == 1
+
+
+def test_redact_urls__cuts_the_paths_urllib3_and_requests_name_alone() -> None:
+    from edgeshare.rpc import redact_urls
+
+    text = (
+        "HTTPConnectionPool(host='127.0.0.1', port=18999): Max retries exceeded with url: "
+        "/v2/MYSECRETAPIKEY (Caused by NewConnectionError('...'))"
+    )
+    assert "MYSECRETAPIKEY" not in redact_urls(text)
+    assert "host='127.0.0.1'" in redact_urls(text)
+    assert redact_urls("https://eth.example.com/v3/KEY?x=1") == "https://eth.example.com/..."

@@ -22,7 +22,7 @@ from edgeshare.cli.common import (
     open_sender,
 )
 from edgeshare.poster import DEFAULT_BATCH, finalize_reports, post_reports
-from edgeshare.signer import load_signer_from_env
+from edgeshare.signer import check_env_name, load_signer_from_env
 from edgeshare.suite import fetch_domain_of
 from edgeshare.units import format_utc
 from edgeshare.usage import (
@@ -57,6 +57,7 @@ def sign_usage(
     json_output: Json = False,
 ) -> None:
     """Price each row at its epoch's on-chain price and sign it as the node's attestor."""
+    check_env_name(attestor_key_env, "--attestor-key-env")  # before anything can echo it
     file_problems: list[str] = []
     rows = read_usage_csv(usage, file_problems)  # reported with the chain's checks below
     key_signer = load_signer_from_env(attestor_key_env, "--attestor-key-env")
