@@ -25,6 +25,7 @@ from edgeshare.deploy import MOCK_DECIMALS, MOCK_SYMBOL, build_params, deploy_su
 from edgeshare.errors import EdgeShareError, InputError
 from edgeshare.indexer import open_db, sync_index
 from edgeshare.market import send_claims
+from edgeshare.metadata import NodeMetadata, build_data_uri, build_document
 from edgeshare.nodes import NodeEntry, register_nodes
 from edgeshare.poster import PostResult, finalize_reports, post_reports
 from edgeshare.reports import Report, build_report, render_csv, render_html, render_json
@@ -53,6 +54,9 @@ REGIONS = [
 HOURLY_LOAD = [30, 25, 22, 20, 22, 30, 45, 60, 75, 85, 90, 95,
                100, 98, 95, 92, 90, 92, 95, 90, 80, 65, 50, 40]  # fmt: skip
 USDC = 10**6
+DEMO_HARDWARE = [("RTX 4090", "llama-3.1-8b", 40), ("L4", "qwen2.5-7b", 25),
+                 ("A100 80GB", "llama-3.1-70b", 12), ("H100", "mixtral-8x7b", 30)]  # fmt: skip
+"""(GPU, model, requests per second) of the demo's nodes, in turn."""
 MOCK_USDC = Token(MOCK_DECIMALS, MOCK_SYMBOL)
 """The demo's mock stablecoin (a 6-decimal USDC stand-in), as amounts are shown."""
 SHARES = 10**18
@@ -257,7 +261,7 @@ class _Story:
                 price_per_1k=rng.randrange(10, 90) * USDC // 100,
                 operator_cut_bps=rng.choice([1_000, 1_500, 2_000]),
                 region=city,
-                metadata_uri=f"ipfs://edgeshare-demo/node-{i + 1}",
+                metadata_uri=self.describe(i),
                 external_id=f"{city.lower().replace(' ', '-')}-gpu-{i // len(REGIONS) + 1:02d}",
             ))  # fmt: skip
             self.capacity.append(rng.randrange(2_000, 20_000))
@@ -265,6 +269,16 @@ class _Story:
         self.node_ids = [r.node_id for r in register_nodes(self.issuer, self.suite, entries)]
         regions = len({e.region for e in entries})
         self.log(f"registered {len(self.node_ids)} nodes in {regions} regions")
+
+    def describe(self, i: int) -> str:
+        """Node ``i``'s metadata document as a ``data:`` URI with its content hash: where a
+        developer calls it (a reserved, unreachable ``.invalid`` host), its model and GPU."""
+        gpu, model, rps = DEMO_HARDWARE[i % len(DEMO_HARDWARE)]
+        document = build_document(
+            NodeMetadata(endpoint=f"https://node-{i + 1}.demo.invalid/v1", models=[model],
+                         gpu=gpu, capacity_rps=rps)
+        )  # fmt: skip
+        return build_data_uri(document)
 
     def place_shares(self) -> None:
         """Each operator keeps 30% and places the rest with investors in random lots."""

@@ -2,8 +2,10 @@
 
 The board ranks active nodes by price, then by the latency and uptime their attestors
 reported over recent epochs (from the index), so a developer can pick the cheapest node
-that meets a latency bound in a region. Portfolio and claim read balances and claimable
-revenue straight from the chain, in JSON-RPC batches.
+that meets a latency bound in a region; nodes with no attested usage yet come after the
+others, marked new. Each row carries the node's metadata (endpoint, models, GPU,
+capacity) read from its ``metadata_uri`` and checked against the URI's hash. Portfolio
+and claim read balances and claimable revenue straight from the chain, in JSON-RPC batches.
 """
 
 from __future__ import annotations
@@ -15,10 +17,13 @@ from sqlalchemy import Connection, func, select
 from web3 import Web3
 
 from edgeshare import indexer as idx
+from edgeshare.chain import is_local_chain_id
 from edgeshare.errors import NodeNotFound
+from edgeshare.metadata import MetadataError, MetadataNotFetched, NodeMetadata, fetch_metadata
 from edgeshare.pipeline import send_pipelined
 from edgeshare.suite import Suite
 from edgeshare.tx import Transactor
+from edgeshare.units import Token, format_price
 
 
 @dataclass
@@ -28,11 +33,37 @@ class BoardRow:
     node_id: int
     region: str
     price_per_1k: int
+    """Stablecoin base units per 1,000 inferences this epoch."""
     next_price_per_1k: int
     latency_ms: int | None
+    """Median attested latency over the recent epochs (None: no attested usage)."""
     uptime_bps: int | None
     epochs_attested: int
     operator_cut_bps: int
+    operator: str = ""
+    metadata_uri: str = ""
+    metadata: NodeMetadata | None = None
+    """The node's metadata document, read and checked against its hash."""
+    metadata_status: str = "none"
+    """``verified``, ``none`` (no URI), ``not fetched`` (http/ipfs) or what is wrong."""
+
+    @property
+    def is_new(self) -> bool:
+        """True for a node with no attested usage yet (ranked after those with some)."""
+        return self.epochs_attested == 0
+
+
+@dataclass
+class Board:
+    """The price board and what it was built from."""
+
+    rows: list[BoardRow]
+    token: Token
+    """The stablecoin prices are in."""
+    regions: list[str]
+    """The regions of the active nodes."""
+    empty_reason: str | None = None
+    """Why ``rows`` is empty (None when it is not)."""
 
 
 def fetch_recent_usage(db: Connection, recent: int) -> dict[int, list[tuple[int, int]]]:
@@ -54,6 +85,26 @@ def fetch_recent_usage(db: Connection, recent: int) -> dict[int, list[tuple[int,
     return found
 
 
+def fetch_board_metadata(
+    uris: Sequence[str], *, allow_files: bool
+) -> dict[str, tuple[NodeMetadata | None, str]]:
+    """(document, status) of each distinct metadata URI (see ``fetch_metadata``)."""
+    found: dict[str, tuple[NodeMetadata | None, str]] = {}
+    for uri in uris:
+        if uri in found:
+            continue
+        if not uri:
+            found[uri] = (None, "none")
+            continue
+        try:
+            found[uri] = (fetch_metadata(uri, allow_files=allow_files), "verified")
+        except MetadataNotFetched:
+            found[uri] = (None, "not fetched")
+        except MetadataError as exc:
+            found[uri] = (None, f"invalid: {exc}")
+    return found
+
+
 def build_board(
     db: Connection,
     suite: Suite,
@@ -63,44 +114,60 @@ def build_board(
     max_latency: int | None = None,
     top: int | None = None,
     recent: int = 12,
-) -> list[BoardRow]:
-    """Active nodes matching the filters, cheapest first, then fastest, then most available."""
+    token: Token | None = None,
+) -> Board:
+    """Active nodes matching the filters: those with attested usage first, cheapest first,
+    then fastest, then most available; then the new ones (no attested usage), cheapest
+    first. An unknown region gives an empty board whose reason names the known ones."""
+    token = token or suite.fetch_stablecoin_token()
     attested = fetch_recent_usage(db, recent)
-    rows = []
-    for node in suite.fetch_nodes():
-        node_id, node_region, price, cut = (
-            node.node_id,
-            node.region,
-            node.price_per_1k,
-            node.operator_cut_bps,
+    active = [n for n in suite.fetch_nodes() if n.status == "active"]
+    regions = sorted({n.region for n in active}, key=str.lower)
+    if region is not None and region.lower() not in {r.lower() for r in regions}:
+        known = ", ".join(regions) if regions else "none: no node is active"
+        return Board(
+            [], token, regions, f"no active node in region {region!r}; known regions: {known}"
         )
-        if node.status != "active":
+    rows = []
+    for node in active:
+        if region is not None and node.region.lower() != region.lower():
             continue
-        if region is not None and node_region.lower() != region.lower():
+        if max_price is not None and node.price_per_1k > max_price:
             continue
-        if max_price is not None and price > max_price:
-            continue
-        latencies = [latency for latency, _ in attested.get(node_id, [])]
-        uptimes = [uptime for _, uptime in attested.get(node_id, [])]
+        latencies = [latency for latency, _ in attested.get(node.node_id, [])]
+        uptimes = [uptime for _, uptime in attested.get(node.node_id, [])]
         median = sorted(latencies)[len(latencies) // 2] if latencies else None
         mean_uptime = sum(uptimes) // len(uptimes) if uptimes else None
         if max_latency is not None and (median is None or median > max_latency):
             continue
         rows.append(
             BoardRow(
-                node_id,
-                node_region,
-                price,
-                node.next_price_per_1k,
-                median,
-                mean_uptime,
-                len(latencies),
-                cut,
+                node.node_id, node.region, node.price_per_1k, node.next_price_per_1k, median,
+                mean_uptime, len(latencies), node.operator_cut_bps, node.operator,
+                node.metadata_uri,
             )
-        )
-    rows.sort(key=lambda r: (r.price_per_1k, r.latency_ms if r.latency_ms is not None else 2**63,
+        )  # fmt: skip
+    rows.sort(key=lambda r: (r.is_new, r.price_per_1k,
+                             r.latency_ms if r.latency_ms is not None else 2**63,
                              -(r.uptime_bps or 0), r.node_id))  # fmt: skip
-    return rows[:top] if top else rows
+    rows = rows[:top] if top else rows
+    documents = fetch_board_metadata(
+        [r.metadata_uri for r in rows], allow_files=is_local_chain_id(suite.manifest.chain_id)
+    )
+    for row in rows:
+        row.metadata, row.metadata_status = documents[row.metadata_uri]
+    reason = None
+    if not rows:
+        asked = [
+            f"region {region}" if region else "",
+            f"price at most {format_price(max_price, token)}" if max_price is not None else "",
+            f"p50 latency at most {max_latency} ms" if max_latency is not None else "",
+        ]
+        wanted = ", ".join(a for a in asked if a)
+        reason = (f"no active node matches ({wanted})" if wanted else "no node is active") + (
+            " (a node with no attested usage has no latency)" if max_latency is not None else ""
+        )
+    return Board(rows, token, regions, reason)
 
 
 @dataclass

@@ -20,7 +20,7 @@ from edgeshare.models import to_checksum
 from edgeshare.pipeline import Progress, send_pipelined
 from edgeshare.rpc import RpcError
 from edgeshare.suite import Suite
-from edgeshare.tx import Transactor
+from edgeshare.tx import Planned, Transactor
 
 DEFAULT_BATCH = 50
 MAX_BATCH = 100  # RevenueRouter.MAX_BATCH
@@ -270,12 +270,16 @@ def _post_round(
             + (" (on a local chain: `edgeshare dev mint ADDRESS AMOUNT`)"
                if is_local_chain_id(suite.manifest.chain_id) else "")
         )  # fmt: skip
+    batches = [pending[i : i + batch_size] for i in range(0, len(pending), batch_size)]
+    datas = [encode_settle_many(batch) for batch in batches]
     if allowance < total:
         approve = coin.calldata("approve", router, total)
         send_pipelined(tx, rpc, coin.address, [approve], "approve the stablecoin", progress)
-
-    batches = [pending[i : i + batch_size] for i in range(0, len(pending), batch_size)]
-    datas = [encode_settle_many(batch) for batch in batches]
+        if tx.dry_run:
+            # the settlements need the approval, which a dry run does not apply: every
+            # report was checked above the way the router checks it; list them unsimulated
+            tx.planned.extend(Planned("settle usage reports", router, d, 0, 0) for d in datas)
+            return []
     receipts = send_pipelined(
         tx, rpc, suite.router.address, datas, "settle usage reports", progress,
         units=[len(batch) for batch in batches],
@@ -283,6 +287,8 @@ def _post_round(
     # read the settlements back: a receipt is no proof once its block is reorganised away
     now_settled = fetch_settled(suite, pending)
     done = {(r.node_id, r.epoch) for r, ok in zip(pending, now_settled, strict=True) if ok}
+    if tx.dry_run:
+        return []
     for batch, receipt in zip(batches, receipts, strict=True):
         if (batch[0].node_id, batch[0].epoch) in done:
             result.settled += len(batch)

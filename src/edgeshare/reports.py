@@ -1,10 +1,28 @@
 """Operator and investor reports, from the index database and the chain.
 
-Every amount is an integer in stablecoin base units. A report's fee, operator cut and
-holders' revenue are computed per report exactly as the router does at finalization,
-so the totals of a report equal the on-chain totals to the base unit. Formats: a table,
-CSV, JSON, and one self-contained HTML page (inline SVG charts, no scripts, no network)
-that an operator can send to investors.
+Every amount is an integer in base units: stablecoin base units for money, 18-decimal
+base units for shares. A report's fee, operator cut and holders' revenue are computed per
+report exactly as the router does at finalization, so the totals of a report equal the
+on-chain totals to the base unit. A report is as of one block, the index's last: every
+chain read is made at that block, so the figures agree with each other.
+
+People read whole units (``12.345678 USDC``, ``250,000 shares``) and epochs as UTC dates;
+``--json`` keeps exact base units as strings next to the decimals. Formats: a table, CSV
+(the same sections as the table), JSON, and one self-contained HTML page (inline SVG
+charts, no scripts, no network) that an operator can send to investors.
+
+The investor report is about the investor. Its headline is the investor's own claimed,
+claimable, vesting and total earned revenue; its positions are every node where it holds
+shares, has revenue to claim, has claimed, or earned in the epochs shown. Per epoch, its
+share of a node's holders' revenue is ``holders * balance // supply`` with ``balance``
+the investor's shares when that revenue was distributed (at the epoch's finalization;
+for a pending epoch, as of the report's block), replayed from the indexed ``Transfer``
+events. Distributed revenue then vests over the unlock period: shares sold while it
+vests take the unvested part with them, so these per-epoch figures are an attribution
+whose sum equals what the investor receives (to a base unit per epoch) when it kept its
+shares until the revenue vested. The trailing yield is the revenue earned in the epochs
+shown, annualised over their span (365-day years); as a percentage (basis points) it
+needs what the shares cost, which the chain does not know (``cost_basis``).
 """
 
 from __future__ import annotations
@@ -13,19 +31,51 @@ import csv
 import html
 import io
 import json
+from bisect import bisect_right
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, select
 from web3 import Web3
 
 from edgeshare import indexer as idx
-from edgeshare.rpc import RpcError
+from edgeshare.errors import NodeNotFound
 from edgeshare.suite import Suite
+from edgeshare.units import (
+    SHARE_DECIMALS,
+    Token,
+    format_bps,
+    format_duration,
+    format_units,
+    format_utc,
+)
+
+__all__ = [
+    "PALETTE",
+    "Report",
+    "build_report",
+    "build_sections",
+    "build_ticks",
+    "render_csv",
+    "render_html",
+    "render_json",
+    "split",
+]
 
 MAX_BPS = 10_000
 STATES = ("pending", "finalized", "disputed")
+SECONDS_PER_YEAR = 365 * 86_400
+
+# Money fields (stablecoin base units) and share fields (18 decimals): strings in JSON.
+MONEY_FIELDS = frozenset({
+    "revenue", "operator_cut", "protocol_fee", "holders", "disputed_revenue", "pending_revenue",
+    "holders_claimed", "holders_unclaimed", "claimed", "claimable", "vesting", "earned",
+    "total_earned", "earned_in_epochs", "annualised", "cost_basis",
+})  # fmt: skip
+SHARE_FIELDS = frozenset({"shares", "supply"})
 
 
 @dataclass
@@ -43,6 +93,8 @@ class EpochRow:
     uptime_bps: int
     state: str
     disputed: bool
+    starts: str = ""
+    """When the epoch began (UTC, ISO 8601)."""
 
 
 @dataclass
@@ -65,14 +117,62 @@ class NodeTotals:
 
 @dataclass
 class Position:
-    """An investor's holding in one node."""
+    """An investor's holding in one node, and what it earned there."""
 
     node_id: int
     region: str
     shares: int
+    """Its balance as of the report's block."""
     supply: int
     claimed: int
+    """Claimed by the investor, ever (the indexed ``RevenueClaimed`` events)."""
     claimable: int
+    """Claimable now (vested)."""
+    vesting: int
+    """Its share of the node's unvested revenue at its current balance (rounded down)."""
+    vesting_ends_at: int | None
+    """When the node's unvested revenue is fully released (unix time; None: nothing vests)."""
+    earned: int = 0
+    """Its share of the holders' revenue of the epochs shown (see the module's notes)."""
+
+
+@dataclass
+class Earning:
+    """An investor's share of one node's holders' revenue in one epoch."""
+
+    node_id: int
+    epoch: int
+    starts: str
+    shares: int
+    """The investor's balance when the epoch's revenue was distributed."""
+    supply: int
+    holders: int
+    """The node's holders' revenue of the epoch (every holder)."""
+    earned: int
+    state: str
+
+
+@dataclass
+class InvestorSummary:
+    """The investor's own figures: the headline of its report."""
+
+    claimed: int
+    claimable: int
+    vesting: int
+    vesting_ends_at: int | None
+    total_earned: int
+    """claimed + claimable + vesting."""
+    earned_in_epochs: int
+    """Its share of the holders' revenue of the epochs shown, disputed ones excluded."""
+    yield_from_epoch: int | None
+    yield_to_epoch: int | None
+    yield_seconds: int
+    """The span of the epochs the yield is derived from."""
+    annualised: int
+    """earned_in_epochs * 365 days // yield_seconds (0 when no epoch is shown)."""
+    cost_basis: int | None = None
+    yield_bps: int | None = None
+    """annualised * 10,000 // cost_basis, when the cost basis is given."""
 
 
 @dataclass
@@ -87,20 +187,62 @@ class Report:
     protocol_fee_bps: int
     from_epoch: int | None
     to_epoch: int | None
+    block: int = 0
+    """The block the report is as of (the index's last)."""
+    block_time: int = 0
+    genesis: int = 0
+    epoch_length: int = 1
+    share_decimals: int = SHARE_DECIMALS
+    empty_reason: str | None = None
+    """Why the report has nothing to show, when it has not."""
+    summary: InvestorSummary | None = None
     rows: list[EpochRow] = field(default_factory=list)
     nodes: list[NodeTotals] = field(default_factory=list)
     positions: list[Position] = field(default_factory=list)
+    earnings: list[Earning] = field(default_factory=list)
+
+    @property
+    def token(self) -> Token:
+        """The stablecoin the report's money is counted in."""
+        return Token(self.decimals, self.symbol)
+
+    def get_epoch_start(self, epoch: int) -> int:
+        """The unix time epoch ``epoch`` began."""
+        return self.genesis + epoch * self.epoch_length
+
+    def get_epoch_label(self, epoch: int) -> str:
+        """``5 (2025-01-01 10:00 UTC)``."""
+        return f"{epoch} ({format_utc(self.get_epoch_start(epoch))})"
 
     def as_dict(self) -> dict[str, Any]:
-        """Plain data; amounts stay integers (rows copied shallowly: a report of a thousand
-        nodes has a hundred thousand of them, and ``dataclasses.asdict`` deep-copies)."""
-        data = {name: getattr(self, name) for name in REPORT_FIELDS}
-        for name in ("rows", "nodes", "positions"):
-            data[name] = [dict(vars(item)) for item in data[name]]
+        """Plain data for JSON; money and shares as exact base-unit strings (rows copied
+        shallowly: a report of a thousand nodes has a hundred thousand of them)."""
+        data: dict[str, Any] = {}
+        for name in REPORT_FIELDS:
+            value = getattr(self, name)
+            if name in ("rows", "nodes", "positions", "earnings"):
+                value = [_json_item(vars(item)) for item in value]
+            elif name == "summary":
+                value = None if value is None else _json_item(vars(value))
+            data[name] = value
+        data["block_time_utc"] = get_iso(self.block_time)
         return data
 
 
 REPORT_FIELDS = [f.name for f in fields(Report)]
+
+
+def _json_item(item: dict[str, Any]) -> dict[str, Any]:
+    """Amounts as strings of base units (exact in any JSON reader)."""
+    return {
+        k: str(v) if (k in MONEY_FIELDS or k in SHARE_FIELDS) and isinstance(v, int) else v
+        for k, v in item.items()
+    }
+
+
+def get_iso(timestamp: int) -> str:
+    """``2025-01-01T10:00:00Z``."""
+    return datetime.fromtimestamp(timestamp, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def split(revenue: int, fee_bps: int, cut_bps: int) -> tuple[int, int, int]:
@@ -110,12 +252,33 @@ def split(revenue: int, fee_bps: int, cut_bps: int) -> tuple[int, int, int]:
     return fee, cut, revenue - fee - cut
 
 
-def _token_meta(suite: Suite) -> tuple[int, str]:
-    coin = suite.stablecoin
-    decimals, symbol = suite.reader.try_many([coin.read("decimals"), coin.read("symbol")])
-    if isinstance(decimals, RpcError) or isinstance(symbol, RpcError):
-        return 0, "units"  # a token without the optional metadata
-    return int(decimals), str(symbol)
+# --------------------------------------------------------------------------- building
+
+
+def fetch_as_of(db: Connection, suite: Suite) -> tuple[int, int]:
+    """(block, unix time) of the index's last block: what a report is as of."""
+    m = idx.meta.c
+    last = db.execute(select(m.value).where(m.key == "last_block")).scalar()
+    block = int(last) if last is not None else int(suite.rpc.call("eth_blockNumber", []), 16)
+    header = suite.rpc.call("eth_getBlockByNumber", [hex(block), False])
+    return block, int(header["timestamp"], 16)
+
+
+def _start_report(
+    db: Connection, suite: Suite, kind: str, subject: str, epochs: tuple[int | None, int | None]
+) -> Report:
+    """A report's header: token, fee, epoch calendar, the block it is as of."""
+    block, block_time = fetch_as_of(db, suite)
+    token = suite.fetch_stablecoin_token()
+    fee_bps, genesis, epoch_length = suite.reader.many([
+        suite.router.read("PROTOCOL_FEE_BPS"), suite.registry.read("GENESIS"),
+        suite.registry.read("EPOCH_LENGTH"),
+    ], block=block)  # fmt: skip
+    return Report(
+        kind, subject, suite.manifest.chain_id, token.decimals, token.symbol, int(fee_bps), *epochs,
+        block=block, block_time=block_time, genesis=int(genesis),
+        epoch_length=max(1, int(epoch_length)),
+    )  # fmt: skip
 
 
 def build_report(
@@ -127,98 +290,147 @@ def build_report(
     investor: str | None = None,
     from_epoch: int | None = None,
     to_epoch: int | None = None,
+    cost_basis: int | None = None,
 ) -> Report:
-    """Build the report of an operator (all their nodes), of given nodes, or of an investor."""
-    nodes = {
-        r[0]: r
-        for r in db.execute(
-            select(
-                idx.nodes.c.node_id,
-                idx.nodes.c.operator,
-                idx.nodes.c.region,
-                idx.nodes.c.share_token,
-            )
-        )
-    }
-    subject: str
+    """Build the report of an operator (all their nodes), of given nodes, or of an investor.
+
+    Args:
+        db: The index (brought up to date by the caller).
+        suite: The deployed suite; every read is made at the index's last block.
+        operator: Report every node this operator runs.
+        node_ids: Or these nodes (each must be registered: ``NodeNotFound`` otherwise).
+        investor: Or this investor's own report.
+        from_epoch: First epoch shown (default: the first settled).
+        to_epoch: Last epoch shown (default: the last settled).
+        cost_basis: What the investor paid for its shares (stablecoin base units), for a
+            yield in basis points.
+
+    Returns:
+        The report; ``empty_reason`` says why when it has nothing to show.
+    """
+    nodes = {r[0]: r for r in db.execute(select(idx.nodes.c.node_id, idx.nodes.c.operator,
+                                                idx.nodes.c.region, idx.nodes.c.share_token,
+                                                idx.nodes.c.shares))}  # fmt: skip
     if investor is not None:
         kind, subject = "investor", str(Web3.to_checksum_address(investor))
     elif operator is not None:
         kind, subject = "operator", str(Web3.to_checksum_address(operator))
     else:
         kind, subject = "nodes", ",".join(str(n) for n in node_ids or [])
-    decimals, symbol = _token_meta(suite)
-    fee_bps = int(suite.router.call("PROTOCOL_FEE_BPS"))
-    report = Report(
-        kind, subject, suite.manifest.chain_id, decimals, symbol, fee_bps, from_epoch, to_epoch
-    )
-
+    report = _start_report(db, suite, kind, subject, (from_epoch, to_epoch))
     if investor is not None:
-        held = []
-        claimed_by_node = _sum_claims(db, holder=subject)
-        ids = sorted(nodes)
-        shares = [suite.share_at(nodes[n][3]) for n in ids]
-        values = suite.reader.each(
-            shares, ("balanceOf", subject), ("totalSupply",), ("claimable", subject)
-        )
-        for node_id, (balance, supply, claimable) in zip(ids, values, strict=True):
-            region = nodes[node_id][2]
-            claimed = claimed_by_node.get(node_id, 0)
-            if balance == 0 and claimed == 0:
-                continue
-            held.append(node_id)
-            report.positions.append(Position(node_id, region, balance, supply, claimed, claimable))
-        selected = held
+        selected = _investor_candidates(db, suite, report, nodes)
     elif operator is not None:
         selected = sorted(n for n, r in nodes.items() if r[1] == subject)
     else:
-        selected = sorted(node_ids or [])
+        selected = _check_node_ids(node_ids or [], nodes)
+    _add_usage(db, report, {n: nodes[n][2] for n in selected})
+    _add_holder_claims(db, suite, report, {n: nodes[n][3] for n in selected})
+    if investor is not None:
+        _add_earnings(db, report, {n: int(nodes[n][4] or 0) for n in selected})
+        report.summary = build_investor_summary(report, cost_basis)
+    report.empty_reason = _get_empty_reason(report, len(nodes))
+    return report
 
-    totals = {n: NodeTotals(n, nodes[n][2]) for n in selected if n in nodes}
+
+def _check_node_ids(node_ids: list[int], nodes: dict[int, Any]) -> list[int]:
+    """The node ids, sorted; an unknown one is refused (not a valid query)."""
+    unknown = sorted(set(node_ids) - set(nodes))
+    if unknown:
+        known = f"nodes 1 to {max(nodes)}" if nodes else "no nodes"
+        raise NodeNotFound(
+            f"node {', '.join(map(str, unknown))} is not registered (the index has {known})"
+        )
+    return sorted(set(node_ids))
+
+
+def _investor_candidates(
+    db: Connection, suite: Suite, report: Report, nodes: dict[int, Any]
+) -> list[int]:
+    """Every node where the investor holds shares, can claim, has claimed or ever held
+    shares; their positions are read from the chain at the report's block."""
+    subject = report.subject
+    claimed_by_node = _sum_claims(db, holder=subject)
+    t = idx.transfers.c
+    ever_held = {
+        n for (n,) in db.execute(select(t.node_id).where(t.receiver == subject).distinct())
+    }
+    ids = sorted(nodes)
+    values = suite.reader.each(
+        [suite.share_at(nodes[n][3]) for n in ids],
+        ("balanceOf", subject), ("totalSupply",), ("claimable", subject), ("unvested",),
+        ("vesting_ends_at",), block=report.block,
+    )  # fmt: skip
+    held = []
+    for node_id, (balance, supply, claimable, unvested, ends) in zip(ids, values, strict=True):
+        claimed = claimed_by_node.get(node_id, 0)
+        if not (balance or claimable or claimed or node_id in ever_held):
+            continue
+        held.append(node_id)
+        vesting = unvested * balance // max(1, supply)  # rounds down, as the contract's release
+        report.positions.append(Position(
+            node_id, nodes[node_id][2], balance, supply, claimed, claimable, vesting,
+            int(ends) if unvested else None,
+        ))  # fmt: skip
+    return held
+
+
+def _add_usage(db: Connection, report: Report, regions: dict[int, str]) -> None:
+    """Per node and epoch rows and per node totals of the selected nodes."""
+    totals = {n: NodeTotals(n, region) for n, region in regions.items()}
+    if not totals:
+        return
     u = idx.usage.c
     query = select(u.node_id, u.epoch, u.inferences, u.revenue, u.latency_ms, u.uptime_bps,
-                   u.operator_cut_bps, u.state)  # fmt: skip
-    if len(totals) < len(nodes):
-        query = query.where(u.node_id.in_(list(totals)))
-    if from_epoch is not None:
-        query = query.where(u.epoch >= from_epoch)
-    if to_epoch is not None:
-        query = query.where(u.epoch <= to_epoch)
+                   u.operator_cut_bps, u.state).where(u.node_id.in_(list(totals)))  # fmt: skip
+    if report.from_epoch is not None:
+        query = query.where(u.epoch >= report.from_epoch)
+    if report.to_epoch is not None:
+        query = query.where(u.epoch <= report.to_epoch)
+    fee_bps, starts = report.protocol_fee_bps, {}
     # read in key order (no sort in the database), shown epoch by epoch (sorted below)
     for node_id, epoch, inferences, revenue, latency, uptime, cut_bps, state in db.execute(
         query.order_by(u.node_id, u.epoch)
     ):
-        if node_id not in totals:
-            continue
         disputed = state == "disputed"
         fee, cut, holders = (0, 0, 0) if disputed else split(revenue, fee_bps, cut_bps)
+        if epoch not in starts:
+            starts[epoch] = get_iso(report.get_epoch_start(epoch))
         report.rows.append(EpochRow(node_id, epoch, inferences, revenue, cut, fee, holders,
-                                    latency, uptime, state, disputed))  # fmt: skip
-        t = totals[node_id]
-        if disputed:
-            t.disputes += 1
-            t.disputed_revenue += revenue
-            continue
-        t.inferences += inferences
-        t.revenue += revenue
-        t.operator_cut += cut
-        t.protocol_fee += fee
-        t.holders += holders
-        if state == "pending":
-            t.pending_revenue += revenue
+                                    latency, uptime, state, disputed, starts[epoch]))  # fmt: skip
+        _add_to_totals(totals[node_id], report.rows[-1])
     report.rows.sort(key=lambda r: (r.epoch, r.node_id))
-    shares = [suite.share_at(nodes[n][3]) for n in totals]
-    distributed_of = dict(
-        zip(totals, suite.reader.each(shares, ("total_distributed",)), strict=True)
-    )
-    # what was claimed is the sum of the RevenueClaimed events (no on-chain counter)
-    claimed_of = _sum_claims(db)
-    for node_id, t in totals.items():
-        (distributed,) = distributed_of[node_id]
-        t.holders_claimed = claimed_of.get(node_id, 0)
-        t.holders_unclaimed = distributed - t.holders_claimed
     report.nodes = [totals[n] for n in sorted(totals)]
-    return report
+
+
+def _add_to_totals(t: NodeTotals, row: EpochRow) -> None:
+    """Count one row in its node's totals (a disputed one only as a dispute)."""
+    if row.disputed:
+        t.disputes += 1
+        t.disputed_revenue += row.revenue
+        return
+    t.inferences += row.inferences
+    t.revenue += row.revenue
+    t.operator_cut += row.operator_cut
+    t.protocol_fee += row.protocol_fee
+    t.holders += row.holders
+    if row.state == "pending":
+        t.pending_revenue += row.revenue
+
+
+def _add_holder_claims(
+    db: Connection, suite: Suite, report: Report, share_tokens: dict[int, str]
+) -> None:
+    """Every holder's claimed and unclaimed revenue per node (all of it, not only the
+    epochs shown): claimed is the sum of the RevenueClaimed events (no on-chain counter)."""
+    if not report.nodes:
+        return
+    shares = [suite.share_at(share_tokens[t.node_id]) for t in report.nodes]
+    distributed = suite.reader.each(shares, ("total_distributed",), block=report.block)
+    claimed_of = _sum_claims(db)
+    for t, (total,) in zip(report.nodes, distributed, strict=True):
+        t.holders_claimed = claimed_of.get(t.node_id, 0)
+        t.holders_unclaimed = total - t.holders_claimed
 
 
 def _sum_claims(db: Connection, holder: str | None = None) -> dict[int, int]:
@@ -234,36 +446,291 @@ def _sum_claims(db: Connection, holder: str | None = None) -> dict[int, int]:
     return totals
 
 
-def format_units(amount: int, decimals: int) -> str:
-    """An exact decimal string of a base-unit amount (integer arithmetic only)."""
-    if decimals == 0:
-        return f"{amount:,}"
-    whole, frac = divmod(abs(amount), 10**decimals)
-    sign = "-" if amount < 0 else ""
-    return f"{sign}{whole:,}.{frac:0{decimals}d}"
+Mark = tuple[int, int]
+"""(block, log index): a point in the chain's event order."""
 
 
-def format_bps(bps: int) -> str:
-    """Basis points as an exact percentage string, e.g. 9_987 -> "99.87%"."""
-    return f"{bps // 100}.{bps % 100:02d}%"
+def _fetch_balance_history(
+    db: Connection, holder: str, node_ids: list[int]
+) -> dict[int, tuple[list[Mark], list[int]]]:
+    """Per node, the points where ``holder``'s balance changed and the balance after each,
+    replayed from the indexed Transfer events (the mint included)."""
+    t = idx.transfers.c
+    query = (
+        select(t.node_id, t.block, t.log_index, t.sender, t.receiver, t.value)
+        .where(t.node_id.in_(node_ids))
+        .where((t.sender == holder) | (t.receiver == holder))
+        .order_by(t.block, t.log_index)
+    )
+    history: dict[int, tuple[list[Mark], list[int]]] = {}
+    for node_id, block, log_index, sender, receiver, value in db.execute(query):
+        marks, balances = history.setdefault(node_id, ([], []))
+        balance = balances[-1] if balances else 0
+        balance += (value if receiver == holder else 0) - (value if sender == holder else 0)
+        marks.append((block, log_index))
+        balances.append(balance)
+    return history
 
 
-ROW_FIELDS = ["node_id", "epoch", "inferences", "revenue", "operator_cut", "protocol_fee", "holders",
-              "latency_ms", "uptime_bps", "state", "disputed"]  # fmt: skip
+def _fetch_distributions(db: Connection, node_ids: list[int]) -> dict[tuple[int, int], Mark]:
+    """When each (node, epoch)'s revenue went to its holders: its RevenueFinalized event."""
+    s = idx.usage_states.c
+    query = (
+        select(s.node_id, s.epoch, s.block, s.log_index)
+        .where(s.node_id.in_(node_ids))
+        .where(s.state == "finalized")
+    )
+    return {(n, e): (b, i) for n, e, b, i in db.execute(query)}
+
+
+def _add_earnings(db: Connection, report: Report, supplies: dict[int, int]) -> None:
+    """The investor's share of each shown epoch's holders' revenue (module notes)."""
+    ids = sorted(supplies)
+    if not ids:
+        return
+    history = _fetch_balance_history(db, report.subject, ids)
+    finalized = _fetch_distributions(db, ids)
+    now: Mark = (report.block + 1, 0)
+    by_node: dict[int, int] = defaultdict(int)
+    for row in report.rows:
+        if row.disputed:
+            continue
+        marks, balances = history.get(row.node_id, ([], []))
+        at = finalized.get((row.node_id, row.epoch), now)
+        i = bisect_right(marks, at)
+        balance = balances[i - 1] if i else 0
+        supply = supplies[row.node_id]
+        earned = row.holders * balance // max(1, supply)  # rounds down, as a claim does
+        if balance:
+            report.earnings.append(Earning(row.node_id, row.epoch, row.starts, balance, supply,
+                                           row.holders, earned, row.state))  # fmt: skip
+        by_node[row.node_id] += earned
+    for p in report.positions:
+        p.earned = by_node.get(p.node_id, 0)
+
+
+def build_investor_summary(report: Report, cost_basis: int | None = None) -> InvestorSummary:
+    """The investor's headline from its positions and per-epoch earnings.
+
+    The yield is derived from the epochs shown: what it earned in them, times a 365-day
+    year over their span (first to last shown epoch, whole epochs), rounded down.
+    """
+    p = report.positions
+    claimed, claimable = sum(x.claimed for x in p), sum(x.claimable for x in p)
+    vesting = sum(x.vesting for x in p)
+    ends = [x.vesting_ends_at for x in p if x.vesting and x.vesting_ends_at is not None]
+    shown = sorted({r.epoch for r in report.rows if not r.disputed})
+    span = (shown[-1] - shown[0] + 1) * report.epoch_length if shown else 0
+    earned = sum(e.earned for e in report.earnings)
+    annualised = earned * SECONDS_PER_YEAR // span if span else 0
+    yield_bps = annualised * MAX_BPS // cost_basis if cost_basis else None
+    return InvestorSummary(
+        claimed, claimable, vesting, max(ends) if ends else None, claimed + claimable + vesting,
+        earned, shown[0] if shown else None, shown[-1] if shown else None, span, annualised,
+        cost_basis, yield_bps,
+    )  # fmt: skip
+
+
+def _get_empty_reason(report: Report, known_nodes: int) -> str | None:
+    """Why a report has nothing to show (None when it has something)."""
+    span = _describe_range(report)
+    if report.kind == "investor" and not report.positions:
+        return (
+            f"{report.subject} holds no shares, has nothing to claim and has never held "
+            f"shares of any of the {known_nodes} nodes (as of block {report.block})"
+        )
+    if report.kind == "operator" and not report.nodes:
+        return f"{report.subject} operates none of the {known_nodes} registered nodes"
+    if not report.rows:
+        return f"no usage report was settled for these nodes in {span}"
+    return None
+
+
+def _describe_range(report: Report) -> str:
+    """``epochs 3 to 7``, ``epochs from 3``, ``any epoch``."""
+    a, b = report.from_epoch, report.to_epoch
+    if a is not None and b is not None:
+        return f"epochs {a} to {b}"
+    if a is not None:
+        return f"epochs from {a}"
+    if b is not None:
+        return f"epochs up to {b}"
+    return "any epoch"
+
+
+# --------------------------------------------------------------------------- sections
+
+
+@dataclass
+class Section:
+    """One table of a report: the same content in the table, CSV and HTML formats."""
+
+    key: str
+    title: str
+    columns: list[str]
+    rows: list[list[str]]
+
+
+def _cells(human: bool, decimals: int) -> tuple[Callable[[int], str], Callable[[int], str]]:
+    """(money, shares) cell formatters: whole units with symbol and separators for people,
+    plain exact decimals for CSV (a spreadsheet reads them as numbers)."""
+    if human:
+        return (lambda v: format_units(v, decimals)), (lambda v: format_units(v, SHARE_DECIMALS))
+
+    def plain(d: int) -> Callable[[int], str]:
+        return lambda v: format_units(v, d, exact=True).replace(",", "")
+
+    return plain(decimals), plain(SHARE_DECIMALS)
+
+
+def _time(timestamp: int | None) -> str:
+    return "-" if timestamp is None else format_utc(timestamp)
+
+
+def build_sections(report: Report, *, human: bool = True) -> list[Section]:
+    """Every table of the report, in order: header, headline, positions, nodes, epochs,
+    the investor's earnings per epoch."""
+    money, _ = _cells(human, report.decimals)
+    unit = f" ({report.symbol})"
+    sections = [_header_section(report)]
+    sections.append(Section("summary", "Headline", ["figure", "value"],
+                            [[k, v] for k, v in get_headline(report, human)]))  # fmt: skip
+    if report.kind == "investor":
+        sections.append(_positions_section(report, human))
+    sections.append(Section(
+        "nodes", "Totals per node",
+        ["node", "region", "inferences", "revenue" + unit, "operator cut" + unit,
+         "protocol fee" + unit, "to holders" + unit, "holders claimed" + unit,
+         "holders unclaimed" + unit, "disputes"],
+        [[str(t.node_id), t.region, f"{t.inferences:,}" if human else str(t.inferences),
+          money(t.revenue), money(t.operator_cut), money(t.protocol_fee), money(t.holders),
+          money(t.holders_claimed), money(t.holders_unclaimed), str(t.disputes)]
+         for t in report.nodes],
+    ))  # fmt: skip
+    sections.append(Section(
+        "epochs", "Per epoch and node",
+        ["epoch", "starts (UTC)", "node", "inferences", "revenue" + unit, "operator cut" + unit,
+         "fee" + unit, "to holders" + unit, "latency ms", "uptime", "state"],
+        [[str(r.epoch), _time(report.get_epoch_start(r.epoch)), str(r.node_id),
+          f"{r.inferences:,}" if human else str(r.inferences), money(r.revenue),
+          money(r.operator_cut), money(r.protocol_fee), money(r.holders), str(r.latency_ms),
+          format_bps(r.uptime_bps), r.state] for r in report.rows],
+    ))  # fmt: skip
+    if report.kind == "investor":
+        sections.append(_earnings_section(report, human))
+    return sections
+
+
+def _header_section(report: Report) -> Section:
+    """What the report is of, as of when, on which chain, in which units."""
+    epochs = sorted({r.epoch for r in report.rows})
+    shown = (f"{report.get_epoch_label(epochs[0])} to {report.get_epoch_label(epochs[-1])}"
+             if epochs else _describe_range(report))  # fmt: skip
+    rows = [
+        ["report", report.kind],
+        ["subject", report.subject],
+        ["chain id", str(report.chain_id)],
+        ["as of block", str(report.block)],
+        ["as of time", format_utc(report.block_time)],
+        ["epochs", shown],
+        ["epoch length", f"{report.epoch_length:,} s"],
+        ["protocol fee", format_bps(report.protocol_fee_bps)],
+        ["amounts", f"whole {report.symbol} ({report.decimals} decimals), exact"],
+    ]
+    if report.empty_reason:
+        rows.append(["note", report.empty_reason])
+    return Section("report", "Report", ["field", "value"], rows)
+
+
+def get_headline(report: Report, human: bool = True) -> list[tuple[str, str]]:
+    """The headline figures: the investor's own, or the nodes' totals for an operator."""
+    money, _ = _cells(human, report.decimals)
+    sym = f" {report.symbol}" if human else ""
+    s = report.summary
+    if s is not None:
+        figures = [
+            ("claimed", money(s.claimed) + sym),
+            ("claimable now", money(s.claimable) + sym),
+            ("vesting", money(s.vesting) + sym),
+            ("vesting ends", _time(s.vesting_ends_at)),
+            ("total earned (claimed + claimable + vesting)", money(s.total_earned) + sym),
+            ("earned in the epochs shown", money(s.earned_in_epochs) + sym),
+            (f"annualised ({get_yield_basis(report)})", money(s.annualised) + sym + " per year"),
+        ]
+        if s.yield_bps is not None and s.cost_basis is not None:
+            figures.append((f"yield on a cost of {money(s.cost_basis)}{sym}",
+                            format_bps(s.yield_bps) + " per year"))  # fmt: skip
+        return figures
+    n = report.nodes
+    return [
+        ("revenue", money(sum(t.revenue for t in n)) + sym),
+        ("inferences", f"{sum(t.inferences for t in n):,}"),
+        ("to holders", money(sum(t.holders for t in n)) + sym),
+        ("operator cut", money(sum(t.operator_cut for t in n)) + sym),
+        ("protocol fee", money(sum(t.protocol_fee for t in n)) + sym),
+        ("disputed reports", str(sum(t.disputes for t in n))),
+    ]
+
+
+def get_yield_basis(report: Report) -> str:
+    """How the yield was derived: ``from epochs 0 to 11: 12 epochs, 1d, scaled to 365 days``."""
+    s = report.summary
+    if s is None or s.yield_from_epoch is None or s.yield_to_epoch is None:
+        return "no epoch shown"
+    count = s.yield_to_epoch - s.yield_from_epoch + 1
+    return (f"from epochs {s.yield_from_epoch} to {s.yield_to_epoch}: {count} epochs, "
+            f"{format_duration(s.yield_seconds)}, scaled to 365 days")  # fmt: skip
+
+
+def _positions_section(report: Report, human: bool) -> Section:
+    money, shares = _cells(human, report.decimals)
+    unit = f" ({report.symbol})"
+    return Section(
+        "positions", "Positions",
+        ["node", "region", "shares", "of supply", "claimed" + unit, "claimable" + unit,
+         "vesting" + unit, "vesting ends", "earned in epochs shown" + unit],
+        [[str(p.node_id), p.region, shares(p.shares),
+          format_bps(p.shares * MAX_BPS // max(1, p.supply)), money(p.claimed),
+          money(p.claimable), money(p.vesting), _time(p.vesting_ends_at), money(p.earned)]
+         for p in report.positions],
+    )  # fmt: skip
+
+
+def _earnings_section(report: Report, human: bool) -> Section:
+    money, shares = _cells(human, report.decimals)
+    unit = f" ({report.symbol})"
+    return Section(
+        "earnings", "Your revenue per epoch",
+        ["epoch", "starts (UTC)", "node", "your shares", "of supply", "to all holders" + unit,
+         "yours" + unit, "state"],
+        [[str(e.epoch), _time(report.get_epoch_start(e.epoch)), str(e.node_id),
+          shares(e.shares),
+          format_bps(e.shares * MAX_BPS // max(1, e.supply)), money(e.holders),
+          money(e.earned), e.state] for e in report.earnings],
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- CSV, JSON
 
 
 def render_csv(report: Report) -> str:
-    """One CSV row per node and epoch; amounts in base units."""
+    """The report's sections, each as ``# key`` then a header row and its rows, separated
+    by a blank line; amounts are exact decimals in whole units (the header names the
+    token), times UTC."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(ROW_FIELDS)
-    for row in report.rows:
-        writer.writerow([getattr(row, f) for f in ROW_FIELDS])
+    for i, section in enumerate(build_sections(report, human=False)):
+        if i:
+            out.write("\n")
+        out.write(f"# {section.key}\n")
+        writer.writerow(section.columns)
+        writer.writerows(section.rows)
     return out.getvalue()
 
 
 def render_json(report: Report) -> str:
-    """The whole report as JSON, one row per line; amounts are exact integers."""
+    """The whole report as JSON, one row per line; money and shares are exact base-unit
+    strings (``decimals`` and ``share_decimals`` say how to read them)."""
     parts = []
     for key, value in report.as_dict().items():
         if isinstance(value, list) and value:
@@ -277,109 +744,249 @@ def render_json(report: Report) -> str:
 
 # --------------------------------------------------------------------------- HTML
 
-PALETTE = ["#2563eb", "#16a34a", "#ea580c", "#9333ea", "#0891b2", "#dc2626", "#ca8a04", "#4f46e5"]
+# Tableau 20: ten strong colours, then their light companions; all readable on white.
+PALETTE = [
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+    "#bcbd22", "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94",
+    "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5",
+]  # fmt: skip
+MAX_SERIES = len(PALETTE)
+"""At most this many series per chart; beyond it the smallest are drawn as one."""
+
+Series = dict[str, dict[int, int]]
 
 
-def _svg_bars(title: str, series: dict[str, dict[int, int]], x_labels: list[int], unit: str) -> str:
-    """Grouped bars: one group per x label, one bar per series."""
-    width, height, left, bottom, top = 760, 260, 70, 30, 30
-    peak = max([v for s in series.values() for v in s.values()] + [1])
-    plot_w, plot_h = width - left - 10, height - top - bottom
-    group_w = plot_w / max(1, len(x_labels))
-    bar_w = max(1.0, group_w * 0.8 / max(1, len(series)))
-    parts = [f'<svg class="chart" role="img" aria-label="{html.escape(title)}" viewBox="0 0 {width} {height}" '
-             f'width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">',
-             f'<title>{html.escape(title)}</title>',
-             f'<line x1="{left}" y1="{top + plot_h}" x2="{width - 10}" y2="{top + plot_h}" stroke="#999"/>',
-             f'<text x="{left - 6}" y="{top + 4}" font-size="10" text-anchor="end">{peak:,}</text>',
-             f'<text x="{left - 6}" y="{top + plot_h}" font-size="10" text-anchor="end">0</text>',
-             f'<text x="4" y="14" font-size="11" fill="#555">{html.escape(unit)}</text>']  # fmt: skip
-    for gi, x in enumerate(x_labels):
-        gx = left + gi * group_w + group_w * 0.1
-        for si, values in enumerate(series.values()):
+def build_ticks(peak: int, *, max_ticks: int = 5, floor: int = 1) -> list[int]:
+    """Y-axis ticks from 0 at a round step (1, 2 or 5 times a power of ten base units,
+    so round in whole units too), the last at or above ``peak``; at most ``max_ticks``
+    steps. ``floor`` is the axis top when there is nothing to draw."""
+    if peak <= 0:
+        return [0, floor]
+    power = 1
+    while True:
+        for k in (1, 2, 5):
+            step = k * power
+            count = -(-peak // step)  # rounds up: the top tick covers the peak
+            if count <= max_ticks:
+                return [i * step for i in range(count + 1)]
+        power *= 10
+
+
+def _limit_series(series: Series) -> Series:
+    """At most MAX_SERIES series: the largest by total, then one of the rest."""
+    if len(series) <= MAX_SERIES:
+        return series
+    ranked = sorted(series, key=lambda name: -sum(series[name].values()))
+    kept, rest = ranked[: MAX_SERIES - 1], ranked[MAX_SERIES - 1 :]
+    merged: dict[int, int] = defaultdict(int)
+    for name in rest:
+        for x, value in series[name].items():
+            merged[x] += value
+    out = {name: series[name] for name in series if name in kept}
+    out[f"{len(rest)} other nodes"] = dict(merged)
+    return out
+
+
+@dataclass
+class Chart:
+    """What one chart draws and how it names things."""
+
+    title: str
+    series: Series
+    x_values: list[int]
+    unit: str
+    """The y-axis unit (``USDC``, ``inferences``)."""
+    amount: Callable[[int], str]
+    """An amount as people read it (``1,500.25 USDC``)."""
+    axis: Callable[[int], str]
+    """A tick label (``1,500``)."""
+    x_label: Callable[[int], list[str]]
+    """The x-axis label's lines."""
+    tooltip: Callable[[str, int, int], str]
+    """(series, x, value) -> the bar's tooltip."""
+    stacked: bool = True
+    floor: int = 1
+
+
+W, H, LEFT, RIGHT, TOP, BOTTOM = 760, 280, 90, 10, 28, 44
+
+
+def _svg_axis(chart: Chart, ticks: list[int]) -> list[str]:
+    """Gridlines and labels of the y axis, the unit above it."""
+    plot_h = H - TOP - BOTTOM
+    parts = [f'<text x="4" y="14" font-size="11" fill="#555">{html.escape(chart.unit)}</text>']
+    for tick in ticks:
+        y = TOP + plot_h - plot_h * tick / ticks[-1]  # drawing coordinates only
+        parts.append(f'<line x1="{LEFT}" y1="{y:.1f}" x2="{W - RIGHT}" y2="{y:.1f}" '
+                     f'stroke="{"#999" if tick == 0 else "#e5e5e5"}"/>'
+                     f'<text class="tick" x="{LEFT - 6}" y="{y + 3:.1f}" font-size="10" '
+                     f'text-anchor="end">{html.escape(chart.axis(tick))}</text>')  # fmt: skip
+    return parts
+
+
+def _svg_bars(chart: Chart) -> str:
+    """Bars, stacked (or grouped) per x value, one colour per series, with tooltips."""
+    series = _limit_series(chart.series)
+    xs = chart.x_values
+    heights = [sum(s.get(x, 0) for s in series.values()) for x in xs] if chart.stacked else [
+        v for s in series.values() for v in s.values()]  # fmt: skip
+    ticks = build_ticks(max([*heights, 0]), floor=chart.floor)
+    plot_w, plot_h = W - LEFT - RIGHT, H - TOP - BOTTOM
+    group_w = plot_w / max(1, len(xs))
+    per_group = 1 if chart.stacked else max(1, len(series))
+    bar_w = max(1.0, group_w * 0.8 / per_group)
+    title = html.escape(chart.title)
+    parts = [f'<svg class="chart" role="img" aria-label="{title}" viewBox="0 0 {W} {H}" '
+             f'width="{W}" height="{H}" xmlns="http://www.w3.org/2000/svg"><title>{title}</title>',
+             *_svg_axis(chart, ticks)]  # fmt: skip
+    every = max(1, -(-len(xs) // 16))  # at most 16 x labels
+    for gi, x in enumerate(xs):
+        gx, base = LEFT + gi * group_w + group_w * 0.1, 0
+        for si, (name, values) in enumerate(series.items()):
             value = values.get(x, 0)
-            h = plot_h * value / peak  # drawing coordinates only; the amounts stay exact
-            parts.append(f'<rect x="{gx + si * bar_w:.1f}" y="{top + plot_h - h:.1f}" width="{bar_w:.1f}" '
-                         f'height="{h:.1f}" fill="{PALETTE[si % len(PALETTE)]}"><title>{value:,}</title></rect>')  # fmt: skip
-        if len(x_labels) <= 31 or gi % max(1, len(x_labels) // 20) == 0:
-            parts.append(f'<text x="{gx + group_w * 0.4:.1f}" y="{height - 12}" font-size="10" '
-                         f'text-anchor="middle">{x}</text>')  # fmt: skip
+            if value == 0:
+                continue
+            h = plot_h * value / ticks[-1]  # drawing coordinates only; the amounts stay exact
+            bx = gx if chart.stacked else gx + si * bar_w
+            y = TOP + plot_h - h - (plot_h * base / ticks[-1] if chart.stacked else 0)
+            tip = html.escape(chart.tooltip(name, x, value))
+            parts.append(f'<rect x="{bx:.1f}" y="{y:.1f}" width="{bar_w:.1f}" height="{h:.1f}" '
+                         f'fill="{PALETTE[si % MAX_SERIES]}" data-series="{html.escape(name)}">'
+                         f"<title>{tip}</title></rect>")  # fmt: skip
+            base += value if chart.stacked else 0
+        if gi % every == 0:
+            cx = gx + group_w * 0.4
+            lines = "".join(f'<tspan x="{cx:.1f}" dy="{0 if i == 0 else 11}">{html.escape(t)}'
+                            "</tspan>" for i, t in enumerate(chart.x_label(x)))  # fmt: skip
+            parts.append(f'<text class="xlabel" x="{cx:.1f}" y="{H - BOTTOM + 14}" font-size="9" '
+                         f'text-anchor="middle">{lines}</text>')  # fmt: skip
     parts.append("</svg>")
-    legend = "".join(f'<span class="key"><i style="background:{PALETTE[i % len(PALETTE)]}"></i>{html.escape(name)}</span>'
-                     for i, name in enumerate(series))  # fmt: skip
-    return f'<figure><figcaption>{html.escape(title)}</figcaption>{"".join(parts)}<div class="legend">{legend}</div></figure>'
+    legend = "".join(
+        f'<span class="key"><i style="background:{PALETTE[i % MAX_SERIES]}"></i>'
+        f"{html.escape(name)}</span>"
+        for i, name in enumerate(series)
+    )
+    return (f"<figure><figcaption>{title}</figcaption>{''.join(parts)}"
+            f'<div class="legend">{legend}</div></figure>')  # fmt: skip
 
 
-def render_html(report: Report) -> str:
-    """One self-contained page: summary, three charts, the per-epoch table."""
-    d, sym = report.decimals, report.symbol
-
-    def money(value: int) -> str:
-        return f"{format_units(value, d)} {html.escape(sym)}"
-
+def _charts(report: Report) -> list[Chart]:
+    """The report's charts: revenue and utilisation per epoch per node, holders' claimed
+    vs unclaimed per node, and for an investor its own revenue per epoch per node."""
+    token, d = report.token, report.decimals
     epochs = sorted({r.epoch for r in report.rows})
-    revenue: dict[str, dict[int, int]] = defaultdict(dict)
-    usage: dict[str, dict[int, int]] = defaultdict(dict)
+    revenue: Series = defaultdict(dict)
+    usage: Series = defaultdict(dict)
     for r in report.rows:
         if not r.disputed:
             revenue[f"node {r.node_id}"][r.epoch] = r.revenue
             usage[f"node {r.node_id}"][r.epoch] = r.inferences
-    node_ids = [t.node_id for t in report.nodes]
-    claimed_chart = {
-        "claimed": {t.node_id: t.holders_claimed for t in report.nodes},
-        "unclaimed": {t.node_id: t.holders_unclaimed for t in report.nodes},
-    }
-    total = sum(t.revenue for t in report.nodes)
-    head = (f"<h1>EdgeShare {html.escape(report.kind)} report</h1>"
-            f"<p class=sub>{html.escape(report.subject)} &middot; chain {report.chain_id} &middot; "
-            f"epochs {epochs[0] if epochs else '-'} to {epochs[-1] if epochs else '-'} &middot; "
-            f"protocol fee {report.protocol_fee_bps} bps</p>")  # fmt: skip
-    cards = "".join(f"<div class=card><b>{v}</b><span>{k}</span></div>" for k, v in [
-        ("revenue", money(total)),
-        ("inferences", f"{sum(t.inferences for t in report.nodes):,}"),
-        ("to holders", money(sum(t.holders for t in report.nodes))),
-        ("operator cut", money(sum(t.operator_cut for t in report.nodes))),
-        ("disputed reports", str(sum(t.disputes for t in report.nodes))),
-    ])  # fmt: skip
-    node_rows = "".join(
-        f"<tr><td>{t.node_id}</td><td>{html.escape(t.region)}</td><td>{t.inferences:,}</td><td>{money(t.revenue)}</td>"
-        f"<td>{money(t.operator_cut)}</td><td>{money(t.protocol_fee)}</td><td>{money(t.holders)}</td>"
-        f"<td>{money(t.holders_claimed)}</td><td>{money(t.holders_unclaimed)}</td><td>{t.disputes}</td></tr>"
-        for t in report.nodes
+
+    def x_epoch(epoch: int) -> list[str]:
+        return [str(epoch), datetime.fromtimestamp(report.get_epoch_start(epoch), tz=UTC)
+                .strftime("%m-%d %H:%M")]  # fmt: skip
+
+    def epoch_tip(fmt: Callable[[int], str]) -> Callable[[str, int, int], str]:
+        return lambda name, x, v: f"{name} · epoch {report.get_epoch_label(x)} · {fmt(v)}"
+
+    def money_axis(v: int) -> str:
+        return format_units(v, d)
+
+    def count(v: int) -> str:
+        return f"{v:,} inferences"
+
+    unit = 10**d
+    charts = [
+        Chart("Revenue per epoch per node", dict(revenue), epochs, report.symbol,
+              token.format, money_axis, x_epoch, epoch_tip(token.format), floor=unit),
+        Chart("Utilisation: inferences per epoch per node", dict(usage), epochs, "inferences",
+              count, lambda v: f"{v:,}", x_epoch, epoch_tip(count)),
+        Chart("Holder revenue claimed vs unclaimed",
+              {"claimed": {t.node_id: t.holders_claimed for t in report.nodes},
+               "unclaimed": {t.node_id: t.holders_unclaimed for t in report.nodes}},
+              [t.node_id for t in report.nodes], report.symbol, token.format, money_axis,
+              lambda n: [f"node {n}"],
+              lambda name, n, v: f"node {n} · {name} · {token.format(v)}", stacked=False,
+              floor=unit),
+    ]  # fmt: skip
+    if report.kind == "investor":
+        mine: Series = defaultdict(dict)
+        for e in report.earnings:
+            mine[f"node {e.node_id}"][e.epoch] = e.earned
+        charts.insert(0, Chart("Your revenue per epoch per node", dict(mine), epochs,
+                               report.symbol, token.format, money_axis, x_epoch,
+                               epoch_tip(token.format), floor=unit))  # fmt: skip
+    return charts
+
+
+def _html_table(section: Section) -> str:
+    """A section as an HTML table (a disputed epoch struck through)."""
+    state = section.columns.index("state") if "state" in section.columns else -1
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in section.columns)
+    body = "".join(
+        f"<tr{' class=disputed' if state >= 0 and row[state] == 'disputed' else ''}>"
+        + "".join(f"<td>{html.escape(cell)}</td>" for cell in row)
+        + "</tr>"
+        for row in section.rows
     )
-    positions = ""
-    if report.positions:
-        positions = "<h2>Positions</h2><table><tr><th>node</th><th>region</th><th>shares</th><th>of supply</th><th>claimed</th><th>claimable</th></tr>" + "".join(
-            f"<tr><td>{p.node_id}</td><td>{html.escape(p.region)}</td><td>{format_units(p.shares, 18)}</td>"
-            f"<td>{format_bps(p.shares * 10_000 // max(1, p.supply))}</td><td>{money(p.claimed)}</td><td>{money(p.claimable)}</td></tr>"
-            for p in report.positions
-        ) + "</table>"  # fmt: skip
-    epoch_rows = "".join(
-        f"<tr{' class=disputed' if r.disputed else ''}><td>{r.node_id}</td><td>{r.epoch}</td><td>{r.inferences:,}</td>"
-        f"<td>{money(r.revenue)}</td><td>{money(r.operator_cut)}</td><td>{money(r.protocol_fee)}</td>"
-        f"<td>{money(r.holders)}</td><td>{r.latency_ms}</td><td>{format_bps(r.uptime_bps)}</td><td>{r.state}</td></tr>"
-        for r in report.rows
-    )
-    style = """body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1000px;color:#111}
+    return (f'<h2>{html.escape(section.title)}</h2><table data-section="{section.key}">'
+            f"<tr>{head}</tr>{body}</table>")  # fmt: skip
+
+
+def _html_cards(report: Report) -> str:
+    """The headline as cards; each carries its exact base units for machines and tests."""
+    exact: dict[str, int | None] = {}
+    if report.summary is not None:
+        s = report.summary
+        exact = {"claimed": s.claimed, "claimable now": s.claimable, "vesting": s.vesting,
+                 "total earned (claimed + claimable + vesting)": s.total_earned,
+                 "earned in the epochs shown": s.earned_in_epochs}  # fmt: skip
+    cards = []
+    for label, value in get_headline(report):
+        key = label.split(" (")[0].replace(" ", "_")
+        data = f' data-base-units="{exact[label]}"' if exact.get(label) is not None else ""
+        cards.append(f'<div class=card data-key="{html.escape(key)}"{data}>'
+                     f"<b>{html.escape(value)}</b><span>{html.escape(label)}</span></div>")  # fmt: skip
+    return f"<div class=cards>{''.join(cards)}</div>"
+
+
+STYLE = """body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1000px;color:#111}
 h1{margin:0}.sub{color:#555;margin-top:4px}.cards{display:flex;gap:12px;flex-wrap:wrap;margin:16px 0}
 .card{border:1px solid #ddd;border-radius:8px;padding:10px 14px;min-width:150px}.card b{display:block;font-size:17px}
 .card span{color:#666;font-size:12px}table{border-collapse:collapse;width:100%;margin:8px 0 24px;font-size:12px}
 th,td{border-bottom:1px solid #eee;padding:4px 6px;text-align:right}th{background:#f6f6f6}
 tr.disputed td{color:#b91c1c;text-decoration:line-through}figure{margin:12px 0 20px}
-figcaption{font-weight:600;margin-bottom:4px}.legend{font-size:12px}.key{margin-right:12px}
+figcaption{font-weight:600;margin-bottom:4px}.legend{font-size:12px}.key{margin-right:12px;white-space:nowrap}
 .key i{display:inline-block;width:10px;height:10px;margin-right:4px}"""
-    charts = (
-        _svg_bars("Revenue per epoch per node", dict(revenue), epochs, f"base units of {sym}")
-        + _svg_bars("Utilisation: inferences per epoch per node", dict(usage), epochs, "inferences")
-        + _svg_bars(
-            "Holder revenue claimed vs unclaimed", claimed_chart, node_ids, f"base units of {sym}"
-        )
-    )
-    return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>EdgeShare {html.escape(report.kind)} report</title>"
-            f"<style>{style}</style></head><body>{head}<div class=cards>{cards}</div>{charts}"
-            f"<h2>Nodes</h2><table><tr><th>node</th><th>region</th><th>inferences</th><th>revenue</th><th>operator cut</th>"
-            f"<th>protocol fee</th><th>to holders</th><th>claimed</th><th>unclaimed</th><th>disputes</th></tr>{node_rows}</table>"
-            f"{positions}<h2>Per epoch</h2><table><tr><th>node</th><th>epoch</th><th>inferences</th><th>revenue</th>"
-            f"<th>operator cut</th><th>fee</th><th>to holders</th><th>latency ms</th><th>uptime</th><th>state</th></tr>"
-            f"{epoch_rows}</table><p class=sub>All amounts are exact; base units of {html.escape(sym)} with {d} decimals.</p>"
-            "</body></html>")  # fmt: skip
+
+
+def render_html(report: Report) -> str:
+    """One self-contained page: header, headline cards, charts, then every section as a
+    table (the same content as the table and CSV formats)."""
+    kind = html.escape(report.kind)
+    sections = build_sections(report)
+    header = {row[0]: row[1] for row in sections[0].rows}
+    sub = " &middot; ".join(html.escape(x) for x in [
+        report.subject, f"chain {report.chain_id}",
+        f"as of block {report.block:,} ({header['as of time']})", f"epochs {header['epochs']}",
+        f"protocol fee {header['protocol fee']}",
+    ])  # fmt: skip
+    note = (f"<p class=sub><b>{html.escape(report.empty_reason)}</b></p>"
+            if report.empty_reason else "")  # fmt: skip
+    if report.kind == "investor":
+        note += f"<p class=sub>{html.escape(EARNINGS_NOTE)}</p>"
+    charts = "".join(_svg_bars(c) for c in _charts(report))
+    tables = "".join(_html_table(s) for s in sections[2:])
+    return (f"<!doctype html><html lang=en><head><meta charset=utf-8>"
+            f"<title>EdgeShare {kind} report</title><style>{STYLE}</style></head><body>"
+            f"<h1>EdgeShare {kind} report</h1><p class=sub>{sub}</p>{note}{_html_cards(report)}"
+            f"{charts}{tables}<p class=sub>All amounts are exact, in whole {html.escape(report.symbol)} "
+            f"({report.decimals} decimals); times are UTC.</p></body></html>")  # fmt: skip
+
+
+EARNINGS_NOTE = (
+    "Your revenue per epoch is your share of the holders' revenue at your balance when it "
+    "was distributed (finalized; pending epochs at your balance now). It then vests over the "
+    "unlock period; shares sold while it vests take the unvested part with them. The yield "
+    "is annualised from the epochs shown."
+)

@@ -148,11 +148,16 @@ class Suite:
         return self.reader.rpc
 
     def fetch_stablecoin_token(self) -> Token:
-        """The stablecoin's decimals and symbol (read once), for amounts people read."""
+        """The stablecoin's decimals and symbol (read once), for amounts people read; a
+        token without ERC-20's optional metadata counts in ``units`` with 0 decimals."""
         if self._stablecoin_token is None:
             coin = self.stablecoin
-            decimals, symbol = self.reader.many([coin.read("decimals"), coin.read("symbol")])
-            self._stablecoin_token = Token(int(decimals), str(symbol))
+            reads = [coin.read("decimals"), coin.read("symbol")]
+            decimals, symbol = self.reader.try_many(reads)
+            if isinstance(decimals, RpcError) or isinstance(symbol, RpcError):
+                self._stablecoin_token = Token(0, "units")
+            else:
+                self._stablecoin_token = Token(int(decimals), str(symbol))
         return self._stablecoin_token
 
     def share(self, node_id: int) -> Contract:

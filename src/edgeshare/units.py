@@ -19,7 +19,12 @@ SHARE_DECIMALS = 18
 """Every NodeShare token has 18 decimals."""
 
 _WHOLE = re.compile(r"^(?P<int>\d{1,3}(?:,\d{3})+|\d+)?(?:\.(?P<frac>\d+))?$")
-_BASE = re.compile(r"^(?P<int>\d+)\s*base(?:[ _-]?units?)?$", re.IGNORECASE)
+_BASE = re.compile(r"^(?P<int>[^\s]*?)\s*base(?:[ _-]?units?)?$", re.IGNORECASE)
+
+
+def is_base_units_text(text: str) -> bool:
+    """True for an amount written in base units explicitly: ``"250000 base"``."""
+    return bool(_BASE.match(text.strip().replace("_", "")))
 
 
 @dataclass(frozen=True)

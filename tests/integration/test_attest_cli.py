@@ -142,7 +142,7 @@ def test_sign_then_post__settles_everything_once(world: dict[str, Any], tmp_path
     assert posted.returncode == 0, posted.stderr
     result = json.loads(posted.stdout)
     assert (result["settled"], result["already_settled"], len(result["transactions"])) == (18, 0, 4)
-    assert result["revenue"] == sum(r["revenue"] for r in data["reports"])
+    assert int(result["revenue"]) == sum(r["revenue"] for r in data["reports"])
     for n in (1, 2, 3):
         for e in range(6):
             assert suite.router.call("is_settled", n, e)

@@ -29,13 +29,13 @@ from edgeshare.indexer import (
     transfers,
     usage,
 )
+from edgeshare.roles import send_dispute
 from edgeshare.rpc import RpcClient, RpcError, get_rpc
 from edgeshare.signer import Signer
 from edgeshare.suite import (
     Suite,
     build_report,
     fetch_domain_of,
-    send_dispute,
     send_increase_time,
     send_mint_mock,
     send_settle,

@@ -367,3 +367,90 @@ def test_manifest_directory__a_message_not_a_traceback(
     code, out = cli(None, "status", "--manifest", str(tmp_path))
     assert code == 2, out
     assert "is a directory" in out and "Traceback" not in out
+
+
+def _signed_file(world: dict[str, Any], path: Path, epoch: int = 0) -> Path:
+    from edgeshare.usage import write_reports_file
+
+    suite: Suite = world["suite"]
+    domain = fetch_domain_of(suite)
+    report = build_report(suite, 1, epoch, 5_000, 40, 9_990, 2**40)
+    write_reports_file(path, domain, [sign(report, world["keys"][ATTESTOR], domain)])
+    return path
+
+
+def test_attest_finalize__says_when_the_next_report_becomes_due(
+    world: dict[str, Any], cli: Any, tmp_path: Path
+) -> None:
+    reports = _signed_file(world, tmp_path / "signed.json")
+    code, out = cli(PAYER, "attest", "finalize", str(reports))
+    assert code == 0, out
+    assert "1 not due yet (the next becomes due at" in out and "UTC chain time" in out
+
+
+def test_attest_sign__one_pass_names_format_and_chain_problems_and_explains_the_clock(
+    world: dict[str, Any], cli: Any, tmp_path: Path
+) -> None:
+    usage = tmp_path / "usage.csv"
+    usage.write_text(
+        "node_id,epoch,inferences,latency_ms,uptime_bps\n"
+        "1,0,abc,40,9990\n"  # a format error
+        "7,0,100,40,9990\n"  # an unknown node
+        "1,1,100,40,9990\n"  # the current epoch: not ended
+    )
+    code, out = cli(None, "attest", "sign", str(usage), "--attestor-key-env", "KEY_2", "-o",
+                    str(tmp_path / "o.json"))  # fmt: skip
+    assert code == 2, out
+    assert "line 2, field inferences" in out
+    assert "node 7 is not registered" in out
+    assert "epoch 1 has not ended" in out and "epoch 1 ends at" in out
+    assert not (tmp_path / "o.json").exists()
+
+
+def test_json_errors__are_json_with_the_exit_code(world: dict[str, Any], cli: Any) -> None:
+    code, out = cli(OPERATOR, "operator", "set-price", "1", "0.4500001", "--json")
+    assert code == 2
+    data = json.loads(out[out.index("{") : out.rindex("}") + 1])
+    assert data["exit"] == 2 and "7 decimals" in data["error"]
+
+
+def test_help__shows_the_real_defaults(cli: Any) -> None:
+    code, out = cli(None, "claim", "--help")
+    assert code == 0
+    assert "deployments/<chain_id>.json" in out
+
+
+def test_bare_deploy__writes_no_manifest_for_the_chain_it_stopped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, out = run_main(capsys, monkeypatch, {}, "deploy")
+    assert code == 0, out
+    assert not (tmp_path / "deployments").exists()
+    assert "no manifest was written" in out
+
+
+def test_attest_post_and_finalize_dry_runs__check_simulate_and_send_nothing(
+    world: dict[str, Any], cli: Any, tmp_path: Path
+) -> None:
+    from edgeshare.poster import fetch_records
+
+    suite: Suite = world["suite"]
+    w3 = world["w3"]
+    payer = address(world["keys"], PAYER)
+    send_increase_time(w3, EPOCH)
+    reports = _signed_file(world, tmp_path / "signed.json", epoch=1)
+    nonce = w3.eth.get_transaction_count(payer)
+    code, out = cli(PAYER, "attest", "post", str(reports), "--dry-run", "--json")
+    assert code == 0, out
+    planned = json.loads(out)["transactions"]
+    assert [p["what"] for p in planned] == ["approve the stablecoin", "settle usage reports"]
+    assert planned[0]["gas"] > 0 and planned[1]["gas"] == 0  # needs the approval first
+    assert w3.eth.get_transaction_count(payer) == nonce
+    assert fetch_records(suite, [(1, 1)])[0].state == 0
+    send_increase_time(w3, CHALLENGE)
+    code, out = cli(PAYER, "attest", "finalize", str(_signed_file(world, tmp_path / "e0.json")),
+                    "--dry-run")  # fmt: skip
+    assert code == 0 and "1 simulated" in out, out
+    assert fetch_records(suite, [(1, 0)])[0].state == 1  # still pending
+    assert w3.eth.get_transaction_count(payer) == nonce

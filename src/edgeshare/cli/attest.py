@@ -10,6 +10,7 @@ import typer
 from edgeshare.cli import console
 from edgeshare.cli.common import (
     Confirmations,
+    DryRun,
     Json,
     Keystore,
     ManifestPath,
@@ -109,15 +110,16 @@ def post(
         int, typer.Option(help="Reports per transaction (1-100).")
     ] = DEFAULT_BATCH,
     confirmations: Confirmations = 1,
+    dry_run: DryRun = False,
     json_output: Json = False,
 ) -> None:
     """Settle every report not yet settled, paying its revenue (safe to run again)."""
     parsed = read_reports_file(reports)
+    opened = open_sender(
+        rpc_url, network, private_key_env, keystore, manifest, confirmations, dry_run=dry_run
+    )
     with (
-        open_sender(rpc_url, network, private_key_env, keystore, manifest, confirmations) as (
-            suite,
-            tx,
-        ),
+        opened as (suite, tx),
         console.progress(disabled=json_output) as progress,
     ):
         result = post_reports(
@@ -129,6 +131,9 @@ def post(
             on_progress=progress,
         )
         coin = suite.fetch_stablecoin_token()
+    if dry_run:
+        console.print_planned(tx.planned, json_output)
+        return
     data = result.__dict__
     if json_output:
         console.print_json({**data, "revenue": str(result.revenue), "decimals": coin.decimals})
@@ -149,14 +154,15 @@ def finalize(
     keystore: Keystore = None,
     manifest: ManifestPath = None,
     confirmations: Confirmations = 1,
+    dry_run: DryRun = False,
     json_output: Json = False,
 ) -> None:
     """Finalize the file's reports whose challenge window has passed (anyone may; idempotent)."""
     parsed = read_reports_file(reports)
-    with open_sender(rpc_url, network, private_key_env, keystore, manifest, confirmations) as (
-        suite,
-        tx,
-    ):
+    opened = open_sender(
+        rpc_url, network, private_key_env, keystore, manifest, confirmations, dry_run=dry_run
+    )
+    with opened as (suite, tx):
         keys = [(r.node_id, r.epoch) for r in parsed.reports]
         with console.progress(disabled=json_output) as progress:
             result = finalize_reports(tx, suite, keys, progress)

@@ -86,7 +86,8 @@ def print_planned(planned: Sequence[Planned], json_output: bool = False) -> None
     if json_output:
         print_json({"dry_run": True, "sent": 0, "transactions": rows})
         return
-    note(f"dry run: nothing was sent; {len(planned)} transaction(s) checked and simulated")
+    simulated = sum(1 for p in planned if p.gas)
+    note(f"dry run: nothing was sent; {len(planned)} transaction(s) checked, {simulated} simulated")
     print_table(
         "Would send",
         ["#", "what", "to", "gas limit", "calldata"],
@@ -95,7 +96,7 @@ def print_planned(planned: Sequence[Planned], json_output: bool = False) -> None
                 i + 1,
                 p.what,
                 p.to or "(create)",
-                f"{p.gas:,}",
+                f"{p.gas:,}" if p.gas else "not simulated (needs the ones before)",
                 f"{p.data[:10]}... ({len(p.data) // 2 - 1} bytes)",
             ]
             for i, p in enumerate(planned)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from edgeshare.cli import console
 from edgeshare.cli.common import (
+    BaseUnits,
     DbUrl,
     Json,
     ManifestPath,
@@ -17,58 +18,129 @@ from edgeshare.cli.common import (
     open_suite,
 )
 from edgeshare.indexer import open_db, sync_index
-from edgeshare.market import build_board
-from edgeshare.reports import format_bps
+from edgeshare.market import Board, BoardRow, build_board
+from edgeshare.units import amount_json, format_bps, format_price
 
 
 def market(
     region: Annotated[str | None, typer.Option(help="Only nodes in this region.")] = None,
-    max_price: Annotated[int | None, typer.Option(help="Highest price per 1k, base units.")] = None,
+    max_price: Annotated[
+        str | None,
+        typer.Option(
+            help="Highest price per 1k inferences, in whole units of the stablecoin (0.35).",
+            show_default=False,
+        ),
+    ] = None,
     max_latency: Annotated[
         int | None, typer.Option(help="Highest attested p50 latency, ms.")
     ] = None,
     top: Annotated[int | None, typer.Option(help="Show the N best.")] = None,
     recent: Annotated[int, typer.Option(help="Epochs of attested usage to rank by.")] = 12,
+    base_units: BaseUnits = False,
     rpc_url: RpcUrl = None,
     network: Network = None,
     manifest: ManifestPath = None,
     db: DbUrl = None,
     json_output: Json = False,
 ) -> None:
-    """Active nodes, cheapest first, then lowest attested latency, then highest uptime."""
-    for name, value in (("--max-price", max_price), ("--max-latency", max_latency), ("--top", top)):
+    """Active nodes, cheapest first, then lowest attested latency, then highest uptime;
+    nodes with no attested usage yet come last, marked new."""
+    for name, value in (("--max-latency", max_latency), ("--top", top)):
         if value is not None and value < (1 if name == "--top" else 0):
             raise typer.BadParameter(
                 f"{name} must not be {'below 1' if name == '--top' else 'negative'}"
             )
     with open_suite(rpc_url, network, manifest) as suite:
+        token = suite.fetch_stablecoin_token()
+        cap = (
+            None
+            if max_price is None
+            else token.parse(max_price, "--max-price", base_units=base_units)
+        )
         url, _ = sync_index(suite, db, confirmations=get_index_depth(network))
         with open_db(url) as conn:
             board = build_board(
                 conn,
                 suite,
                 region=region,
-                max_price=max_price,
+                max_price=cap,
                 max_latency=max_latency,
                 top=top,
                 recent=recent,
+                token=token,
             )
+    if board.empty_reason:
+        console.note(board.empty_reason)
     if json_output:
-        console.print_json([row.__dict__ for row in board])
+        console.print_json([build_row_json(row, board) for row in board.rows])
+        return
+    if not board.rows:
         return
     console.print_table(
         "EdgeShare price board",
-        ["node", "region", "price/1k", "next price/1k", "p50 latency ms", "uptime", "epochs"],
+        ["node", "region", "price", "p50 latency", "uptime", "epochs", "GPU", "capacity"],
         [
             [
                 r.node_id,
                 r.region,
-                r.price_per_1k,
-                r.next_price_per_1k,
-                "-" if r.latency_ms is None else r.latency_ms,
+                _price_text(r, board),
+                "-" if r.latency_ms is None else f"{r.latency_ms} ms",
                 "-" if r.uptime_bps is None else format_bps(r.uptime_bps),
-                r.epochs_attested,
+                "new" if r.is_new else r.epochs_attested,
+                _meta(r, "gpu"),
+                f"{r.metadata.capacity_rps:,} rps"
+                if r.metadata and r.metadata.capacity_rps else "-",
             ]
-            for r in board
+            for r in board.rows
         ],
-    )
+    )  # fmt: skip
+    console.print_table(
+        "How to reach them",
+        ["node", "operator", "endpoint", "models"],
+        [
+            [r.node_id, r.operator, _meta(r, "endpoint"),
+             ", ".join(r.metadata.models) if r.metadata and r.metadata.models else "-"]
+            for r in board.rows
+        ],
+    )  # fmt: skip
+    unread = [r for r in board.rows if r.metadata_status not in ("verified", "none")]
+    for r in unread:
+        console.note(f"node {r.node_id}: metadata {r.metadata_status} ({r.metadata_uri[:80]})")
+
+
+def _price_text(row: BoardRow, board: Board) -> str:
+    text = format_price(row.price_per_1k, board.token)
+    if row.next_price_per_1k != row.price_per_1k:
+        text += f" (next epoch {board.token.format(row.next_price_per_1k)})"
+    return text
+
+
+def _meta(row: BoardRow, name: str) -> str:
+    value = getattr(row.metadata, name, None) if row.metadata else None
+    return "-" if value is None else str(value)
+
+
+def build_row_json(row: BoardRow, board: Board) -> dict[str, Any]:
+    """A board row for ``--json``: amounts as exact base units (strings) with decimals."""
+    decimals = board.token.decimals
+    meta = row.metadata
+    return {
+        "node_id": row.node_id,
+        "operator": row.operator,
+        "region": row.region,
+        "price_per_1k": amount_json(row.price_per_1k, decimals),
+        "next_price_per_1k": amount_json(row.next_price_per_1k, decimals),
+        "price": format_price(row.price_per_1k, board.token),
+        "symbol": board.token.symbol,
+        "operator_cut_bps": row.operator_cut_bps,
+        "latency_ms": row.latency_ms,
+        "uptime_bps": row.uptime_bps,
+        "epochs_attested": row.epochs_attested,
+        "new": row.is_new,
+        "endpoint": meta.endpoint if meta else None,
+        "models": meta.models if meta else None,
+        "gpu": meta.gpu if meta else None,
+        "capacity_rps": meta.capacity_rps if meta else None,
+        "metadata_uri": row.metadata_uri,
+        "metadata": row.metadata_status,
+    }
