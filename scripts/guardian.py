@@ -12,7 +12,7 @@ from edgeshare.roles import Action
 
 
 def _done(action: Action) -> Action:
-    print(f"{action.what}: {action.transaction} ({action.gas} gas) {action.details or ''}")
+    print(f"{action.what}: transaction {action.transaction} ({action.gas:,} gas)")
     return action
 
 

@@ -20,7 +20,7 @@ from edgeshare.units import parse_bps
 
 
 def _done(action: Action) -> Action:
-    print(f"{action.what}: {action.transaction} ({action.gas} gas) {action.details or ''}")
+    print(f"{action.what}: transaction {action.transaction} ({action.gas:,} gas)")
     return action
 
 
@@ -66,4 +66,7 @@ def set_metadata(node_id: str, uri: str, manifest: str = "") -> Action:
 
 def withdraw(receiver: str = "", manifest: str = "") -> Action:
     """Withdraw what the router owes this account (operator cuts)."""
-    return _done(roles.send_withdraw(get_transactor(), get_suite(manifest), receiver or None))
+    suite = get_suite(manifest)
+    action = roles.send_withdraw(get_transactor(), suite, receiver or None)
+    print(f"withdrew {suite.fetch_stablecoin_token().format(int(action.details['amount']))}")
+    return _done(action)

@@ -13,7 +13,7 @@ from edgeshare.roles import Action
 
 
 def _done(action: Action) -> Action:
-    print(f"{action.what}: {action.transaction} ({action.gas} gas)")
+    print(f"{action.what}: transaction {action.transaction} ({action.gas:,} gas)")
     return action
 
 

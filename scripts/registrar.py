@@ -13,7 +13,7 @@ from edgeshare.suite import NodeStatus
 
 def _status(node_id: str, status: NodeStatus, manifest: str) -> Action:
     action = roles.send_set_node_status(get_transactor(), get_suite(manifest), int(node_id), status)
-    print(f"{action.what}: {action.transaction} ({action.gas} gas) {action.details or ''}")
+    print(f"{action.what}: transaction {action.transaction} ({action.gas:,} gas)")
     return action
 
 

@@ -12,6 +12,8 @@ from edgeshare.roles import Action
 
 def main(receiver: str = "", manifest: str = "") -> Action:
     """Withdraw everything owed to ``receiver`` (default: this account)."""
-    action = roles.send_withdraw(get_transactor(), get_suite(manifest), receiver or None)
-    print(f"{action.what}: {action.details['amount']} base units in {action.transaction}")
+    suite = get_suite(manifest)
+    action = roles.send_withdraw(get_transactor(), suite, receiver or None)
+    amount = suite.fetch_stablecoin_token().format(int(action.details["amount"]))
+    print(f"{action.what}: {amount} in transaction {action.transaction}")
     return action

@@ -251,8 +251,10 @@ def connect(url: str, timeout: float | None = None) -> Web3:
         timeout: Seconds per request (default ``CONNECT_TIMEOUT``; the CLI passes
             ``EDGESHARE_RPC_TIMEOUT``).
     """
-    if not url.startswith(("http://", "https://")):
-        raise InputError(f"RPC URL must start with http:// or https://, got {url!r}")
+    if not url.lower().startswith(("http://", "https://")):
+        scheme = url.partition("://")[0] if "://" in url else ""
+        shown = f"a {scheme[:10]}:// URL" if scheme.isalnum() else "something else"
+        raise InputError(f"the RPC URL must start with http:// or https://; got {shown}")
     w3 = Web3(RpcClientProvider(url, timeout if timeout is not None else CONNECT_TIMEOUT))
     try:
         w3.eth.chain_id  # noqa: B018 - probes the endpoint

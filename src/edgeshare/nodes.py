@@ -415,10 +415,12 @@ def register_nodes(
     todo = [e for e, node_id in zip(entries, existing, strict=True) if node_id == 0]
     registered: dict[tuple[str, str], int] = {}
     gas: dict[tuple[str, str], int] = {}
+    if not tx.dry_run:
+        # new entries register the document's URI; registered ones whose metadata differs
+        # are told to set it (`operator set-metadata`): both need the document written
+        for entry in entries:
+            _write_document(entry)
     if todo:
-        if not tx.dry_run:
-            for entry in todo:
-                _write_document(entry)
         datas = [
             registry.calldata(
                 "register_node", e.operator, e.attestor, e.shares, e.price_per_1k,

@@ -25,6 +25,7 @@ over waits for an arrival that may not come.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,8 +47,10 @@ from edgeshare.tx import (
     Receipt,
     Transactor,
 )
+from edgeshare.units import format_utc
 
 Progress = Callable[[str, int, int], None]
+_log = logging.getLogger("edgeshare.pipeline")
 
 RESEND_AFTER = 5.0
 """Seconds without a new receipt before what is missing is sent again."""
@@ -145,7 +148,7 @@ def estimate_all(
         picked = list(sample.values())
     else:
         picked = list(range(len(txs)))
-    later = _later_time(tx, rpc) if tx._block_overrides is not False else None
+    later = _later_time(tx, rpc)
     calls: list[tuple[str, list[Any]]] = [
         ("eth_estimateGas", [_to_call(sender, txs[i])]) for i in picked
     ]
@@ -172,11 +175,13 @@ def estimate_all(
         now = int(result, 16)
         future = replies[len(picked) + n] if later is not None else None
         if isinstance(future, str):
-            tx._block_overrides = True
             found[index] = max(now, int(future, 16)) * GAS_HEADROOM_NUM // GAS_HEADROOM_DEN
             continue
-        if isinstance(future, RpcError) and _says(future, _NO_OVERRIDES):
-            tx._block_overrides = False
+        if isinstance(future, RpcError):
+            _log.warning(
+                "%s: it would revert if mined after %s (%s); it may fail if it waits",
+                what, format_utc(later or 0), future.message,
+            )  # fmt: skip
         found[index] = now * GAS_HEADROOM_NUM // GAS_HEADROOM_DEN + WORST_CASE_EXTRA_GAS
     if units is not None:
         by_size = {units[i]: gas for i, gas in found.items()}
@@ -184,14 +189,24 @@ def estimate_all(
     return [found[i] for i in range(len(txs))]
 
 
-_NO_OVERRIDES = ("argument", "params", "invalid", "not supported", "unknown", "unsupported")
+_TIMESTAMP_CODE = "0x4260005260206000f3"
+"""Init code that returns the block's timestamp (TIMESTAMP, MSTORE, RETURN 32 bytes)."""
 
 
-def _later_time(tx: Transactor, rpc: RpcClient) -> int:
+def _later_time(tx: Transactor, rpc: RpcClient) -> int | None:
     """When the transactions will run at the earliest that matters: ``TIME_LOOKAHEAD``
-    past the later of the latest block's time and this machine's clock."""
+    past the later of the latest block's time and this machine's clock; None where the
+    node does not apply a block override of ``time`` (probed once per Transactor: a call
+    that returns the block's time must return the overridden one)."""
     block = rpc.call("eth_getBlockByNumber", ["latest", False])
-    return max(int(block["timestamp"], 16), int(time.time())) + TIME_LOOKAHEAD
+    later = max(int(block["timestamp"], 16), int(time.time())) + TIME_LOOKAHEAD
+    if tx._block_overrides is None:
+        probe = {"from": tx.signer.address, "data": _TIMESTAMP_CODE}
+        (reply,) = rpc.batch([("eth_call", [probe, "latest", None, {"time": hex(later)}])])
+        tx._block_overrides = (
+            isinstance(reply, str) and len(reply) >= 66 and (int(reply, 16) == later)
+        )
+    return later if tx._block_overrides else None
 
 
 def send_pipelined(
@@ -490,7 +505,8 @@ def wait_flights(
 
 def explain_revert(rpc: RpcClient, body: Mapping[str, Any], receipt: Receipt, what: str) -> str:
     """Why a mined transaction reverted: out of gas (with the limit it had), or the
-    contract's reason, found by replaying the call at the block before it."""
+    contract's reason, found by replaying the call on the state before its block at that
+    block's time."""
     limit = int(body.get("gas", 0))
     where = f"{what} reverted in transaction {receipt.tx_hash} (block {receipt.block_number})"
     if limit and receipt.gas_used >= limit * 63 // 64:
@@ -501,9 +517,21 @@ def explain_revert(rpc: RpcClient, body: Mapping[str, Any], receipt: Receipt, wh
     call = _to_call(str(body["from"]), body)
     if limit:
         call["gas"] = hex(limit)
-    (reply,) = rpc.batch([("eth_call", [call, hex(receipt.block_number - 1)])])
-    reason = reply.message if isinstance(reply, RpcError) else "no reason given"
-    return f"{where}: {reason} (gas used {receipt.gas_used:,} of {limit:,})"
+    try:
+        mined = rpc.call("eth_getBlockByNumber", [hex(receipt.block_number), False])
+        overrides = {"time": mined["timestamp"]}
+        before = hex(receipt.block_number - 1)
+        (reply,) = rpc.batch([("eth_call", [call, before, None, overrides])])
+        if isinstance(reply, RpcError) and not _says(reply, ("revert", "execution")):
+            (reply,) = rpc.batch([("eth_call", [call, before])])  # no block overrides here
+    except Exception as exc:  # the explanation must not hide the failure itself
+        return f"{where} (gas used {receipt.gas_used:,} of {limit:,}; no reason: {exc})"
+    if isinstance(reply, RpcError):
+        return f"{where}: {reply.message} (gas used {receipt.gas_used:,} of {limit:,})"
+    return (
+        f"{where} (gas used {receipt.gas_used:,} of {limit:,}); replayed on the state before "
+        "its block it succeeds, so a transaction earlier in that block changed what it saw"
+    )
 
 
 def _wait_confirmations(

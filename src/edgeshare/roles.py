@@ -19,8 +19,16 @@ from typing import Any
 
 from edgeshare.contracts import Contract
 from edgeshare.errors import InputError, NotLocalChain
+from edgeshare.metadata import (
+    NodeMetadata,
+    add_content_hash,
+    build_data_uri,
+    build_document,
+    fetch_metadata,
+    get_uri_hash,
+)
 from edgeshare.poster import PENDING, fetch_records
-from edgeshare.suite import NodeRecord, NodeStatus, Suite, send_increase_time, send_mint_mock
+from edgeshare.suite import NodeRecord, NodeStatus, Suite, send_mint_mock
 from edgeshare.tx import Receipt, Transactor
 
 
@@ -52,6 +60,19 @@ def _send(
         found = contract.events(receipt, event)
         details = dict(found[0]) if found else {}
     return Action(what, receipt.tx_hash, receipt.gas_used, details)
+
+
+def _address(value: str, name: str) -> str:
+    """A checksummed address, or an InputError naming ``name`` (scripts pass raw text)."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from edgeshare.models import Address
+
+    try:
+        return str(TypeAdapter(Address).validate_python(value))
+    except ValidationError as exc:
+        message = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+        raise InputError(f"{name}: {message}") from None
 
 
 def _require(account: str, expected: str, role: str) -> None:
@@ -86,6 +107,7 @@ def send_propose_cut(tx: Transactor, suite: Suite, node_id: int, cut_bps: int) -
 
 def send_rotate_attestor(tx: Transactor, suite: Suite, node_id: int, attestor: str) -> Action:
     """Replace the key that signs the node's usage reports."""
+    attestor = _address(attestor, "attestor")
     node = _operated(tx, suite, node_id)
     if attestor.lower() == node.attestor.lower():
         raise InputError(f"{attestor} is already node {node_id}'s attestor")
@@ -93,8 +115,32 @@ def send_rotate_attestor(tx: Transactor, suite: Suite, node_id: int, attestor: s
     return _send(tx, suite.registry, "rotate_attestor", (node_id, attestor), what)
 
 
+def build_metadata_uri(suite: Suite, uri: str | None, metadata: NodeMetadata | None) -> str:
+    """The ``metadata_uri`` to register: ``uri`` (a published document's) with the content
+    hash of ``metadata`` added, or, on a local chain with no ``uri``, a ``data:`` URI of the
+    document. A ``data:`` or ``file:`` URI given alone is read and checked against its hash.
+    """
+    from edgeshare.chain import is_local_chain_id
+
+    if metadata is not None and not metadata.is_empty():
+        document = build_document(metadata)
+        if uri:
+            return add_content_hash(uri, document)
+        data_uri = build_data_uri(document)
+        if is_local_chain_id(suite.manifest.chain_id) and len(data_uri.encode()) <= 256:
+            return data_uri
+        raise InputError(
+            f"publish this document and give its URI (ipfs:// or https://): {document.decode()}"
+        )
+    if not uri:
+        raise InputError("give a metadata URI, or the fields (--endpoint, --model, ...)")
+    if get_uri_hash(uri) is not None and uri.lower().startswith(("data:", "file:")):
+        fetch_metadata(uri)  # the document must match the hash it is registered with
+    return uri
+
+
 def send_set_metadata(tx: Transactor, suite: Suite, node_id: int, uri: str) -> Action:
-    """Point the node at a new metadata document."""
+    """Point the node at a new metadata document (``build_metadata_uri`` makes the URI)."""
     _operated(tx, suite, node_id)
     if len(uri.encode()) > 256:
         raise InputError(f"the metadata URI is {len(uri.encode())} bytes; the registry keeps 256")
@@ -104,6 +150,7 @@ def send_set_metadata(tx: Transactor, suite: Suite, node_id: int, uri: str) -> A
 
 def send_transfer_operator(tx: Transactor, suite: Suite, node_id: int, new: str) -> Action:
     """Start handing a node over (the new operator accepts; the zero address cancels)."""
+    new = _address(new, "new operator")
     _operated(tx, suite, node_id)
     what = f"hand node {node_id} over to {new}"
     return _send(tx, suite.registry, "transfer_operator", (node_id, new), what)
@@ -194,6 +241,7 @@ def send_set_role(tx: Transactor, suite: Suite, role: str, account: str) -> Acti
     """Appoint the registrar or the guardian (owner)."""
     if role not in ("registrar", "guardian"):
         raise InputError(f"no role {role!r}: registrar or guardian")
+    account = _address(account, role)
     _require_owner(tx, suite)
     _nonzero(account, role)
     return _send(tx, suite.registry, f"set_{role}", (account,), f"appoint {account} {role}")
@@ -201,6 +249,7 @@ def send_set_role(tx: Transactor, suite: Suite, role: str, account: str) -> Acti
 
 def send_set_treasury(tx: Transactor, suite: Suite, treasury: str) -> Action:
     """Move where future protocol fees accrue (fees already owed stay with the old one)."""
+    treasury = _address(treasury, "treasury")
     _require_owner(tx, suite)
     _nonzero(treasury, "treasury")
     return _send(tx, suite.router, "set_treasury", (treasury,), f"set the treasury to {treasury}")
@@ -208,6 +257,7 @@ def send_set_treasury(tx: Transactor, suite: Suite, treasury: str) -> Action:
 
 def send_transfer_ownership(tx: Transactor, suite: Suite, new_owner: str) -> Action:
     """Propose a new owner, who must accept (the zero address cancels a proposal)."""
+    new_owner = _address(new_owner, "new owner")
     _require_owner(tx, suite)
     what = f"propose {new_owner} as owner"
     return _send(tx, suite.registry, "transfer_ownership", (new_owner,), what)
@@ -222,6 +272,7 @@ def send_accept_ownership(tx: Transactor, suite: Suite) -> Action:
 
 def send_recover_excess(tx: Transactor, suite: Suite, receiver: str) -> Action:
     """Return stablecoin sent to the router by mistake (owner; only the excess moves)."""
+    receiver = _address(receiver, "receiver")
     _require_owner(tx, suite)
     _nonzero(receiver, "receiver")
     what = f"recover the router's excess to {receiver}"
@@ -247,9 +298,10 @@ def send_withdraw(tx: Transactor, suite: Suite, receiver: str | None = None) -> 
     owed = fetch_owed(suite, tx.signer.address)
     if owed == 0:
         raise InputError(f"the router owes {tx.signer.address} nothing")
-    to = receiver or tx.signer.address
+    to = _address(receiver, "receiver") if receiver else tx.signer.address
     action = _send(tx, suite.router, "withdraw", (to,), f"withdraw to {to}", "Withdrawn")
-    return Action(action.what, action.transaction, action.gas, {"amount": owed, "receiver": to})
+    paid = int(action.details.get("amount", owed))  # the event's figure; a dry run: owed now
+    return Action(action.what, action.transaction, action.gas, {"amount": paid, "receiver": to})
 
 
 # ----------------------------------------------------------- local chains only ----
@@ -271,6 +323,7 @@ def require_local(chain_id: int, what: str) -> None:
 def send_dev_mint(tx: Transactor, suite: Suite, receiver: str, amount: int) -> Action:
     """Mint mock stablecoin to ``receiver`` (local chains; the mock's owner signs)."""
     require_local(suite.manifest.chain_id, "dev mint")
+    receiver = _address(receiver, "receiver")
     owner = str(suite.stablecoin.call("owner"))
     _require(tx.signer.address, owner, "the mock stablecoin's owner")
     receipt = send_mint_mock(tx, suite, receiver, amount)
@@ -278,9 +331,18 @@ def send_dev_mint(tx: Transactor, suite: Suite, receiver: str, amount: int) -> A
 
 
 def advance_time(suite: Suite, seconds: int) -> int:
-    """Move a local chain's clock forward and mine a block; returns the new block time."""
+    """Mine a block ``seconds`` after the latest one (local chains); returns its time.
+
+    The block's time is set exactly (``evm_mine`` with a timestamp, which anvil and
+    Ganache take), not added to this machine's clock as ``evm_increaseTime`` would: on an
+    idle chain that lags the clock, that would land late by the lag.
+    """
     require_local(suite.manifest.chain_id, "dev advance")
     if seconds < 0:
         raise InputError("time only moves forward")
-    send_increase_time(suite.w3, seconds)
-    return fetch_chain_time(suite)
+    target = fetch_chain_time(suite) + max(seconds, 1)
+    suite.rpc.call("evm_mine", [{"timestamp": target}])
+    now = fetch_chain_time(suite)
+    if now != target:
+        raise InputError(f"the chain did not move its clock to {target} (it is at {now})")
+    return now

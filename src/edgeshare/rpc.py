@@ -65,7 +65,7 @@ MAX_RETRY_AFTER = 30.0
 """The longest wait a ``Retry-After`` header is obeyed for."""
 
 
-_URL = re.compile(r"(https?://)(?:[^/\s@]+@)?([^/\s?#'\"]+)([^\s'\"]*)")
+_URL = re.compile(r"([a-z][a-z0-9+.-]*://)(?:[^/\s@]+@)?([^/\s?#'\"]+)([^\s'\"]*)", re.IGNORECASE)
 # urllib3 and requests name the path alone: "Max retries exceeded with url: /v2/KEY (...)"
 _PATH = re.compile(r"(\burl:\s*|\bpath[=:]\s*'?|\bGET |\bPOST )(/[^\s'\")]*)", re.IGNORECASE)
 
@@ -150,11 +150,11 @@ class RpcClient:
         wait = min(self.backoff * 2**attempt, self.max_backoff)
         if asked is not None:
             wait = max(wait, min(asked, self.max_retry_after))
-        if wait >= 1.0:  # say so while it waits; short waits pass unnoticed
-            _log.warning(
-                "RPC %s: %s; retrying (%d/%d) in %.0fs",
-                self.name, redact_urls(problem), attempt + 1, self.retries, wait,
-            )  # fmt: skip
+        # say so while it waits: attempt n+2 of retries+1 comes after this pause
+        _log.warning(
+            "RPC %s: %s; retrying (%d/%d) in %.1fs",
+            self.name, redact_urls(problem), attempt + 2, self.retries + 1, wait,
+        )  # fmt: skip
         time.sleep(wait)
 
     def _give_up(self, problem: str) -> ChainUnavailable:

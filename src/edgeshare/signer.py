@@ -72,14 +72,15 @@ class Signer:
             raise KeyUnavailable("the private key is not a valid 32-byte hex key") from None
 
 
-_KEY_LIKE = re.compile(r"^\s*(0x)?[0-9a-fA-F]{64}\s*$")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_HEX_RUN = re.compile(r"[0-9a-fA-F]{32}")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 
 def check_env_name(var: str, option: str = "--private-key-env") -> None:
     """Refuse a value given where a variable *name* belongs, without ever showing it: a
-    key typed (or expanded, ``$KEY``) in place of the name must not reach any output."""
-    if _KEY_LIKE.match(var) or (len(var) > 40 and not _ENV_NAME.match(var)):
+    key typed (or expanded, ``$KEY``) in place of the name must not reach any output, and
+    neither may anything else that is not a plain variable name."""
+    if _HEX_RUN.search(var):
         raise KeyUnavailable(
             f"{option} takes the NAME of an environment variable, and what was given looks "
             "like a private key itself (not shown); pass the variable's name, e.g. "
@@ -87,8 +88,8 @@ def check_env_name(var: str, option: str = "--private-key-env") -> None:
         )
     if not _ENV_NAME.match(var):
         raise KeyUnavailable(
-            f"{option}: {var!r} is not an environment variable name "
-            "(letters, digits and _, not starting with a digit)"
+            f"{option} takes the NAME of an environment variable (letters, digits and _, "
+            "not starting with a digit); what was given is not one (not shown)"
         )
 
 

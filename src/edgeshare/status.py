@@ -74,6 +74,9 @@ class NodeView(StrictModel):
     unvested: int
     """Holders' revenue received and not yet claimable."""
     vesting_ends_at: int
+    operator_owed: int
+    """What the router owes the node's operator now (its cuts from every node it runs,
+    and any refund), withdrawable with ``edgeshare withdraw``."""
 
 
 class Position(StrictModel):
@@ -149,6 +152,7 @@ def fetch_node_views(suite: Suite, clock: Clock, node_ids: Sequence[int]) -> lis
     records = suite.fetch_nodes(node_ids)
     shares = [suite.share_at(r.share_token) for r in records]
     vesting = suite.reader.each(shares, ("unvested",), ("vesting_ends_at",))
+    owed = suite.reader.many([suite.router.read("owed", r.operator) for r in records])
     pending = fetch_pending(suite, clock, [(r.node_id, r.registered_epoch) for r in records])
     return [
         NodeView(
@@ -164,8 +168,9 @@ def fetch_node_views(suite: Suite, clock: Clock, node_ids: Sequence[int]) -> lis
             pending=[p for p in pending if p.node_id == r.node_id],
             unvested=int(unvested),
             vesting_ends_at=int(ends),
+            operator_owed=int(owing),
         )
-        for r, (unvested, ends) in zip(records, vesting, strict=True)
+        for r, (unvested, ends), owing in zip(records, vesting, owed, strict=True)
     ]
 
 

@@ -18,7 +18,7 @@ from edgeshare.errors import InputError
 SHARE_DECIMALS = 18
 """Every NodeShare token has 18 decimals."""
 
-_WHOLE = re.compile(r"^(?P<int>\d{1,3}(?:,\d{3})+|\d+)?(?:\.(?P<frac>\d+))?$")
+_WHOLE = re.compile(r"^(?P<int>\d{1,3}(?:,\d{3})+|\d+)?(?:\.(?P<frac>\d+))?$", re.ASCII)
 _BASE = re.compile(r"^(?P<int>[^\s]*?)\s*base(?:[ _-]?units?)?$", re.IGNORECASE)
 
 

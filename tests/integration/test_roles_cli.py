@@ -454,3 +454,53 @@ def test_attest_post_and_finalize_dry_runs__check_simulate_and_send_nothing(
     assert code == 0 and "1 simulated" in out, out
     assert fetch_records(suite, [(1, 0)])[0].state == 1  # still pending
     assert w3.eth.get_transaction_count(payer) == nonce
+
+
+def test_operator_set_metadata__from_fields_registers_a_hashed_document(
+    world: dict[str, Any], cli: Any
+) -> None:
+    from edgeshare.metadata import fetch_metadata
+
+    code, out = cli(OPERATOR, "operator", "set-metadata", "1", "--endpoint",
+                    "https://lagos-1.example.com/v1", "--model", "llama-3.1-8b", "--gpu", "L4",
+                    "--capacity-rps", "25")  # fmt: skip
+    assert code == 0, out
+    uri = node(world).metadata_uri
+    assert uri.startswith("data:application/json;base64,") and "#sha256=" in uri
+    document = fetch_metadata(uri)
+    assert (document.endpoint, document.models, document.gpu, document.capacity_rps) == (
+        "https://lagos-1.example.com/v1",
+        ["llama-3.1-8b"],
+        "L4",
+        25,
+    )
+    tampered = uri[: -len("0" * 64)] + "0" * 64
+    code, out = cli(OPERATOR, "operator", "set-metadata", "1", tampered)
+    assert code == 2 and "does not match" in out, out
+    code, out = cli(OPERATOR, "operator", "set-metadata", "1", "--endpoint", "ftp://x")
+    assert code == 2 and "--endpoint" in out, out
+
+
+def test_dry_run__says_what_it_would_do_in_units(world: dict[str, Any], cli: Any) -> None:
+    code, out = cli(OWNER, "dev", "mint", address(world["keys"], INVESTOR), "12.5", "--dry-run")
+    assert code == 0, out
+    assert "would: minted 12.5 USDC" in out
+
+
+def test_role_json__amounts_are_base_unit_strings_with_decimals(
+    world: dict[str, Any], cli: Any
+) -> None:
+    assert cli(OWNER, "guardian", "dispute", "1", "0")[0] == 0
+    code, out = cli(PAYER, "withdraw", "--json")
+    assert code == 0, out
+    data = json.loads(out)
+    assert data["details"]["amount"] == str(10 * USDC) and data["decimals"] == 6
+
+
+def test_roles_library__refuses_a_malformed_address_with_its_name(world: dict[str, Any]) -> None:
+    from edgeshare.errors import InputError
+    from edgeshare.roles import send_set_treasury
+
+    owner = Transactor(world["w3"], Signer.from_key(world["keys"][OWNER]))
+    with pytest.raises(InputError, match="treasury"):
+        send_set_treasury(owner, world["suite"], "0x1234")

@@ -173,3 +173,20 @@ def test_redact_urls__cuts_the_paths_urllib3_and_requests_name_alone() -> None:
     assert "MYSECRETAPIKEY" not in redact_urls(text)
     assert "host='127.0.0.1'" in redact_urls(text)
     assert redact_urls("https://eth.example.com/v3/KEY?x=1") == "https://eth.example.com/..."
+
+
+def test_urls_of_any_scheme_and_near_keys__are_never_echoed(secret_key: str) -> None:
+    from edgeshare.chain import connect
+    from edgeshare.errors import InputError, KeyUnavailable
+    from edgeshare.rpc import redact_urls
+    from edgeshare.signer import check_env_name
+
+    for url in ("wss://eth.example.com/v2/MYSECRETAPIKEY", "HTTPS://h.example/v2/MYSECRETAPIKEY"):
+        assert "MYSECRETAPIKEY" not in redact_urls(f"failed: {url}")
+    with pytest.raises(InputError) as raised:
+        connect("wss://eth.example.com/v2/MYSECRETAPIKEY")
+    assert "MYSECRETAPIKEY" not in str(raised.value) and "wss://" in str(raised.value)
+    for near_key in (secret_key[3:], secret_key[2:] + "0", "key " + secret_key[2:]):
+        with pytest.raises(KeyUnavailable) as refused:
+            check_env_name(near_key)
+        assert secret_key[4:20] not in str(refused.value)

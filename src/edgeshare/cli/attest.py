@@ -167,6 +167,9 @@ def finalize(
         with console.progress(disabled=json_output) as progress:
             result = finalize_reports(tx, suite, keys, progress)
         coin = suite.fetch_stablecoin_token()
+    if dry_run:
+        console.print_planned(tx.planned, json_output)
+        return
     if json_output:
         console.print_json(
             {**result.__dict__, "gross": str(result.gross), "decimals": coin.decimals}

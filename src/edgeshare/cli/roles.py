@@ -29,6 +29,7 @@ from edgeshare.cli.common import (
     parse_address,
 )
 from edgeshare.errors import InputError
+from edgeshare.metadata import NodeMetadata
 from edgeshare.roles import Action
 from edgeshare.suite import NodeStatus, Suite
 from edgeshare.tx import Transactor
@@ -70,7 +71,8 @@ def sends(app: typer.Typer, name: str) -> Callable[[Callable[..., Outcome]], Cal
             )
             with opened as (suite, tx):
                 action, sentence = fn(tx, suite, **kwargs)
-            _print(tx, action, sentence, shared["json_output"])
+                decimals = suite.fetch_stablecoin_token().decimals
+            _print(tx, action, sentence, shared["json_output"], decimals)
 
         params = own + [
             inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind)
@@ -84,17 +86,21 @@ def sends(app: typer.Typer, name: str) -> Callable[[Callable[..., Outcome]], Cal
     return register
 
 
-def _print(tx: Transactor, action: Action, sentence: str, json_output: bool) -> None:
+_AMOUNTS = frozenset({"price_per_1k", "revenue", "amount"})
+"""Details that are stablecoin amounts: exact strings of base units in ``--json``."""
+
+
+def _print(tx: Transactor, action: Action, sentence: str, json_output: bool, decimals: int) -> None:
     if tx.dry_run:
         console.print_planned(tx.planned, json_output)
         if not json_output:
-            console.note(f"would {action.what}")
+            console.note(f"would: {sentence}")
         return
     if json_output:
-        details = {k: str(v) if isinstance(v, int) else v for k, v in action.details.items()}
+        details = {k: str(v) if k in _AMOUNTS else v for k, v in action.details.items()}
         console.print_json(
             {"what": action.what, "transaction": action.transaction, "gas_used": action.gas,
-             "details": details}
+             "details": details, "decimals": decimals}
         )  # fmt: skip
         return
     console.out.print(sentence)
@@ -141,13 +147,15 @@ def propose_cut(
     tx: Transactor,
     suite: Suite,
     node_id: NodeId,
-    cut: Annotated[str, typer.Argument(help="The operator's cut in percent (12.5) or '1250 bps'.")],
+    percent: Annotated[
+        str, typer.Argument(help="The operator's cut in percent (12.5) or '1250 bps'.")
+    ],
 ) -> Outcome:
     """Propose a new operator cut: a decrease applies from the next epoch, an increase
     from the first epoch that starts at least 7 days from now (holders see it coming)."""
-    bps = parse_bps(cut, "CUT")
+    bps = parse_bps(percent, "PERCENT")
     if bps > 5_000:
-        raise InputError(f"CUT: {format_bps(bps)} is above the 50% cap")
+        raise InputError(f"PERCENT: {format_bps(bps)} is above the 50% cap")
     action = roles.send_propose_cut(tx, suite, node_id, bps)
     start = action.details.get("from_epoch")
     applies = f" from {_when(suite, int(start))}" if start is not None else ""
@@ -187,10 +195,39 @@ def set_metadata(
     tx: Transactor,
     suite: Suite,
     node_id: NodeId,
-    uri: Annotated[str, typer.Argument(help="Where the node's description is published.")],
+    uri: Annotated[
+        str | None,
+        typer.Argument(
+            help="Where the document is published (ipfs:// or https://).", show_default=False
+        ),
+    ] = None,
+    endpoint: Annotated[
+        str | None, typer.Option(help="The URL developers call.", show_default=False)
+    ] = None,
+    model: Annotated[
+        list[str] | None, typer.Option("--model", help="A model it serves (repeatable).")
+    ] = None,
+    gpu: Annotated[str | None, typer.Option(help="Its GPU.", show_default=False)] = None,
+    capacity_rps: Annotated[
+        int | None, typer.Option(help="Requests per second it sustains.", show_default=False)
+    ] = None,
 ) -> Outcome:
-    """Point the node at a new metadata document (endpoint, models, GPU, capacity)."""
-    return roles.send_set_metadata(tx, suite, node_id, uri), f"node {node_id} metadata: {uri}"
+    """Point the node at a new metadata document: give its fields (a local chain registers
+    a data: URI of it) and, on a public chain, the URI where it is published; its content
+    hash is registered with the URI."""
+    from pydantic import ValidationError
+
+    fields = {"endpoint": endpoint, "models": model or None, "gpu": gpu,
+              "capacity_rps": capacity_rps}  # fmt: skip
+    try:
+        metadata = NodeMetadata.model_validate({k: v for k, v in fields.items() if v is not None})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"])
+        raise InputError(f"--{where.replace('_', '-')}: {error['msg']}") from None
+    registered = roles.build_metadata_uri(suite, uri, metadata)
+    action = roles.send_set_metadata(tx, suite, node_id, registered)
+    return action, f"node {node_id} metadata: {registered}"
 
 
 @sends(operator_app, "hand-over")

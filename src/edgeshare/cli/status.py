@@ -21,7 +21,14 @@ from edgeshare.status import (
     fetch_positions,
 )
 from edgeshare.suite import get_share_token
-from edgeshare.units import Token, format_bps, format_duration, format_price, format_utc
+from edgeshare.units import (
+    SHARE_DECIMALS,
+    Token,
+    format_bps,
+    format_duration,
+    format_price,
+    format_utc,
+)
 
 STALE_CLOCK = 60
 """Seconds the chain's clock may lag this machine's before status says so."""
@@ -105,10 +112,14 @@ def _print_nodes(clock: Clock, coin: Token, views: list[NodeView]) -> None:
             if v.unvested
             else "-"
         )
-        rows.append([v.node_id, v.status, price, cut, len(v.pending), vesting])
+        rows.append([v.node_id, v.status, price, cut, len(v.pending), vesting,
+                     coin.format(v.operator_owed)])  # fmt: skip
     console.print_table(
-        "Nodes", ["node", "status", "price", "operator cut", "pending reports", "vesting"], rows
-    )
+        "Nodes",
+        ["node", "status", "price", "operator cut", "pending reports", "holders' vesting",
+         "operator can withdraw"],
+        rows,
+    )  # fmt: skip
     pending = [p for v in views for p in v.pending]
     if not pending:
         return
@@ -130,7 +141,7 @@ def _print_positions(clock: Clock, coin: Token, investor: str, positions: list[P
         return
     console.print_table(
         f"Positions of {investor}",
-        ["node", "shares", "claimable now", "vesting", "vesting ends"],
+        ["node", "shares", "claimable now", "vesting (at its shares now)", "vesting ends"],
         [
             [p.node_id, get_share_token(p.node_id).format(p.shares), coin.format(p.claimable),
              coin.format(p.vesting),
@@ -155,6 +166,7 @@ def _as_json(
     data: dict[str, Any] = {
         "clock": clock.model_dump(),
         "stablecoin": {"symbol": coin.symbol, "decimals": coin.decimals},
+        "share_decimals": SHARE_DECIMALS,
         "nodes": [_stringify(v.model_dump()) for v in views],
     }
     if owed is not None:
@@ -165,7 +177,7 @@ def _as_json(
 
 
 _AMOUNTS = {"price_per_1k", "next_price_per_1k", "unvested", "revenue", "shares", "supply",
-            "claimable", "vesting"}  # fmt: skip
+            "claimable", "vesting", "operator_owed"}  # fmt: skip
 
 
 def _stringify(data: Any) -> Any:
