@@ -148,7 +148,7 @@ def estimate_all(
         picked = list(sample.values())
     else:
         picked = list(range(len(txs)))
-    later = _later_time(tx, rpc)
+    later, block_limit = _later_time(tx, rpc)
     calls: list[tuple[str, list[Any]]] = [
         ("eth_estimateGas", [_to_call(sender, txs[i])]) for i in picked
     ]
@@ -183,6 +183,8 @@ def estimate_all(
                 what, format_utc(later or 0), future.message,
             )  # fmt: skip
         found[index] = now * GAS_HEADROOM_NUM // GAS_HEADROOM_DEN + WORST_CASE_EXTRA_GAS
+    if block_limit:  # never more than a block holds (an estimate that fits, fits there)
+        found = {i: min(gas, block_limit) for i, gas in found.items()}
     if units is not None:
         by_size = {units[i]: gas for i, gas in found.items()}
         return [by_size[u] for u in units]
@@ -190,23 +192,29 @@ def estimate_all(
 
 
 _TIMESTAMP_CODE = "0x4260005260206000f3"
-"""Init code that returns the block's timestamp (TIMESTAMP, MSTORE, RETURN 32 bytes)."""
+"""Code that returns the block's timestamp (TIMESTAMP, MSTORE, RETURN 32 bytes)."""
+_PROBE = "0x00000000000000000000000000000000000e5e55"
+"""Where the probe's code is put for one call (a state override; nothing is deployed)."""
 
 
-def _later_time(tx: Transactor, rpc: RpcClient) -> int | None:
-    """When the transactions will run at the earliest that matters: ``TIME_LOOKAHEAD``
-    past the later of the latest block's time and this machine's clock; None where the
-    node does not apply a block override of ``time`` (probed once per Transactor: a call
-    that returns the block's time must return the overridden one)."""
+def _later_time(tx: Transactor, rpc: RpcClient) -> tuple[int | None, int]:
+    """(when the transactions will run at the earliest that matters, the block gas limit).
+
+    The time is ``TIME_LOOKAHEAD`` past the later of the latest block's time and this
+    machine's clock; None where the node does not apply a block override of ``time``
+    (probed once per Transactor: code that returns the block's time, put at an unused
+    address by a state override, must return the overridden time).
+    """
     block = rpc.call("eth_getBlockByNumber", ["latest", False])
     later = max(int(block["timestamp"], 16), int(time.time())) + TIME_LOOKAHEAD
     if tx._block_overrides is None:
-        probe = {"from": tx.signer.address, "data": _TIMESTAMP_CODE}
-        (reply,) = rpc.batch([("eth_call", [probe, "latest", None, {"time": hex(later)}])])
+        probe = {"from": tx.signer.address, "to": _PROBE, "data": "0x"}
+        code = {_PROBE: {"code": _TIMESTAMP_CODE}}
+        (reply,) = rpc.batch([("eth_call", [probe, "latest", code, {"time": hex(later)}])])
         tx._block_overrides = (
             isinstance(reply, str) and len(reply) >= 66 and (int(reply, 16) == later)
         )
-    return later if tx._block_overrides else None
+    return (later if tx._block_overrides else None), int(block.get("gasLimit", "0x0"), 16)
 
 
 def send_pipelined(

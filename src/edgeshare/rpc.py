@@ -150,8 +150,10 @@ class RpcClient:
         wait = min(self.backoff * 2**attempt, self.max_backoff)
         if asked is not None:
             wait = max(wait, min(asked, self.max_retry_after))
-        # say so while it waits: attempt n+2 of retries+1 comes after this pause
-        _log.warning(
+        if wait < 1.0:  # a short wait passes unnoticed; a longer one is said while it lasts
+            time.sleep(wait)
+            return
+        _log.warning(  # attempt n+2 of retries+1 comes after this pause
             "RPC %s: %s; retrying (%d/%d) in %.1fs",
             self.name, redact_urls(problem), attempt + 2, self.retries + 1, wait,
         )  # fmt: skip

@@ -17,12 +17,15 @@ class FakeNode:
     """Answers like a node: ``time_override`` says what a call that returns the block's
     time gives under an override (None: the node refuses the argument)."""
 
-    def __init__(self, now_gas: int, later_gas: int | None, time_override: Any) -> None:
+    def __init__(
+        self, now_gas: int, later_gas: int | None, time_override: Any, gas_limit: int = 0
+    ) -> None:
         self.now_gas, self.later_gas, self.time_override = now_gas, later_gas, time_override
+        self.gas_limit = gas_limit
 
     def call(self, method: str, params: list[Any]) -> Any:
         assert method == "eth_getBlockByNumber"
-        return {"timestamp": hex(LATEST)}
+        return {"timestamp": hex(LATEST), "gasLimit": hex(self.gas_limit)}
 
     def batch(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
         return [self._answer(method, params) for method, params in calls]
@@ -64,3 +67,7 @@ def test_without_block_overrides__the_worst_case_is_added() -> None:
 def test_a_later_revert__still_sends_with_the_worst_case_margin() -> None:
     expected = 50_000 * GAS_HEADROOM_NUM // GAS_HEADROOM_DEN + WORST_CASE_EXTRA_GAS
     assert _limit(FakeNode(50_000, None, "applied")) == expected
+
+
+def test_the_limit__never_exceeds_what_a_block_holds() -> None:
+    assert _limit(FakeNode(21_000, 21_000, None, gas_limit=30_000)) == 30_000
