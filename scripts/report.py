@@ -11,7 +11,8 @@ from pathlib import Path
 from edgeshare.brownie_support import get_suite
 from edgeshare.errors import InputError
 from edgeshare.indexer import open_db, sync_index
-from edgeshare.reports import Report, build_report, render_csv, render_html, render_json
+from edgeshare.report_html import render_html
+from edgeshare.reports import Report, build_report, render_csv, render_json
 
 RENDER = {".html": render_html, ".csv": render_csv, ".json": render_json}
 

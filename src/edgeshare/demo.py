@@ -28,7 +28,8 @@ from edgeshare.market import send_claims
 from edgeshare.metadata import NodeMetadata, build_data_uri, build_document
 from edgeshare.nodes import NodeEntry, register_nodes
 from edgeshare.poster import PostResult, finalize_reports, post_reports
-from edgeshare.reports import Report, build_report, render_csv, render_html, render_json
+from edgeshare.report_html import render_html
+from edgeshare.reports import Report, build_report, render_csv, render_json
 from edgeshare.roles import fetch_owed, send_dispute, send_withdraw
 from edgeshare.signer import Signer
 from edgeshare.suite import (

@@ -27,7 +27,7 @@ from edgeshare.attestation import sign
 from edgeshare.chain import LocalChain, build_dev_keys, connect
 from edgeshare.demo import get_keys_needed, run_demo
 from edgeshare.deploy import read_manifest
-from edgeshare.reports import PALETTE, _limit_series, build_ticks
+from edgeshare.report_html import PALETTE, _limit_series, build_ticks
 from edgeshare.signer import Signer
 from edgeshare.suite import (
     Suite,

@@ -23,13 +23,13 @@ from edgeshare.cli.common import (
 )
 from edgeshare.errors import InputError
 from edgeshare.indexer import DEFAULT_CHUNK, get_display_url, open_db, sync_index
+from edgeshare.report_html import render_html
 from edgeshare.reports import (
     Report,
     Section,
     build_report,
     build_sections,
     render_csv,
-    render_html,
     render_json,
 )
 from edgeshare.suite import Suite
