@@ -208,9 +208,14 @@ def measure(world: dict[str, Any], dbs: dict[str, str]) -> list[dict[str, Any]]:
     holding_calls = _share_calls(suite, ids, ("balanceOf", investor), ("claimable", investor),
                                  ("totalSupply",))  # fmt: skip
     distributed_calls = _share_calls(suite, ids, ("total_distributed",))
+    vesting_calls = _share_calls(suite, ids, ("unvested",), ("vesting_ends_at",))
     token_calls = [(suite.registry.address, get_codec("NodeRegistry").fn("share_token").encode(n))
                    for n in ids]  # fmt: skip
     usage_sql = "SELECT * FROM usage"
+    # the investor's balance history, replayed for its share of each epoch
+    investor_transfers_sql = (
+        f"SELECT * FROM transfers WHERE sender = '{investor}' OR receiver = '{investor}'"
+    )
 
     def plans_for(db: str) -> list[_Plan]:
         with_db = [*common, "--db", db]
@@ -229,8 +234,9 @@ def measure(world: dict[str, Any], dbs: dict[str, str]) -> list[dict[str, Any]]:
                                                           "SELECT * FROM nodes")())),
             ("report investor", ["report", "investor", investor, *report_args],
              lambda: _with_db(db, lambda c: build_report(c, suite, investor=investor)),
-             lambda: (bare.calls(holding_calls + distributed_calls),
-                      _sql(db, usage_sql, "SELECT * FROM claims", "SELECT * FROM nodes")())),
+             lambda: (bare.calls(holding_calls + vesting_calls + distributed_calls),
+                      _sql(db, usage_sql, "SELECT * FROM claims", "SELECT * FROM nodes",
+                           investor_transfers_sql)())),
         ]  # fmt: skip
 
     rows = []

@@ -151,7 +151,11 @@ def check_reports(
             problems.append(f"{where}: the node was paused or retired in that epoch")
         expected = report.inferences * price // 1000
         if report.revenue != expected:
-            problems.append(f"{where}: revenue {report.revenue} != inferences x price = {expected}")
+            coin = suite.fetch_stablecoin_token()
+            problems.append(
+                f"{where}: revenue {report.revenue} base units ({coin.format(report.revenue)}) "
+                f"!= inferences x price = {expected} ({coin.format(expected)})"
+            )
         if signer is not None and signer != attestor:
             problems.append(f"{where}: signed by {signer}, but the node's attestor is {attestor}")
         if report.revenue == 0 and payer is not None:

@@ -35,6 +35,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import Connection, select
@@ -217,9 +218,9 @@ class Report:
         for name in REPORT_FIELDS:
             value = getattr(self, name)
             if name in ("rows", "nodes", "positions", "earnings"):
-                value = [_json_item(vars(item)) for item in value]
+                value = [_json_item(item) for item in value]
             elif name == "summary":
-                value = None if value is None else _json_item(vars(value))
+                value = None if value is None else _json_item(value)
             data[name] = value
         data["block_time_utc"] = get_iso(self.block_time)
         return data
@@ -228,12 +229,19 @@ class Report:
 REPORT_FIELDS = [f.name for f in fields(Report)]
 
 
-def _json_item(item: dict[str, Any]) -> dict[str, Any]:
-    """Amounts as strings of base units (exact in any JSON reader)."""
-    return {
-        k: str(v) if (k in MONEY_FIELDS or k in SHARE_FIELDS) and isinstance(v, int) else v
-        for k, v in item.items()
-    }
+_AMOUNT_KEYS: dict[type, tuple[str, ...]] = {}
+"""Per row type, its fields that are money or shares (found once per type)."""
+
+
+def _json_item(item: object) -> dict[str, Any]:
+    """A row's fields, amounts as strings of base units (exact in any JSON reader)."""
+    data: dict[str, Any] = vars(item)
+    keys = _AMOUNT_KEYS.get(type(item))
+    if keys is None:
+        keys = tuple(k for k in data if k in MONEY_FIELDS or k in SHARE_FIELDS)
+        _AMOUNT_KEYS[type(item)] = keys
+    # a new dict: the row itself keeps its integers
+    return data | {k: str(data[k]) for k in keys if type(data[k]) is int}
 
 
 def get_iso(timestamp: int) -> str:
@@ -383,19 +391,23 @@ def _add_usage(db: Connection, report: Report, regions: dict[int, str]) -> None:
         query = query.where(u.epoch >= report.from_epoch)
     if report.to_epoch is not None:
         query = query.where(u.epoch <= report.to_epoch)
-    fee_bps, starts = report.protocol_fee_bps, {}
+    fee_bps, add = report.protocol_fee_bps, report.rows.append
+    starts: dict[int, str] = {}
     # read in key order (no sort in the database), shown epoch by epoch (sorted below)
+    # fetched whole: row by row, SQLAlchemy's cursor costs more than the rows' own work
     for node_id, epoch, inferences, revenue, latency, uptime, cut_bps, state in db.execute(
         query.order_by(u.node_id, u.epoch)
-    ):
+    ).all():
         disputed = state == "disputed"
         fee, cut, holders = (0, 0, 0) if disputed else split(revenue, fee_bps, cut_bps)
-        if epoch not in starts:
-            starts[epoch] = get_iso(report.get_epoch_start(epoch))
-        report.rows.append(EpochRow(node_id, epoch, inferences, revenue, cut, fee, holders,
-                                    latency, uptime, state, disputed, starts[epoch]))  # fmt: skip
-        _add_to_totals(totals[node_id], report.rows[-1])
-    report.rows.sort(key=lambda r: (r.epoch, r.node_id))
+        start = starts.get(epoch)
+        if start is None:
+            start = starts[epoch] = get_iso(report.get_epoch_start(epoch))
+        row = EpochRow(node_id, epoch, inferences, revenue, cut, fee, holders, latency, uptime,
+                       state, disputed, start)  # fmt: skip
+        add(row)
+        _add_to_totals(totals[node_id], row)
+    report.rows.sort(key=attrgetter("epoch", "node_id"))
     report.nodes = [totals[n] for n in sorted(totals)]
 
 
@@ -437,7 +449,7 @@ def _sum_claims(db: Connection, holder: str | None = None) -> dict[int, int]:
     if holder is not None:
         query = query.where(c.holder == holder)
     totals: dict[int, int] = {}
-    for node_id, amount in db.execute(query):
+    for node_id, amount in db.execute(query).all():
         totals[node_id] = totals.get(node_id, 0) + amount
     return totals
 
@@ -459,7 +471,7 @@ def _fetch_balance_history(
         .order_by(t.block, t.log_index)
     )
     history: dict[int, tuple[list[Mark], list[int]]] = {}
-    for node_id, block, log_index, sender, receiver, value in db.execute(query):
+    for node_id, block, log_index, sender, receiver, value in db.execute(query).all():
         marks, balances = history.setdefault(node_id, ([], []))
         balance = balances[-1] if balances else 0
         balance += (value if receiver == holder else 0) - (value if sender == holder else 0)
@@ -468,15 +480,20 @@ def _fetch_balance_history(
     return history
 
 
-def _fetch_distributions(db: Connection, node_ids: list[int]) -> dict[tuple[int, int], Mark]:
-    """When each (node, epoch)'s revenue went to its holders: its RevenueFinalized event."""
+def _fetch_distributions(
+    db: Connection, node_ids: list[int], until_block: int
+) -> dict[tuple[int, int], Mark]:
+    """When each (node, epoch)'s revenue went to its holders (its RevenueFinalized event),
+    for those up to ``until_block``, the last block in which the holder's balance changed:
+    a later one sees the holder's latest balance, which is what a missing one is given."""
     s = idx.usage_states.c
     query = (
         select(s.node_id, s.epoch, s.block, s.log_index)
         .where(s.node_id.in_(node_ids))
         .where(s.state == "finalized")
+        .where(s.block <= until_block)
     )
-    return {(n, e): (b, i) for n, e, b, i in db.execute(query)}
+    return {(n, e): (b, i) for n, e, b, i in db.execute(query).all()}
 
 
 def _add_earnings(db: Connection, report: Report, supplies: dict[int, int]) -> None:
@@ -485,21 +502,24 @@ def _add_earnings(db: Connection, report: Report, supplies: dict[int, int]) -> N
     if not ids:
         return
     history = _fetch_balance_history(db, report.subject, ids)
-    finalized = _fetch_distributions(db, ids)
-    now: Mark = (report.block + 1, 0)
+    last_change = max((marks[-1][0] for marks, _ in history.values()), default=-1)
+    finalized = _fetch_distributions(db, sorted(history), last_change) if history else {}
+    now: Mark = (report.block + 1, 0)  # after every balance change: the latest balance
     by_node: dict[int, int] = defaultdict(int)
+    add = report.earnings.append
     for row in report.rows:
-        if row.disputed:
-            continue
-        marks, balances = history.get(row.node_id, ([], []))
-        at = finalized.get((row.node_id, row.epoch), now)
-        i = bisect_right(marks, at)
+        found = history.get(row.node_id)
+        if found is None or row.disputed:
+            continue  # never held (earns nothing), or nothing was distributed
+        marks, balances = found
+        i = bisect_right(marks, finalized.get((row.node_id, row.epoch), now))
         balance = balances[i - 1] if i else 0
+        if not balance:
+            continue
         supply = supplies[row.node_id]
         earned = row.holders * balance // max(1, supply)  # rounds down, as a claim does
-        if balance:
-            report.earnings.append(Earning(row.node_id, row.epoch, row.starts, balance, supply,
-                                           row.holders, earned, row.state))  # fmt: skip
+        add(Earning(row.node_id, row.epoch, row.starts, balance, supply, row.holders, earned,
+                    row.state))  # fmt: skip
         by_node[row.node_id] += earned
     for p in report.positions:
         p.earned = by_node.get(p.node_id, 0)

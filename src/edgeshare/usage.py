@@ -181,6 +181,7 @@ def build_signed_reports(
     current = int(suite.router.call("current_epoch"))
     calls = [suite.registry.read("usage_terms", r.node_id, r.epoch) for _, r in rows]
     problems: list[str] = list(earlier)
+    coin = suite.fetch_stablecoin_token()
     late = [row.epoch for _, row in rows if row.epoch >= current]
     reports: list[UsageReport] = []
     for (line, row), result in zip(rows, suite.reader.try_many(calls), strict=True):
@@ -209,11 +210,13 @@ def build_signed_reports(
         revenue = row.inferences * price // 1_000
         if row.revenue is not None and row.revenue != revenue:
             problems.append(
-                f"{where}, field revenue: {row.revenue} != inferences x price = {revenue}"
+                f"{where}, field revenue: {row.revenue} base units ({coin.format(row.revenue)})"
+                f" != inferences x price = {revenue} ({coin.format(revenue)})"
             )
         if revenue > 2**96 - 1:
             problems.append(
-                f"{where}, field inferences: revenue {revenue} exceeds one report's limit"
+                f"{where}, field inferences: revenue {coin.format(revenue)} exceeds one "
+                "report's limit"
             )
             continue
         reports.append(

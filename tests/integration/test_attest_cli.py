@@ -202,7 +202,7 @@ def test_post__skips_what_was_settled_elsewhere(world: dict[str, Any], tmp_path:
         (
             ["1,0,10,40,9990,6"],
             "node_id,epoch,inferences,latency_ms,uptime_bps,revenue",
-            "field revenue: 6 != inferences x price = 5000",
+            "field revenue: 6 base units (0.000006 USDC) != inferences x price = 5000 (0.005 USDC)",
         ),
         (["0,0,10,40,9990"], None, "line 2, field node_id"),
         (["1,0x10,10,40,9990"], None, "line 2, field epoch"),
