@@ -117,6 +117,24 @@ def test_every_command__never_prints_or_writes_the_key(
     run("operator", "pause", "1", *at, "--private-key-env", secret_key[2:], expect=2)
 
     assert len(outputs) == 31
+    # every other role command, as a dry run and for real where it can run here
+    other = build_dev_keys_address()
+    for args in (
+        ["operator", "rotate-attestor", "1", other], ["operator", "hand-over", "1", other],
+        ["operator", "set-metadata", "1", "--endpoint", "https://n1.example.com/v1"],
+        ["operator", "pause", "1"], ["operator", "resume", "1"], ["operator", "accept", "1"],
+        ["registrar", "pause", "1"], ["registrar", "resume", "1"],
+        ["owner", "set-registrar", me], ["owner", "set-guardian", me],
+        ["owner", "transfer-ownership", other], ["owner", "accept-ownership"],
+        ["owner", "recover-excess", me], ["guardian", "dispute", "1", "0"],
+        ["dev", "advance", "60"],
+    ):  # fmt: skip
+        key = [] if args[0] == "dev" else signed  # moving a dev chain's clock needs no key
+        for extra in ([] if args[0] == "dev" else ["--dry-run"], ["--json"]):
+            code, output = run_main(capsys, monkeypatch, env, *args, *at, *key, *extra)
+            assert code in (0, 1, 2), output
+            assert "Traceback" not in output, output
+            outputs.append(output)
     for output in outputs:
         assert not _leaks(secret_key, output), output
     written = [p for p in tmp_path.rglob("*") if p.is_file() and p != keystore]
