@@ -361,9 +361,9 @@ class _Story:
         ]
         withdrawn = sum(int(send_withdraw(t, self.suite).details["amount"]) for t in owed)
         self.log(
-            f"investors claimed {MOCK_USDC.format(claimed)}; operators and the treasury "
-            f"withdrew {MOCK_USDC.format(withdrawn)} (operator withdraw, the same as "
-            "`edgeshare withdraw`)"
+            f"investors claimed {MOCK_USDC.format(claimed)}; operators, the treasury and the "
+            f"refunded payer withdrew {MOCK_USDC.format(withdrawn)} (`edgeshare withdraw`'s "
+            "library call)"
         )
         return claimed, withdrawn
 

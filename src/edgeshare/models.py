@@ -177,3 +177,14 @@ class Manifest(StrictModel):
     def is_complete(self) -> bool:
         """True when every contract of the suite has an address."""
         return all(getattr(self.contracts, name) for name in ContractAddresses.model_fields)
+
+
+def parse_address(value: str, name: str) -> str:
+    """A checksummed address from user input, or an InputError naming ``name``."""
+    from pydantic import TypeAdapter, ValidationError
+
+    try:
+        return str(TypeAdapter(Address).validate_python(value))
+    except ValidationError as exc:
+        message = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+        raise InputError(f"{name}: {message}") from None

@@ -27,6 +27,7 @@ from edgeshare.metadata import (
     fetch_metadata,
     get_uri_hash,
 )
+from edgeshare.models import parse_address
 from edgeshare.poster import PENDING, fetch_records
 from edgeshare.suite import NodeRecord, NodeStatus, Suite, send_mint_mock
 from edgeshare.tx import Receipt, Transactor
@@ -62,19 +63,6 @@ def _send(
     return Action(what, receipt.tx_hash, receipt.gas_used, details)
 
 
-def _address(value: str, name: str) -> str:
-    """A checksummed address, or an InputError naming ``name`` (scripts pass raw text)."""
-    from pydantic import TypeAdapter, ValidationError
-
-    from edgeshare.models import Address
-
-    try:
-        return str(TypeAdapter(Address).validate_python(value))
-    except ValidationError as exc:
-        message = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
-        raise InputError(f"{name}: {message}") from None
-
-
 def _require(account: str, expected: str, role: str) -> None:
     if account.lower() != expected.lower():
         raise InputError(f"{account} is not {role} ({expected}): use that account's key")
@@ -107,7 +95,7 @@ def send_propose_cut(tx: Transactor, suite: Suite, node_id: int, cut_bps: int) -
 
 def send_rotate_attestor(tx: Transactor, suite: Suite, node_id: int, attestor: str) -> Action:
     """Replace the key that signs the node's usage reports."""
-    attestor = _address(attestor, "attestor")
+    attestor = parse_address(attestor, "attestor")
     node = _operated(tx, suite, node_id)
     if attestor.lower() == node.attestor.lower():
         raise InputError(f"{attestor} is already node {node_id}'s attestor")
@@ -150,7 +138,7 @@ def send_set_metadata(tx: Transactor, suite: Suite, node_id: int, uri: str) -> A
 
 def send_transfer_operator(tx: Transactor, suite: Suite, node_id: int, new: str) -> Action:
     """Start handing a node over (the new operator accepts; the zero address cancels)."""
-    new = _address(new, "new operator")
+    new = parse_address(new, "new operator")
     _operated(tx, suite, node_id)
     what = f"hand node {node_id} over to {new}"
     return _send(tx, suite.registry, "transfer_operator", (node_id, new), what)
@@ -241,7 +229,7 @@ def send_set_role(tx: Transactor, suite: Suite, role: str, account: str) -> Acti
     """Appoint the registrar or the guardian (owner)."""
     if role not in ("registrar", "guardian"):
         raise InputError(f"no role {role!r}: registrar or guardian")
-    account = _address(account, role)
+    account = parse_address(account, role)
     _require_owner(tx, suite)
     _nonzero(account, role)
     return _send(tx, suite.registry, f"set_{role}", (account,), f"appoint {account} {role}")
@@ -249,7 +237,7 @@ def send_set_role(tx: Transactor, suite: Suite, role: str, account: str) -> Acti
 
 def send_set_treasury(tx: Transactor, suite: Suite, treasury: str) -> Action:
     """Move where future protocol fees accrue (fees already owed stay with the old one)."""
-    treasury = _address(treasury, "treasury")
+    treasury = parse_address(treasury, "treasury")
     _require_owner(tx, suite)
     _nonzero(treasury, "treasury")
     return _send(tx, suite.router, "set_treasury", (treasury,), f"set the treasury to {treasury}")
@@ -257,7 +245,7 @@ def send_set_treasury(tx: Transactor, suite: Suite, treasury: str) -> Action:
 
 def send_transfer_ownership(tx: Transactor, suite: Suite, new_owner: str) -> Action:
     """Propose a new owner, who must accept (the zero address cancels a proposal)."""
-    new_owner = _address(new_owner, "new owner")
+    new_owner = parse_address(new_owner, "new owner")
     _require_owner(tx, suite)
     what = f"propose {new_owner} as owner"
     return _send(tx, suite.registry, "transfer_ownership", (new_owner,), what)
@@ -272,7 +260,7 @@ def send_accept_ownership(tx: Transactor, suite: Suite) -> Action:
 
 def send_recover_excess(tx: Transactor, suite: Suite, receiver: str) -> Action:
     """Return stablecoin sent to the router by mistake (owner; only the excess moves)."""
-    receiver = _address(receiver, "receiver")
+    receiver = parse_address(receiver, "receiver")
     _require_owner(tx, suite)
     _nonzero(receiver, "receiver")
     what = f"recover the router's excess to {receiver}"
@@ -298,7 +286,7 @@ def send_withdraw(tx: Transactor, suite: Suite, receiver: str | None = None) -> 
     owed = fetch_owed(suite, tx.signer.address)
     if owed == 0:
         raise InputError(f"the router owes {tx.signer.address} nothing")
-    to = _address(receiver, "receiver") if receiver else tx.signer.address
+    to = parse_address(receiver, "receiver") if receiver else tx.signer.address
     action = _send(tx, suite.router, "withdraw", (to,), f"withdraw to {to}", "Withdrawn")
     paid = int(action.details.get("amount", owed))  # the event's figure; a dry run: owed now
     return Action(action.what, action.transaction, action.gas, {"amount": paid, "receiver": to})
@@ -323,7 +311,7 @@ def require_local(chain_id: int, what: str) -> None:
 def send_dev_mint(tx: Transactor, suite: Suite, receiver: str, amount: int) -> Action:
     """Mint mock stablecoin to ``receiver`` (local chains; the mock's owner signs)."""
     require_local(suite.manifest.chain_id, "dev mint")
-    receiver = _address(receiver, "receiver")
+    receiver = parse_address(receiver, "receiver")
     owner = str(suite.stablecoin.call("owner"))
     _require(tx.signer.address, owner, "the mock stablecoin's owner")
     receipt = send_mint_mock(tx, suite, receiver, amount)

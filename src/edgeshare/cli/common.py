@@ -121,19 +121,6 @@ def build_target(rpc_url: str | None, network: str | None, *, start_local: bool 
     return Target(url=url, engine=None, settings=settings)
 
 
-def parse_address(value: str, name: str) -> str:
-    """A checksummed address from user input, or an InputError naming ``name``."""
-    from pydantic import TypeAdapter, ValidationError
-
-    from edgeshare.models import Address
-
-    try:
-        return str(TypeAdapter(Address).validate_python(value))
-    except ValidationError as exc:
-        message = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
-        raise InputError(f"{name}: {message}") from None
-
-
 DbUrl = Annotated[
     str | None,
     typer.Option(

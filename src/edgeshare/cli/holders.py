@@ -19,10 +19,10 @@ from edgeshare.cli.common import (
     RpcUrl,
     open_sender,
     open_suite,
-    parse_address,
 )
 from edgeshare.errors import InputError
 from edgeshare.market import fetch_portfolio, send_claims
+from edgeshare.models import parse_address
 from edgeshare.suite import get_share_token, send_transfer_shares
 from edgeshare.units import format_bps
 

@@ -19,10 +19,10 @@ from edgeshare.cli.common import (
     RpcUrl,
     get_index_depth,
     open_suite,
-    parse_address,
 )
 from edgeshare.errors import InputError
 from edgeshare.indexer import DEFAULT_CHUNK, get_display_url, open_db, sync_index
+from edgeshare.models import parse_address
 from edgeshare.report_html import render_html
 from edgeshare.reports import (
     Report,

@@ -26,10 +26,10 @@ from edgeshare.cli.common import (
     PrivateKeyEnv,
     RpcUrl,
     open_sender,
-    parse_address,
 )
 from edgeshare.errors import InputError
 from edgeshare.metadata import NodeMetadata
+from edgeshare.models import parse_address
 from edgeshare.roles import Action
 from edgeshare.suite import NodeStatus, Suite
 from edgeshare.tx import Transactor

@@ -9,7 +9,8 @@ import typer
 
 from edgeshare.chain import is_local_chain_id
 from edgeshare.cli import console
-from edgeshare.cli.common import Json, ManifestPath, Network, RpcUrl, open_suite, parse_address
+from edgeshare.cli.common import Json, ManifestPath, Network, RpcUrl, open_suite
+from edgeshare.models import parse_address
 from edgeshare.roles import fetch_owed
 from edgeshare.status import (
     Clock,
