@@ -17,6 +17,17 @@ def run_main(
     *args: str,
 ) -> tuple[int, str]:
     """Run ``edgeshare ARGS`` with ``env`` set; returns (exit code, stdout + stderr)."""
+    code, out, err = run_main_streams(capsys, monkeypatch, env, *args)
+    return code, out + err
+
+
+def run_main_streams(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    env: dict[str, str],
+    *args: str,
+) -> tuple[int, str, str]:
+    """Run ``edgeshare ARGS`` with ``env`` set; returns (exit code, stdout, stderr)."""
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(sys, "argv", ["edgeshare", *args])
@@ -26,4 +37,4 @@ def run_main(
     except SystemExit as exc:
         code = int(exc.code or 0)
     captured = capsys.readouterr()
-    return code, captured.out + captured.err
+    return code, captured.out, captured.err

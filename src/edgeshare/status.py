@@ -10,10 +10,14 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+from edgeshare.chain import is_local_chain_id
 from edgeshare.models import StrictModel
 from edgeshare.poster import PENDING, fetch_records
 from edgeshare.suite import Suite
+from edgeshare.units import format_duration
 
+STALE_CLOCK = 60
+"""Seconds the chain's clock may lag this machine's before the tools say so."""
 MAX_EPOCHS_SCANNED = 1_000
 """Pending reports are looked for in a node's most recent epochs, at most this many."""
 
@@ -44,6 +48,22 @@ class Clock(StrictModel):
     def epoch_start(self, epoch: int) -> int:
         """When ``epoch`` starts (unix time)."""
         return self.genesis + epoch * self.epoch_length
+
+    def describe_lag(self) -> str | None:
+        """Why chain time stands behind this machine's, and what moves it (None: it does
+        not lag by more than ``STALE_CLOCK``)."""
+        if self.lag <= STALE_CLOCK:
+            return None
+        hint = (
+            "this local chain mines no blocks while idle; `edgeshare dev advance "
+            "SECONDS|--epochs N` moves it (or any transaction mines a block)"
+            if is_local_chain_id(self.chain_id)
+            else "it moves with the next block"
+        )
+        return (
+            f"the chain's clock is {format_duration(self.lag)} behind this machine's: no "
+            f"block was mined since; contracts see chain time; {hint}"
+        )
 
 
 class PendingReport(StrictModel):

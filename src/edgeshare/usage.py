@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
@@ -135,26 +134,19 @@ def _join(problems: Sequence[str]) -> str:
     return f"{len(problems)} problem(s), nothing was signed or sent:\n  {shown}{more}"
 
 
-def describe_epoch_end(suite: Suite, current: int) -> str:
+def describe_epoch_end(suite: Suite) -> str:
     """When the current epoch ends on chain, and why chain time may lag this machine's."""
-    from edgeshare.chain import is_local_chain_id
+    from edgeshare.status import fetch_clock
     from edgeshare.units import format_duration, format_utc
 
-    genesis, length = suite.reader.many(
-        [suite.registry.read("GENESIS"), suite.registry.read("EPOCH_LENGTH")]
-    )
-    now = int(suite.rpc.call("eth_getBlockByNumber", ["latest", False])["timestamp"], 16)
-    ends = int(genesis) + (current + 1) * int(length)
+    clock = fetch_clock(suite)
+    ends, now = clock.epoch_ends_at, clock.chain_time
     text = (
-        f"epoch {current} ends at {format_utc(ends)} chain time (in "
+        f"epoch {clock.current_epoch} ends at {format_utc(ends)} chain time (in "
         f"{format_duration(ends - now)}; the latest block is of {format_utc(now)})"
     )
-    if is_local_chain_id(suite.manifest.chain_id) and time.time() - now > 60:
-        text += (
-            "; this local chain mines no blocks while idle, so its clock stands still: "
-            "`edgeshare dev advance --epochs 1` moves it"
-        )
-    return text
+    lag = clock.describe_lag()
+    return f"{text}; {lag}" if lag else text
 
 
 def build_signed_reports(
@@ -232,7 +224,7 @@ def build_signed_reports(
             )
         )
     if late:
-        problems.append(describe_epoch_end(suite, current))
+        problems.append(describe_epoch_end(suite))
     if problems:
         raise InputError(_join(problems))
     separator = domain.get_separator()

@@ -35,7 +35,7 @@ from edgeshare.suite import (
     send_settle,
 )
 from edgeshare.tx import Transactor
-from tests.inproc import run_main
+from tests.inproc import run_main, run_main_streams
 
 KEYS = build_dev_keys(5)
 REGISTRAR_KEY, OPERATOR_KEY, ATTESTOR_KEY, PAYER_KEY, DEVELOPER_KEY = KEYS
@@ -135,21 +135,9 @@ def _run_json(
     world: World,
     *args: str,
 ) -> tuple[int, Any, str]:
-    import sys
-
-    from edgeshare.cli import main
-
-    for name, value in ENV.items():
-        monkeypatch.setenv(name, value)
-    argv = ["edgeshare", *args, "--json", "--rpc-url", world.url, "--manifest", str(world.manifest)]
-    monkeypatch.setattr(sys, "argv", argv)
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, json.loads(out.out) if code == 0 and out.out.strip() else None, out.err
+    where = ["--rpc-url", world.url, "--manifest", str(world.manifest)]
+    code, out, err = run_main_streams(capsys, monkeypatch, ENV, *args, "--json", *where)
+    return code, json.loads(out) if code == 0 and out.strip() else None, err
 
 
 # ------------------------------------------------------------ amounts in whole units

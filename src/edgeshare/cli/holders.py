@@ -94,12 +94,10 @@ def portfolio(
         coin = suite.fetch_stablecoin_token()
     total = sum(h.claimable for h in holdings)
     if json_output:
-        rows = [{k: str(v) if k in ("shares", "supply", "claimable") else v
-                 for k, v in h.__dict__.items()} for h in holdings]  # fmt: skip
-        console.print_json(
-            {"holder": holder, "total_claimable": str(total), "decimals": coin.decimals,
-             "symbol": coin.symbol, "holdings": rows}
-        )  # fmt: skip
+        data = {"holder": holder, "total_claimable": total, "decimals": coin.decimals,
+                "symbol": coin.symbol, "holdings": [h.__dict__ for h in holdings]}  # fmt: skip
+        amounts = {"shares", "supply", "claimable", "total_claimable"}
+        console.print_json(console.amounts_as_strings(data, amounts))
         return
     if not holdings:
         console.note(f"{holder} holds no shares and has nothing to claim on any node")

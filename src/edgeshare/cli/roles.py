@@ -31,6 +31,7 @@ from edgeshare.errors import InputError
 from edgeshare.metadata import NodeMetadata
 from edgeshare.models import parse_address
 from edgeshare.roles import Action
+from edgeshare.status import fetch_clock
 from edgeshare.suite import NodeStatus, Suite
 from edgeshare.tx import Transactor
 from edgeshare.units import format_bps, format_price, format_utc, parse_bps
@@ -97,7 +98,7 @@ def _print(tx: Transactor, action: Action, sentence: str, json_output: bool, dec
             console.note(f"would: {sentence}")
         return
     if json_output:
-        details = {k: str(v) if k in _AMOUNTS else v for k, v in action.details.items()}
+        details = console.amounts_as_strings(action.details, _AMOUNTS)
         console.print_json(
             {"what": action.what, "transaction": action.transaction, "gas_used": action.gas,
              "details": details, "decimals": decimals}
@@ -112,10 +113,7 @@ AccountArg = Annotated[str, typer.Argument(help="An address (0x..., checksummed 
 
 
 def _when(suite: Suite, epoch: int) -> str:
-    genesis, length = suite.reader.many(
-        [suite.registry.read("GENESIS"), suite.registry.read("EPOCH_LENGTH")]
-    )
-    return f"epoch {epoch} (starts {format_utc(int(genesis) + epoch * int(length))})"
+    return f"epoch {epoch} (starts {format_utc(fetch_clock(suite).epoch_start(epoch))})"
 
 
 # ---------------------------------------------------------------- operator ----
@@ -417,7 +415,6 @@ def advance(
     """Move a local chain's clock forward and mine a block (an idle anvil mines nothing,
     so its time stands still)."""
     from edgeshare.cli.common import open_suite
-    from edgeshare.status import fetch_clock
 
     if (seconds is None) == (epochs is None):
         raise InputError("give SECONDS or --epochs N (one of them)")

@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 import typer
 
-from edgeshare.chain import is_local_chain_id
 from edgeshare.cli import console
 from edgeshare.cli.common import Json, ManifestPath, Network, RpcUrl, open_suite
 from edgeshare.models import parse_address
@@ -30,9 +29,6 @@ from edgeshare.units import (
     format_price,
     format_utc,
 )
-
-STALE_CLOCK = 60
-"""Seconds the chain's clock may lag this machine's before status says so."""
 
 
 def status(
@@ -85,16 +81,9 @@ def _print_clock(clock: Clock) -> None:
         f"; epoch {clock.current_epoch} ends {format_utc(clock.epoch_ends_at)} "
         f"(in {format_duration(left)})" + ("; the suite is PAUSED" if clock.paused else "")
     )
-    if clock.lag > STALE_CLOCK:
-        hint = (
-            "`edgeshare dev advance SECONDS` moves it (or any transaction mines a block)"
-            if is_local_chain_id(clock.chain_id)
-            else "it moves with the next block"
-        )
-        console.note(
-            f"the chain's clock is {format_duration(clock.lag)} behind this machine's: no "
-            f"block was mined since; contracts see chain time; {hint}"
-        )
+    lag = clock.describe_lag()
+    if lag:
+        console.note(lag)
 
 
 def _print_nodes(clock: Clock, coin: Token, views: list[NodeView]) -> None:
@@ -168,23 +157,14 @@ def _as_json(
         "clock": clock.model_dump(),
         "stablecoin": {"symbol": coin.symbol, "decimals": coin.decimals},
         "share_decimals": SHARE_DECIMALS,
-        "nodes": [_stringify(v.model_dump()) for v in views],
+        "nodes": [v.model_dump() for v in views],
     }
     if owed is not None:
         data["withdrawable"] = str(owed)
     if positions is not None:
-        data["positions"] = [_stringify(p.model_dump()) for p in positions]
-    return data
+        data["positions"] = [p.model_dump() for p in positions]
+    return console.amounts_as_strings(data, _AMOUNTS)  # type: ignore[no-any-return]
 
 
 _AMOUNTS = {"price_per_1k", "next_price_per_1k", "unvested", "revenue", "shares", "supply",
             "claimable", "vesting", "operator_owed"}  # fmt: skip
-
-
-def _stringify(data: Any) -> Any:
-    """Amounts as exact strings of base units, as every ``--json`` output keeps them."""
-    if isinstance(data, list):
-        return [_stringify(d) for d in data]
-    if isinstance(data, dict):
-        return {k: str(v) if k in _AMOUNTS else _stringify(v) for k, v in data.items()}
-    return data
