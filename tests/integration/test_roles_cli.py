@@ -303,9 +303,7 @@ def test_status__an_investor_sees_claimable_and_vesting_with_its_end(
     assert position["vesting_ends_at"] > w3.eth.get_block("latest")["timestamp"]
 
 
-def test_status__says_an_idle_chain_clock_stands_still(
-    world: dict[str, Any], cli: Any
-) -> None:
+def test_status__says_an_idle_chain_clock_stands_still(world: dict[str, Any], cli: Any) -> None:
     w3 = world["w3"]
     head = w3.eth.get_block("latest")["timestamp"]
     w3.provider.make_request("evm_setNextBlockTimestamp", [head])  # keep the clock
