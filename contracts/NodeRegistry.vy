@@ -133,6 +133,9 @@ node_count: public(uint256)
 node_by_external_id: public(HashMap[address, HashMap[bytes32, uint256]])
 # Per node, the account an operator handover waits for (0: none).
 pending_operator: public(HashMap[uint256, address])
+# Per node, the first epoch in which it is retired (0: not retired). Payment channels
+# let customers withdraw once the node's final redemption window after it has passed.
+retired_from: public(HashMap[uint256, uint64])
 
 # Per node, packed (see the constants): attestor, status and the pending cut.
 # Zero for an unknown node (a registered node always has a non-zero attestor).
@@ -569,6 +572,7 @@ def set_node_status(node_id: uint256, status: INodeRegistry.NodeStatus):
     if status == INodeRegistry.NodeStatus.RETIRED:
         assert is_registrar, "registry: only the registrar retires"
         core = self._set_terms(node_id, core, from_epoch, _ACTIVE_FIELD, 0)
+        self.retired_from[node_id] = convert(from_epoch, uint64)
     elif status == INodeRegistry.NodeStatus.PAUSED:
         if core.status == INodeRegistry.NodeStatus.PAUSED:
             # the registrar takes over an operator's pause, so the operator cannot lift it

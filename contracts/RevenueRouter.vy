@@ -10,6 +10,10 @@
         splits it: the protocol fee to the treasury, the operator's cut to the
         operator, and the rest to the node's holders through its NodeShare.
         Treasury, operators and refunded payers withdraw what they are owed.
+        Revenue that customers paid the node through the suite's
+        PaymentChannels is split at once, and counts toward the usage report
+        of the epoch in which it was redeemed: the payer of that report pays
+        only the rest.
 @dev A (node, epoch) holds at most one live report: pending, then finalized
      or disputed. Its first report has version 0; a disputed epoch takes a
      report again, but only one of the next version (one higher), so the
@@ -19,7 +23,9 @@
      report's epoch:
      fee = R * f // MAX_BPS, cut = R * c // MAX_BPS (both rounded down), holders
      get R - fee - cut; a finalize call sums these over its epochs, so the parts
-     always add up to the gross exactly.
+     always add up to the gross exactly. A report's R is what its payer owes:
+     inferences x price // 1000 less the channel revenue credited to its
+     (node, epoch), and never below 0.
 @custom:security Signatures must be low-s with v in {27, 28} and recover the
      node's current attestor; the domain binds chain id and this router. A bad
      report reverts its whole batch, but one that someone else settled first is
@@ -30,7 +36,9 @@
      before any token moves and every state-changing function is non-reentrant.
      Disputes are possible only inside the challenge window, paused or not; a
      report whose window has passed is final. While the suite is paused nothing
-     is settled or finalized, and withdrawals go on.
+     is settled or finalized, and withdrawals and channel redemptions go on.
+     Only the PaymentChannels contract linked once by the owner can credit
+     channel revenue, and it pays before the split (measured like a settlement).
 """
 
 from ethereum.ercs import IERC20
@@ -69,6 +77,10 @@ _MASK_32: constant(uint256) = 2**32 - 1
 _MASK_64: constant(uint256) = 2**64 - 1
 _MASK_96: constant(uint256) = 2**96 - 1
 _MASK_160: constant(uint256) = 2**160 - 1
+# What the router checks of a channels contract before linking it.
+interface IPaymentChannels:
+    def ROUTER() -> address: view
+
 
 REGISTRY: public(immutable(INodeRegistry))
 STABLECOIN: public(immutable(IERC20))
@@ -107,6 +119,12 @@ total_pending: public(reentrant(uint256))
 total_finalized: public(reentrant(uint256))
 total_disputed: public(reentrant(uint256))
 batch_count: public(reentrant(uint256))
+# The suite's PaymentChannels (linked once by the owner; the zero address until then).
+channels: public(reentrant(address))
+# Channel revenue credited to (node, epoch): what customers' vouchers redeemed in that
+# epoch paid the node. A usage report of the epoch is owed only beyond it.
+channel_revenue: public(reentrant(HashMap[uint256, HashMap[uint64, uint256]]))
+total_channel_revenue: public(reentrant(uint256))
 
 _settlements: HashMap[uint256, HashMap[uint64, uint256]]
 _batches: HashMap[uint256, uint256]
@@ -125,6 +143,10 @@ event UsageSettled:
     latency_ms: uint32
     uptime_bps: uint16
     operator_cut_bps: uint256
+    # what channels paid the node in that epoch, and what the payer paid: the report's
+    # revenue less that credit, not below 0
+    channel_credit: uint256
+    due: uint256
 
 
 event RevenueDisputed:
@@ -165,6 +187,17 @@ event RevenueSplit:
     protocol_fee: uint256
     operator_cut: uint256
     holders: uint256
+
+
+# Customers' vouchers redeemed through the channels contract and split at once.
+event ChannelRevenue:
+    node_id: indexed(uint256)
+    epoch: indexed(uint64)
+    amount: uint256
+
+
+event ChannelsSet:
+    channels: indexed(address)
 
 
 event Withdrawn:
@@ -223,7 +256,8 @@ def settle(report: UsageReport, signature: Bytes[65]) -> uint256:
             (0 for an epoch never settled).
     @param report The report, as its node's attestor signed it.
     @param signature The attestor's signature, r || s || v.
-    @return The revenue taken, in stablecoin base units.
+    @return What the caller paid, in stablecoin base units: the report's revenue
+            less the channel revenue credited to its (node, epoch).
     """
     assert len(signature) == SIGNATURE_LENGTH, "router: signature must be 65 bytes"
     epoch: uint64 = self._open()
@@ -257,7 +291,8 @@ def settle_many(
          order: no per-signature offset, length and padding words in the calldata.
     @param reports The reports.
     @param signatures The reports' signatures, concatenated.
-    @return The total revenue taken, in stablecoin base units (skipped reports excluded).
+    @return The total paid, in stablecoin base units: the reports' revenue less
+            their epochs' channel revenue (skipped reports excluded).
     """
     assert len(reports) != 0, "router: no reports"
     assert len(signatures) == len(reports) * SIGNATURE_LENGTH, "router: need 65 signature bytes per report"
@@ -356,6 +391,54 @@ def finalize(node_id: uint256, epochs: DynArray[uint64, MAX_BATCH]) -> uint256:
 
 
 @external
+def credit_channel_revenue(node_id: uint256, amount: uint256) -> uint64:
+    """
+    @notice Takes `amount` that customers' vouchers paid `node_id` from the
+            channels contract and splits it at once, with the operator cut of
+            the epoch now in progress; credits it to that epoch, so that the
+            epoch's usage report is owed only beyond it. Channels contract only.
+            Goes on while the suite is paused: the customers signed for it, and
+            the node must be able to redeem until a channel's grace ends.
+    @param node_id The node.
+    @param amount Stablecoin base units, already approved to the router.
+    @return The epoch the revenue is credited to.
+    """
+    assert msg.sender == self.channels, "router: not the channels contract"
+    assert amount != 0, "router: amount is zero"
+    epoch: uint64 = staticcall REGISTRY.current_epoch()
+    terms: INodeRegistry.UsageTerms = staticcall REGISTRY.usage_terms(node_id, epoch)
+    assert terms.registered, "router: node not registered"
+    self.channel_revenue[node_id][epoch] += amount
+    self.total_channel_revenue += amount
+    self._pull(msg.sender, amount)
+    log ChannelRevenue(node_id=node_id, epoch=epoch, amount=amount)
+    # both round down, as in finalize; the holders' part takes the remainder
+    self._pay_out(
+        node_id,
+        1,
+        amount,
+        amount * PROTOCOL_FEE_BPS // MAX_BPS,
+        amount * terms.operator_cut_bps // MAX_BPS,
+    )
+    return epoch
+
+
+@external
+def set_channels(channels: address):
+    """
+    @notice Links the suite's PaymentChannels, once. It must have been built for
+            this router.
+    @param channels The PaymentChannels contract.
+    """
+    assert msg.sender == staticcall REGISTRY.owner(), "router: not owner"
+    assert self.channels == empty(address), "router: channels already set"
+    assert channels.is_contract, "router: channels has no code"
+    assert staticcall IPaymentChannels(channels).ROUTER() == self, "router: channels is for another router"
+    self.channels = channels
+    log ChannelsSet(channels=channels)
+
+
+@external
 def withdraw(receiver: address) -> uint256:
     """
     @notice Pays the caller (treasury, operator or refunded payer) everything it is owed.
@@ -447,8 +530,9 @@ def settlement(node_id: uint256, epoch: uint64) -> Settlement:
     @param node_id The node.
     @param epoch The epoch.
     @return State (0 none, 1 pending, 2 finalized, 3 disputed), the report's
-            version, revenue, operator cut, payer, settlement time, and when
-            it can be finalized.
+            version, the revenue its payer paid (the report's less the epoch's
+            channel credit), operator cut, payer, settlement time, and when it
+            can be finalized.
     """
     packed: uint256 = self._settlements[node_id][epoch]
     if packed == 0:
@@ -568,6 +652,9 @@ def _settle(
     # rounds down, as the attestor's tools compute it; inferences < 2**64 and price < 2**168
     expected: uint256 = convert(report.inferences, uint256) * terms.price_per_1k // 1000
     assert report.revenue == expected, "router: revenue does not match inferences x price"
+    # the epoch has ended, so no redemption can add to its credit any more
+    credit: uint256 = self.channel_revenue[report.nodeId][report.epoch]
+    due: uint256 = expected - min(expected, credit)
     signer: address = eip712._recover(self._digest(report), v, r, s)
     assert signer == terms.attestor, "router: signer is not the node's attestor"
     if report.revenue == 0:
@@ -575,7 +662,7 @@ def _settle(
         operator: address = (staticcall REGISTRY.payout_terms(report.nodeId)).operator
         assert msg.sender == operator or msg.sender == terms.attestor, "router: zero report not from the operator or attestor"
     self._settlements[report.nodeId][report.epoch] = (
-        report.revenue
+        due
         | (batch_id << 96)
         | (terms.operator_cut_bps << 160)
         | (PENDING << 176)
@@ -591,8 +678,10 @@ def _settle(
         latency_ms=report.latencyMs,
         uptime_bps=report.uptimeBps,
         operator_cut_bps=terms.operator_cut_bps,
+        channel_credit=credit,
+        due=due,
     )
-    return report.revenue
+    return due
 
 
 @internal

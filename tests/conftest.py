@@ -25,6 +25,7 @@ from eth_account.messages import encode_typed_data
 from edgeshare.artifacts import load_artifact
 from edgeshare.attestation import SignedReport, UsageReport, sign
 from edgeshare.chain import build_dev_keys, get_free_port
+from edgeshare.channels import SignedVoucher, Voucher, fetch_channels_domain, sign_voucher
 from edgeshare.deploy import build_params, deploy_suite
 from edgeshare.signer import Signer
 from edgeshare.suite import NodeSpec, Suite, fetch_domain_of, send_register_node
@@ -133,6 +134,20 @@ def treasury() -> Any:
     return accounts[7]
 
 
+@pytest.fixture(scope="module")
+def customer() -> Any:
+    """Calls a node's models and pays it through a payment channel."""
+    return accounts[8]
+
+
+@pytest.fixture(scope="module")
+def customer_key(customer: Any) -> str:
+    """The customer's private key (the standard dev mnemonic's account 8)."""
+    key = build_dev_keys(9)[8]
+    assert Signer.from_key(key).address == customer.address
+    return key
+
+
 def brownie_contract(name: str, address: str) -> Any:
     """A brownie object for a suite contract, from the library's artifact."""
     return Contract.from_abi(name, address, load_artifact(name).abi)
@@ -172,6 +187,11 @@ def registry(suite: Suite) -> Any:
 @pytest.fixture(scope="module")
 def router(suite: Suite) -> Any:
     return brownie_contract("RevenueRouter", suite.router.address)
+
+
+@pytest.fixture(scope="module")
+def channels(suite: Suite) -> Any:
+    return brownie_contract("PaymentChannels", suite.channels.address)
 
 
 @pytest.fixture(scope="module")
@@ -252,6 +272,21 @@ def sign_report(suite: Suite, key: str, **fields: Any) -> SignedReport:
     fields.setdefault("uptime_bps", 9_990)
     fields.setdefault("deadline", FAR_DEADLINE)
     return sign(UsageReport(**fields), key, fetch_domain_of(suite))
+
+
+def make_voucher(
+    suite: Suite, key: str, node_id: int, customer: str, cumulative: int, **fields: Any
+) -> SignedVoucher:
+    """A voucher signed by ``key`` (generation 0 and a far deadline unless given)."""
+    fields.setdefault("generation", 0)
+    fields.setdefault("deadline", FAR_DEADLINE)
+    voucher = Voucher(node_id=node_id, customer=customer, cumulative=cumulative, **fields)
+    return sign_voucher(voucher, key, fetch_channels_domain(suite))
+
+
+def voucher_args(vouchers: list[SignedVoucher]) -> tuple[list[tuple[Any, ...]], bytes]:
+    """(voucher tuples, packed signatures) as redeem_many takes them."""
+    return [v.as_tuple() for v in vouchers], b"".join(v.get_signature_bytes() for v in vouchers)
 
 
 def report_args(signed: SignedReport) -> tuple[tuple[int, ...], bytes]:

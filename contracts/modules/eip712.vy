@@ -3,8 +3,8 @@
 @title EIP-712 domain, typed-data hashing and signature recovery
 @custom:contract-name eip712
 @license MIT
-@notice Shared by NodeShare (EIP-2612 permit) and RevenueRouter (signed usage
-        reports). Builds the domain separator once at deployment and rebuilds it
+@notice Shared by NodeShare (EIP-2612 permit), RevenueRouter (signed usage
+        reports) and PaymentChannels (customers' vouchers). Builds the domain separator once at deployment and rebuilds it
         only if the chain id changes (a fork), exposes it through EIP-5267
         `eip712Domain()`, and recovers signers with the checks every signature
         path of the suite needs.
@@ -94,3 +94,13 @@ def _recover(digest: bytes32, v: uint256, r: uint256, s: uint256) -> address:
     signer: address = ecrecover(digest, v, r, s)
     assert signer != empty(address), "eip712: signature is invalid"
     return signer
+
+
+@internal
+@view
+def _try_recover(digest: bytes32, v: uint256, r: uint256, s: uint256) -> address:
+    # `_recover` without the reverts, for batches that skip a bad signature and go on:
+    # the zero address for any signature `_recover` refuses.
+    if s > _MAX_S or (v != 27 and v != 28):
+        return empty(address)
+    return ecrecover(digest, v, r, s)

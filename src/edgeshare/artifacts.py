@@ -39,6 +39,7 @@ CONTRACTS = {
     "NodeShare": "NodeShare.vy",
     "NodeRegistry": "NodeRegistry.vy",
     "RevenueRouter": "RevenueRouter.vy",
+    "PaymentChannels": "PaymentChannels.vy",
     "MockStablecoin": "testing/MockStablecoin.vy",
 }
 """The contracts shipped compiled: name -> source path under ``contracts/``."""

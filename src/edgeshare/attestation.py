@@ -125,16 +125,17 @@ DOMAIN_TYPE_HASH = keccak(
 
 
 class Eip712Domain(StrictModel):
-    """The router's EIP-712 domain (EIP-5267)."""
+    """A contract's EIP-712 domain (EIP-5267): the router's for usage reports, the
+    payment channels' for vouchers."""
 
     name: str
-    """Always "EdgeShare"."""
+    """"EdgeShare" (the router) or "EdgeShare Channels"."""
     version: str
     """Always "1"."""
     chain_id: Annotated[int, Field(ge=1)]
-    """The chain the router lives on."""
+    """The chain the contract lives on."""
     verifying_contract: Address
-    """The router."""
+    """The contract that checks the signatures."""
 
     def get_separator(self) -> bytes:
         """The domain separator."""
@@ -223,14 +224,42 @@ def _curve_key(secret: bytes) -> CurveKey:
     return CurveKey(secret)
 
 
+def sign_digest(digest: bytes, key: bytes | str) -> bytes:
+    """Sign a 32-byte EIP-712 digest with ``key``: r || s || v, low-s, v = 27 or 28
+    (libsecp256k1), the form every signature check of the suite accepts."""
+    secret = bytes(HexBytes(key)) if isinstance(key, str) else key
+    rs_recid = _curve_key(secret).sign_recoverable(digest, hasher=None)
+    return rs_recid[:64] + bytes([rs_recid[64] + 27])
+
+
+def recover_digest(digest: bytes, sig: bytes) -> str:
+    """The address that signed ``digest``, under the contracts' rules.
+
+    Raises:
+        InputError: the signature is not 65 bytes, is high-s, has a bad v, or recovers
+            nothing.
+    """
+    if len(sig) != 65:
+        raise InputError(f"a signature is 65 bytes, got {len(sig)}")
+    r, s, v = int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:64], "big"), sig[64]
+    if v not in (27, 28):
+        raise InputError(f"signature v must be 27 or 28, got {v}")
+    if not 0 < s <= SECP256K1_N // 2 or not 0 < r < SECP256K1_N:
+        raise InputError("signature is not canonical (s must be in the lower half of the curve)")
+    try:
+        public_key = CurvePublicKey.from_signature_and_message(
+            sig[:64] + bytes([v - 27]), digest, hasher=None
+        ).format(compressed=False)
+    except Exception:
+        raise InputError("signature recovers no key") from None
+    return to_checksum(keccak(public_key[1:])[12:])
+
+
 def sign(
     report: UsageReport, key: bytes | str, domain: Eip712Domain, separator: bytes | None = None
 ) -> SignedReport:
     """Sign ``report`` with the attestor's ``key`` (libsecp256k1: low-s, v = 27 or 28)."""
-    digest = get_digest(report, domain, separator)
-    secret = bytes(HexBytes(key)) if isinstance(key, str) else key
-    rs_recid = _curve_key(secret).sign_recoverable(digest, hasher=None)
-    signature = rs_recid[:64] + bytes([rs_recid[64] + 27])
+    signature = sign_digest(get_digest(report, domain, separator), key)
     # the report is a validated model and the signature is 65 bytes we just made
     fields = {name: getattr(report, name) for name in UsageReport.model_fields}
     return SignedReport.model_construct(**fields, signature="0x" + signature.hex())
@@ -242,24 +271,12 @@ def recover(signed: SignedReport, domain: Eip712Domain, separator: bytes | None 
     Raises:
         InputError: the signature is malformed, high-s, has a bad v, or recovers nothing.
     """
-    sig = signed.get_signature_bytes()
-    r, s, v = int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:64], "big"), sig[64]
-    if v not in (27, 28):
-        raise InputError(f"signature v must be 27 or 28, got {v}")
-    if not 0 < s <= SECP256K1_N // 2 or not 0 < r < SECP256K1_N:
-        raise InputError("signature is not canonical (s must be in the lower half of the curve)")
     digest = get_digest(signed.get_report(), domain, separator)
-    try:
-        public_key = CurvePublicKey.from_signature_and_message(
-            sig[:64] + bytes([v - 27]), digest, hasher=None
-        ).format(compressed=False)
-    except Exception:
-        raise InputError("signature recovers no key") from None
-    return to_checksum(keccak(public_key[1:])[12:])
+    return recover_digest(digest, signed.get_signature_bytes())
 
 
 def fetch_domain(router: Contract) -> Eip712Domain:
-    """Read the router's EIP-712 domain from its ``eip712Domain()`` (EIP-5267)."""
+    """Read a contract's EIP-712 domain from its ``eip712Domain()`` (EIP-5267)."""
     fields, name, version, chain_id, contract, _salt, _ext = router.call("eip712Domain")
     if bytes(fields) != b"\x0f":
         raise InputError(

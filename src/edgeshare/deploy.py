@@ -1,7 +1,8 @@
 """Deploying the suite, idempotently, from and into a manifest.
 
 Order: Stablecoin (the mock, on local chains only, unless one is given), the NodeShare
-blueprint, NodeRegistry, RevenueRouter, then the one-time link registry -> router. The
+blueprint, NodeRegistry, RevenueRouter, PaymentChannels, then the one-time links
+registry -> router and router -> channels. The
 manifest is rewritten after every step, so a run that dies halfway is finished by the
 next run. A manifest address is reused only if the code there is the code we would
 deploy; anything else there is an error, never silently replaced.
@@ -213,8 +214,13 @@ def deploy_suite(
             p.protocol_fee_bps, p.treasury, p.challenge_period,
         ),
     )  # fmt: skip
+    run.ensure(
+        "PaymentChannels",
+        lambda: _init_code("PaymentChannels", evm, run.addresses["RevenueRouter"]),
+    )
     run.save()
     run.link_router()
+    run.link_channels()
     return DeployResult(run.save(), run.steps, manifest_path)
 
 
@@ -369,3 +375,30 @@ class _Deployment:
         self.block = receipt.block_number
         self.save()
         self.record(DeployStep("NodeRegistry.set_router", "linked", router, receipt.gas_used))
+
+    def link_channels(self) -> None:
+        """The one-time link router -> channels (refused if linked elsewhere)."""
+        if self.dry_run and self.redeployed:
+            self.record(DeployStep("RevenueRouter.set_channels", "would link"))
+            return
+        channels = str(self.addresses["PaymentChannels"])
+        router = Reader(get_rpc(self.tx.w3)).contract(
+            "RevenueRouter", str(self.addresses["RevenueRouter"])
+        )
+        linked = router.call("channels")
+        if linked == channels:
+            return
+        if linked != ZERO_ADDRESS:
+            raise DeploymentError(
+                f"RevenueRouter {router.address} is linked to channels {linked}, "
+                f"not to the manifest's {channels}"
+            )
+        if self.dry_run:
+            self.record(DeployStep("RevenueRouter.set_channels", "would link"))
+            return
+        receipt = self.tx.send(
+            router.tx("set_channels", channels), "link the router to the payment channels"
+        )
+        self.block = receipt.block_number
+        self.save()
+        self.record(DeployStep("RevenueRouter.set_channels", "linked", channels, receipt.gas_used))

@@ -138,6 +138,8 @@ class ContractAddresses(StrictModel):
     """The node registry, which holds the roles."""
     RevenueRouter: Address | None = None
     """The revenue router, which holds and splits the stablecoin."""
+    PaymentChannels: Address | None = None
+    """Customers' prepaid channels to nodes, redeemed by signed vouchers."""
 
 
 class PendingDeployment(StrictModel):

@@ -103,6 +103,7 @@ class Suite:
     registry: Contract
     router: Contract
     stablecoin: Contract
+    channels: Contract
     _share_tokens: dict[int, str] = field(default_factory=dict, repr=False)
     _stablecoin_token: Token | None = field(default=None, repr=False)
 
@@ -140,6 +141,7 @@ class Suite:
             registry=reader.contract("NodeRegistry", str(c.NodeRegistry)),
             router=reader.contract("RevenueRouter", str(c.RevenueRouter)),
             stablecoin=reader.contract("MockStablecoin", str(c.Stablecoin)),
+            channels=reader.contract("PaymentChannels", str(c.PaymentChannels)),
         )
 
     @property
