@@ -22,7 +22,7 @@ from typing import Annotated, Any
 
 from coincurve import PublicKey as CurvePublicKey
 from eth_utils.crypto import keccak
-from pydantic import ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field
 
 from edgeshare.attestation import (
     SECP256K1_N,
@@ -38,7 +38,7 @@ from edgeshare.attestation import (
 )
 from edgeshare.contracts import get_codec
 from edgeshare.errors import InputError
-from edgeshare.models import Address, StrictModel, parse_address, read_text_file
+from edgeshare.models import Address, StrictModel, parse_address, read_json_problems
 from edgeshare.roles import Action
 from edgeshare.suite import NodeStatus, Suite
 from edgeshare.tx import Planned, Transactor
@@ -211,20 +211,11 @@ def read_vouchers_file(path: Path) -> VouchersFile:
     Raises:
         InputError: unreadable, not JSON, or not a vouchers file (each problem named).
     """
-    text = read_text_file(path, "vouchers file")
-    try:
-        return VouchersFile.model_validate_json(text)
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors()[:20]:
-            where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            problems.append(f"{where}: {err['msg']}")
-        more = f"\n  ... and {exc.error_count() - 20} more" if exc.error_count() > 20 else ""
-        raise InputError(
-            f"{path} is not a vouchers file ({exc.error_count()} problem(s)):\n  "
-            + "\n  ".join(problems)
-            + more
-        ) from None
+    parsed, problems = read_json_problems(path, VouchersFile)
+    if parsed is None:
+        _raise_problems(problems)
+    assert parsed is not None
+    return parsed
 
 
 # ----------------------------------------------------------------- channel state ----
@@ -407,8 +398,8 @@ def send_request_close(tx: Transactor, suite: Suite, node_id: int) -> Action:
             f"you can withdraw from {channel.closes_at} (unix time)"
         )
     what = f"request closing the channel to node {node_id}"
-    receipt = tx.send(suite.channels.tx("request_close", node_id), what)
     grace = int(suite.channels.call("CLOSE_GRACE"))
+    receipt = tx.send(suite.channels.tx("request_close", node_id), what)
     details: dict[str, Any] = {"closes_at": _chain_time(suite) + grace, "grace": grace}
     if not receipt.is_simulated:
         details["closes_at"] = int(suite.channels.events(receipt, "CloseRequested")[0]["closes_at"])
@@ -511,6 +502,42 @@ def _latest_per_channel(vouchers: Iterable[SignedVoucher]) -> tuple[list[SignedV
     return latest, count - len(latest)
 
 
+def find_signature_problems(
+    suite: Suite, vouchers: Sequence[SignedVoucher], domain: Eip712Domain
+) -> list[str]:
+    """Every voucher whose signature is malformed, or recovers to neither its customer nor
+    a signer the customer has authorised for the node (read from the chain in one batch)."""
+    problems: list[str] = []
+    delegated: list[tuple[int, SignedVoucher, str]] = []
+    for i, v in enumerate(vouchers):
+        try:
+            signer = recover_voucher_signer(v, domain)
+        except InputError as exc:
+            problems.append(f"voucher {i} (node {v.node_id}, customer {v.customer}): {exc}")
+            continue
+        if signer.lower() != v.customer.lower():
+            delegated.append((i, v, signer))
+    reads = [
+        suite.channels.read("signer_valid_until", v.customer, v.node_id, signer)
+        for _, v, signer in delegated
+    ]
+    now = _chain_time(suite) if reads else 0
+    for (i, v, signer), until in zip(delegated, suite.reader.many(reads), strict=True):
+        if int(until) <= now:
+            problems.append(
+                f"voucher {i} (node {v.node_id}, customer {v.customer}): signed by {signer}, "
+                "which is neither the customer nor a signer it authorised (or it was revoked)"
+            )
+    return problems
+
+
+def _raise_problems(problems: list[str]) -> None:
+    if problems:
+        shown = "\n  ".join(problems[:20])
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise InputError(f"{len(problems)} problem(s), nothing was sent:\n  {shown}{more}")
+
+
 def check_on_chain(
     suite: Suite, vouchers: Sequence[SignedVoucher], caller: str
 ) -> list[tuple[int, int]]:
@@ -532,8 +559,10 @@ def redeem_vouchers(
     on_progress: Callable[[str, int, int], None] | None = None,
 ) -> RedeemResult:
     """Redeem the latest voucher of every channel among ``vouchers``, skipping those
-    that would pay nothing (already redeemed, not covered, expired, ...): running it
-    again redeems nothing twice.
+    that would pay nothing now (already redeemed, not covered, expired, of a withdrawn or
+    closed channel): running it again redeems nothing twice. A voucher that is not the
+    customer's or an authorised signer's, or of a node the signer does not run, is an
+    error in the input: nothing is sent, and every such voucher is named.
 
     Args:
         tx: The node's operator or attestor.
@@ -544,7 +573,8 @@ def redeem_vouchers(
         on_progress: Called with (stage, done, total).
 
     Raises:
-        InputError: a domain of another chain or contract, or a bad batch size.
+        InputError: a domain of another chain or contract, a bad batch size, or
+            vouchers that are badly signed or not the signer's to redeem.
     """
     if not 1 <= batch_size <= MAX_BATCH:
         raise InputError(f"batch size must be 1 to {MAX_BATCH}, got {batch_size}")
@@ -555,9 +585,18 @@ def redeem_vouchers(
             f"{domain.verifying_contract}, but this suite is chain {chain_domain.chain_id} "
             f"channels {chain_domain.verifying_contract}"
         )
+    _raise_problems(find_signature_problems(suite, vouchers, domain))
     latest, superseded = _latest_per_channel(vouchers)
     result = RedeemResult(total=len(vouchers), superseded=superseded)
     verdicts = check_on_chain(suite, latest, tx.signer.address)
+    _raise_problems(
+        [
+            f"node {v.node_id} customer {v.customer}: {SKIP_REASONS[SKIP_NOT_NODE]} "
+            f"({tx.signer.address} redeems)"
+            for v, (_, reason) in zip(latest, verdicts, strict=True)
+            if reason == SKIP_NOT_NODE
+        ]
+    )
     payable = []
     for voucher, (amount, reason) in zip(latest, verdicts, strict=True):
         if reason:

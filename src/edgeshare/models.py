@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from Crypto.Hash import keccak as keccak256
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from edgeshare.errors import InputError
+
+_M = TypeVar("_M", bound=BaseModel)
 
 MAX_BPS = 10_000
 MAX_OPERATOR_CUT_BPS = 5_000
@@ -95,6 +97,25 @@ class StrictModel(BaseModel):
     """Base of every model: unknown fields are errors, no silent coercion of types."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+def read_json_problems(path: Path, model: type[_M]) -> tuple[_M | None, list[str]]:
+    """Parse the JSON file ``path`` as ``model``: (the model, []) or (None, every problem,
+    each naming the file and the field)."""
+    text = read_text_file(path)
+    if not text.strip():
+        return None, [f"{path} is empty"]
+    try:
+        return model.model_validate_json(text), []
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "(file)"
+            message = str(err["msg"]).removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                message = "unknown field"
+            problems.append(f"{path}: {where}: {message}")
+        return None, problems
 
 
 class DeployParams(StrictModel):

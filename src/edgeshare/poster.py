@@ -5,6 +5,9 @@ nothing. Before anything is sent, every report is checked the way the router wil
 it (domain, signature, attestor, node status, price, epoch, deadline) and every problem
 is reported at once; one bad report means nothing is sent. Batches are signed with
 consecutive nonces and sent in JSON-RPC batches, then their receipts are awaited.
+
+A report's payer pays only what the node's payment channels did not already pay in the
+report's epoch (``fetch_dues``): the router takes ``revenue - min(revenue, credit)``.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from edgeshare.errors import InputError, TransactionFailed
 from edgeshare.models import to_checksum
 from edgeshare.pipeline import Progress, send_pipelined
 from edgeshare.rpc import RpcError
-from edgeshare.suite import Suite
+from edgeshare.suite import Suite, fetch_dues
 from edgeshare.tx import Planned, Transactor
 
 DEFAULT_BATCH = 50
@@ -39,7 +42,8 @@ class PostResult:
     settled: int
     """Reports settled by this run."""
     revenue: int
-    """Stablecoin base units paid by this run."""
+    """Stablecoin base units paid by this run (the reports' revenue less what channels
+    paid the nodes in those epochs)."""
     transactions: list[str] = field(default_factory=list)
     """Hashes of the settle_many transactions sent."""
     gas_used: int = 0
@@ -260,7 +264,11 @@ def _post_round(
 ) -> list[SignedReport]:
     """Check, pay for and settle ``pending``; returns those not settled afterwards."""
     _raise_problems(check_reports(suite, pending, domain, tx.signer.address))
-    total = sum(r.revenue for r in pending)
+    dues = {
+        (r.node_id, r.epoch): due
+        for r, due in zip(pending, fetch_dues(suite, pending), strict=True)
+    }
+    total = sum(dues.values())
     coin, router, rpc = suite.stablecoin, suite.router.address, suite.rpc
     payer = tx.signer.address
     balance, allowance = suite.reader.many(
@@ -296,7 +304,7 @@ def _post_round(
     for batch, receipt in zip(batches, receipts, strict=True):
         if (batch[0].node_id, batch[0].epoch) in done:
             result.settled += len(batch)
-            result.revenue += sum(r.revenue for r in batch)
+            result.revenue += sum(dues[(r.node_id, r.epoch)] for r in batch)
             result.transactions.append(receipt.tx_hash)
             result.gas_used += receipt.gas_used
     return [r for r in pending if (r.node_id, r.epoch) not in done]

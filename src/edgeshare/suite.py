@@ -282,12 +282,23 @@ def build_report(
     )
 
 
+def fetch_dues(suite: Suite, reports: Sequence[SignedReport]) -> list[int]:
+    """What the payer of each report pays: its revenue less the channel revenue already
+    credited to its (node, epoch), never below 0 (the epoch has ended: no redemption can
+    add to that credit any more)."""
+    credits = suite.reader.many(
+        [suite.router.read("channel_revenue", r.node_id, r.epoch) for r in reports]
+    )
+    return [r.revenue - min(r.revenue, int(c)) for r, c in zip(reports, credits, strict=True)]
+
+
 def send_settle(tx: Transactor, suite: Suite, reports: list[SignedReport]) -> int:
-    """Settle up to 100 signed reports in one transaction; returns the revenue paid.
+    """Settle up to 100 signed reports in one transaction; returns what the payer paid
+    (the reports' revenue less what channels paid in their epochs).
 
     For many reports, checks first and idempotent re-runs, use ``edgeshare.poster``.
     """
-    total = sum(r.revenue for r in reports)
+    total = sum(fetch_dues(suite, reports))
     send_approve_if_needed(tx, suite.stablecoin, suite.router.address, total)
     call = suite.router.tx(
         "settle_many", [r.get_report().as_tuple() for r in reports], pack_signatures(reports)

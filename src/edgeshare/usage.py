@@ -30,7 +30,7 @@ from edgeshare.attestation import (
     sign,
 )
 from edgeshare.errors import InputError
-from edgeshare.models import StrictModel, read_text_file
+from edgeshare.models import StrictModel, read_json_problems, read_text_file
 from edgeshare.rpc import RpcError
 from edgeshare.suite import Suite
 
@@ -233,20 +233,9 @@ def build_signed_reports(
 
 def read_reports_file(path: Path) -> SignedReportsFile:
     """Read and validate a signed-reports JSON file."""
-    text = read_text_file(path)
-    if not text.strip():
-        raise InputError(f"{path} is empty")
-    try:
-        parsed = SignedReportsFile.model_validate_json(text)
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"]) or "(file)"
-            message = str(err["msg"]).removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                message = "unknown field"
-            problems.append(f"{path}: {where}: {message}")
-        raise InputError(_join(problems)) from None
+    parsed, problems = read_json_problems(path, SignedReportsFile)
+    if parsed is None:
+        raise InputError(_join(problems))
     if not parsed.reports:
         raise InputError(f"{path} holds no reports")
     return parsed

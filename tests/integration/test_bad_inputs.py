@@ -1,10 +1,10 @@
 """Malformed files, each format with its own corpus: every variant gets a message that
 names the problem, exit code 2, and nothing sent (no block mined, no nonce used).
 
-The formats are the four a user hands the tools: the node list (NODES.yaml), the usage
-CSV, the signed-reports JSON and the deployment manifest (the configuration every
-command reads). The CLI runs in-process here (the same ``main`` the installed command
-runs) so that ~100 variants take seconds.
+The formats are the five a user hands the tools: the node list (NODES.yaml), the usage
+CSV, the signed-reports JSON, the vouchers JSON and the deployment manifest (the
+configuration every command reads). The CLI runs in-process here (the same ``main`` the
+installed command runs) so that ~100 variants take seconds.
 """
 
 from __future__ import annotations
@@ -19,6 +19,13 @@ import pytest
 
 from edgeshare.attestation import sign
 from edgeshare.chain import LocalChain, build_dev_keys, connect
+from edgeshare.channels import (
+    VouchersFile,
+    build_voucher,
+    fetch_channels_domain,
+    send_deposit,
+    sign_voucher,
+)
 from edgeshare.deploy import build_params, deploy_suite
 from edgeshare.signer import Signer
 from edgeshare.suite import (
@@ -47,6 +54,8 @@ class World:
     manifest: Path
     reports: dict[str, Any]
     """A valid signed-reports file, as JSON data."""
+    vouchers: dict[str, Any]
+    """A valid vouchers file (the payer's channel to node 1), as JSON data."""
 
     def sent_anything(self, before: tuple[int, list[int]]) -> bool:
         return self.state() != before
@@ -78,7 +87,18 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             for e in range(3)
         ]  # fmt: skip
         write_reports_file(tmp / "reports.json", domain, reports)
-        yield World(chain.url, tmp / "m.json", json.loads((tmp / "reports.json").read_text()))
+        customer = Transactor(w3, Signer.from_key(KEYS[3]))
+        send_deposit(customer, suite, 1, 5_000)
+        voucher = build_voucher(suite, customer.signer.address, 1, 2_000, deadline)
+        channels_domain = fetch_channels_domain(suite)
+        signed = sign_voucher(voucher, KEYS[3], channels_domain)
+        vouchers = VouchersFile(domain=channels_domain, vouchers=[signed])
+        yield World(
+            chain.url,
+            tmp / "m.json",
+            json.loads((tmp / "reports.json").read_text()),
+            json.loads(vouchers.model_dump_json(by_alias=True)),
+        )
 
 
 def run(
@@ -303,6 +323,81 @@ def test_reports_json__malformed__exit_2_nothing_sent(
                        "--private-key-env", "PAYER_KEY",
                        "--manifest", str(world.manifest))  # fmt: skip
     _assert_refused(world, code, output, expect, before)
+
+
+# -------------------------------------------------------------------------- vouchers
+
+VOUCHERS_CORPUS: dict[str, tuple[Any, str]] = {
+    "empty": (b"", "empty"),
+    "not json": (b"hello", "vouchers.json"),
+    "a list": (b"[]", "vouchers.json"),
+    "missing domain": (_set("domain", _DROP), "domain"),
+    "no vouchers": (_set("vouchers", []), "no vouchers"),
+    "unknown top-level field": (_set("colour", "red"), "unknown field"),
+    "unknown voucher field": (_set("vouchers.0.colour", "red"), "unknown field"),
+    "negative cumulative": (_set("vouchers.0.cumulative", -1), "cumulative"),
+    "fractional cumulative": (_set("vouchers.0.cumulative", 1.5), "cumulative"),
+    "text cumulative": (_set("vouchers.0.cumulative", "abc"), "cumulative"),
+    "cumulative of 2**128": (_set("vouchers.0.cumulative", 2**128), "cumulative"),
+    "generation above uint32": (_set("vouchers.0.generation", 2**32), "generation"),
+    "node 0": (_set("vouchers.0.nodeId", 0), "nodeId"),
+    "customer not an address": (_set("vouchers.0.customer", "alice"), "customer"),
+    "customer bad checksum": (lambda d: _swap_case(d["vouchers"][0], "customer"), "checksum"),
+    "short signature": (_set("vouchers.0.signature", "0x1234"), "signature"),
+    "signature not hex": (_set("vouchers.0.signature", "0x" + "zz" * 65), "signature"),
+    "signature of garbage": (_set("vouchers.0.signature", OTHER_KEY_SIGNATURE), "voucher 0"),
+    "tampered cumulative": (_set("vouchers.0.cumulative", 4_000), "neither the customer"),
+    "unknown node": (_set("vouchers.0.nodeId", 42), "voucher 0"),
+    "another chain": (_set("domain.chain_id", 1), "signed for chain 1"),
+    "truncated": ("truncate", "vouchers.json"),
+    "utf-16": ("utf-16", "not UTF-8"),
+}
+
+
+@pytest.mark.parametrize("name", VOUCHERS_CORPUS)
+def test_vouchers_json__malformed__exit_2_nothing_sent(
+    name: str,
+    world: World,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    change, expect = VOUCHERS_CORPUS[name]
+    text = json.dumps(world.vouchers)
+    if isinstance(change, bytes):
+        content = change
+    elif change == "truncate":
+        content = text[: len(text) // 2].encode()
+    elif change == "utf-16":
+        content = text.encode("utf-16")
+    else:
+        data = json.loads(text)
+        change(data)
+        content = json.dumps(data).encode()
+    path = tmp_path / "vouchers.json"
+    path.write_bytes(content)
+    before = world.state()
+    code, output = run(capsys, monkeypatch, "channel", "redeem", str(path), "--rpc-url",
+                       world.url, "--private-key-env", "ATTESTOR_KEY",
+                       "--manifest", str(world.manifest))  # fmt: skip
+    _assert_refused(world, code, output, expect, before)
+
+
+def test_vouchers_json__the_good_file_redeems(
+    world: World,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The corpus' base file is valid: only the changes make it fail (a dry run, so the
+    world stays as it is for the other tests)."""
+    path = tmp_path / "vouchers.json"
+    path.write_text(json.dumps(world.vouchers))
+    code, output = run(capsys, monkeypatch, "channel", "redeem", str(path), "--dry-run",
+                       "--rpc-url", world.url, "--private-key-env", "ATTESTOR_KEY",
+                       "--manifest", str(world.manifest))  # fmt: skip
+    assert code == 0, output
+    assert "would redeem 1 voucher(s) for 0.002 USDC" in output, output
 
 
 # -------------------------------------------------------------------------- manifest

@@ -87,7 +87,7 @@ def sends(app: typer.Typer, name: str) -> Callable[[Callable[..., Outcome]], Cal
     return register
 
 
-_AMOUNTS = frozenset({"price_per_1k", "revenue", "amount"})
+_AMOUNTS = frozenset({"price_per_1k", "revenue", "amount", "unredeemed", "threshold"})
 """Details that are stablecoin amounts: exact strings of base units in ``--json``."""
 
 
