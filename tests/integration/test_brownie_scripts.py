@@ -7,6 +7,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import pytest
 from brownie import web3
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
@@ -86,10 +87,11 @@ def _send(call: dict[str, str], sender: str) -> None:
 
 
 def test_role_scripts__operator_guardian_registrar_owner_act_through_the_library(
-    tmp_path: Path, deployer: Any, attestor: Any, treasury: Any
+    tmp_path: Path, deployer: Any, attestor: Any, treasury: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from edgeshare.brownie_support import get_suite, get_transactor
-    from edgeshare.suite import NodeSpec, send_register_node
+    from edgeshare.chain import build_dev_keys
+    from edgeshare.suite import NodeSpec, send_mint_mock, send_register_node
 
     manifest = str(tmp_path / "manifest.json")
     load_script("deploy").main(manifest)
@@ -113,3 +115,15 @@ def test_role_scripts__operator_guardian_registrar_owner_act_through_the_library
     load_script("guardian").unpause(manifest)
     load_script("owner").set_treasury(treasury.address, manifest)
     assert suite.router.call("treasury") == treasury.address
+    # a customer's channel: deposit, voucher, the operator (the same account here) redeems
+    decimals_unit = 10**decimals
+    send_mint_mock(get_transactor(), suite, deployer.address, 10 * decimals_unit)
+    monkeypatch.setenv("EDGESHARE_PRIVATE_KEY", build_dev_keys(1)[0])  # vouchers need a key
+    channel = load_script("channel")
+    channel.deposit(str(node_id), "5", manifest)
+    vouchers = tmp_path / "vouchers.json"
+    channel.voucher(str(node_id), "1.5", str(vouchers), manifest)
+    result = channel.redeem(str(vouchers), manifest)
+    assert result.amount == 15 * decimals_unit // 10
+    assert channel.redeem(str(vouchers), manifest).amount == 0
+    channel.close(str(node_id), manifest)
