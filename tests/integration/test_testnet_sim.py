@@ -1,7 +1,8 @@
 """A public testnet, simulated: anvil as Sepolia (chain id 11155111), a block every 2
 seconds instead of instant mining, a non-zero base fee. Deploy (against an existing
-stablecoin), register, sign and post, finalize, claim, all through the CLI with EIP-1559
-fees and two confirmations; and a manifest of another chain is refused."""
+stablecoin), register, sign and post, finalize, claim, a customer's channel deposit and
+voucher redeemed by the operator, all through the CLI with EIP-1559 fees and two
+confirmations; and a manifest of another chain is refused."""
 
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ def run(*args: str, env: dict[str, str]) -> Any:
 def test_testnet_flow__deploy_register_post_finalize_claim(
     sepolia: LocalChain, tmp_path: Path
 ) -> None:
-    keys = build_dev_keys(4)
+    keys = build_dev_keys(5)
     env = {"DEPLOYER": keys[0], "OPERATOR": keys[1], "ATTESTOR": keys[2], "PAYER": keys[3]}
     w3 = connect(sepolia.url)
     assert w3.eth.get_block("latest")["baseFeePerGas"] > 0
@@ -156,6 +157,30 @@ def test_testnet_flow__deploy_register_post_finalize_claim(
     assert coin.functions.balanceOf(operator).call() == int(claimed["total"])
     again = run("attest", "post", str(reports), *common, "--private-key-env", "PAYER", env=env)
     assert again["settled"] == 0 and again["already_settled"] == 2
+
+    # a customer pays the node directly through a channel, from its own machine (key)
+    customer = Signer.from_key(keys[4]).address
+    deployer.send({"to": usdc, "data": coin.encode_abi("mint", [customer, 10**8])}, "mint tUSDC")
+    env["CUSTOMER"] = keys[4]
+    deposited = run("channel", "deposit", "1", "2.5", *common, "--private-key-env", "CUSTOMER",
+                    env=env)  # fmt: skip
+    assert deposited["details"]["unredeemed"] == "2500000"
+    voucher = tmp_path / "voucher.json"
+    signed = run("channel", "voucher", "1", "1.25", "-o", str(voucher), *chain, "--manifest",
+                 str(manifest), "--private-key-env", "CUSTOMER", env=env)  # fmt: skip
+    assert signed["cumulative"] == "1250000"
+    # the operator, on its machine, redeems the file it was sent; again redeems nothing
+    redeemed = run("channel", "redeem", str(voucher), *common, "--private-key-env", "OPERATOR",
+                   env=env)  # fmt: skip
+    assert redeemed["redeemed"] == 1 and redeemed["amount"] == "1250000"
+    again = run("channel", "redeem", str(voucher), *common, "--private-key-env", "OPERATOR",
+                env=env)  # fmt: skip
+    assert again["redeemed"] == 0 and again["skipped"][0]["reason"] == 5
+    _skip_time(w3, EPOCH)  # the channel revenue vests over one epoch
+    claimed = run("claim", *common, "--private-key-env", "OPERATOR", env=env)
+    paid = 1_250_000
+    holders = paid - paid * 500 // 10_000 - paid * 1_000 // 10_000
+    assert holders - 1 <= int(claimed["total"]) <= holders
 
 
 def test_testnet__manifest_of_another_chain__refused(sepolia: LocalChain, tmp_path: Path) -> None:

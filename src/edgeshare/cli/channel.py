@@ -243,6 +243,7 @@ def voucher(
     rpc_url: RpcUrl = None,
     network: Network = None,
     manifest: ManifestPath = None,
+    json_output: Json = False,
 ) -> None:
     """Sign a voucher for your channel and print it as JSON (a vouchers file that
     `channel redeem` takes). Signs with your key, or with an app key you authorised
@@ -275,6 +276,12 @@ def voucher(
         console.print_text(text)
         return
     output.write_text(text + "\n")
+    if json_output:
+        console.print_json(
+            {"file": str(output), "node_id": node_id, "customer": who,
+             "cumulative": str(value), "deadline": signed.deadline, "decimals": coin.decimals}
+        )  # fmt: skip
+        return
     console.note(f"wrote a voucher for {coin.format(value)} to node {node_id} to {output}")
 
 
