@@ -3,11 +3,15 @@ as the command line.
 
 Deploy; register nodes across regions at different prices; place shares with investors;
 simulate each node's inferences per epoch with a seeded daily pattern in the region's
-local time; attestors sign; a payer settles in batches; the guardian disputes one
-report; the challenge window passes; revenue is finalized and vests; investors claim;
-operators, the treasury and the refunded payer withdraw; the operator and investor
-reports are written. The same seed gives the same numbers. The run ends by checking
-that every base unit paid in is accounted for.
+local time; a few customers pay some nodes directly through payment channels (a deposit,
+a signed voucher per batch of requests, the node's operator redeeming each epoch, one
+customer closing and withdrawing); attestors sign every node's usage, channel customers'
+inferences included; a payer settles in batches, paying only what channels did not; the
+guardian disputes one report; the challenge window passes; revenue is finalized and
+vests; investors claim; operators, the treasury and the refunded payer withdraw; the
+operator and investor reports are written. The same seed gives the same numbers. The run
+ends by checking that every base unit paid in, for reports and into channels, is
+accounted for.
 """
 
 from __future__ import annotations
@@ -21,6 +25,16 @@ from pydantic import BaseModel, ConfigDict
 from web3 import Web3
 
 from edgeshare.attestation import SignedReport, sign
+from edgeshare.channels import (
+    SignedVoucher,
+    Voucher,
+    fetch_channels_domain,
+    redeem_vouchers,
+    send_deposit,
+    send_request_close,
+    send_withdraw_channel,
+    sign_voucher,
+)
 from edgeshare.deploy import MOCK_DECIMALS, MOCK_SYMBOL, build_params, deploy_suite
 from edgeshare.errors import EdgeShareError, InputError
 from edgeshare.indexer import open_db, sync_index
@@ -65,6 +79,10 @@ EPOCH = 2 * 3_600  # 12 epochs make a day
 CHALLENGE = 2 * 3_600
 UNLOCK = 6 * 3_600
 MAX_NODES = 50
+CUSTOMERS = 3
+"""Customers who pay through channels, each to up to two nodes."""
+CHANNEL_DEPOSIT = 25 * USDC
+BATCHES_PER_EPOCH = 3
 
 
 class NodeLine(BaseModel):
@@ -75,6 +93,8 @@ class NodeLine(BaseModel):
     region: str
     price_per_1k: int
     inferences: int
+    channels: int
+    """What customers paid it through channels (part of ``gross``)."""
     gross: int
     holders: int
     operator: int
@@ -95,6 +115,12 @@ class DemoSummary(BaseModel):
     settle_transactions: int
     disputed_report: tuple[int, int]
     paid_in: int
+    """What the payer paid for the usage reports (what channels did not pay)."""
+    channel_deposits: int
+    channel_redeemed: int
+    """What the nodes redeemed from the customers' vouchers."""
+    withdrawn_by_customers: int
+    still_in_channels: int
     refunded_to_payer: int
     claimed_by_investors: int
     withdrawn_by_operators_and_treasury: int
@@ -111,8 +137,9 @@ def get_accounts_needed(nodes: int, investors: int) -> int:
 
 
 def get_keys_needed(nodes: int, investors: int) -> int:
-    """Keys the demo derives: the funded accounts plus one (unfunded) attestor per node."""
-    return get_accounts_needed(nodes, investors) + nodes
+    """Keys the demo derives: the funded accounts, one (unfunded) attestor per node, then
+    the channel customers (the issuer sends them gas)."""
+    return get_accounts_needed(nodes, investors) + nodes + CUSTOMERS
 
 
 def simulate_inferences(
@@ -161,21 +188,27 @@ def run_demo(
     story.deploy(workdir / "manifest.json")
     story.register_nodes()
     story.place_shares()
+    story.open_channels()
     reports = story.sign_usage(epochs)
     posted = story.settle(reports)
     disputed, refunded = story.dispute_one(reports)
     story.finalize(reports, disputed)
     claimed, withdrawn = story.claim_and_withdraw()
+    customers_withdrew = story.close_a_channel()
     operator_view, investor_view = story.build_reports(workdir / "index.db")
     written = write_reports(operator_view, investor_view, reports_dir)
     if written:
         log(f"wrote {len(written)} reports to {reports_dir}/")
-    claimable, unvested, dust = story.check_accounting(posted.revenue, claimed + withdrawn)
+    paid_in = posted.revenue + story.deposited
+    claimable, unvested, dust, in_channels = story.check_accounting(
+        paid_in, claimed + withdrawn + customers_withdrew
+    )
     prices = {n.node_id: n.price_per_1k for n in story.suite.fetch_nodes(story.node_ids)}
     lines = [
         NodeLine(
             node_id=t.node_id, region=t.region, price_per_1k=prices[t.node_id],
-            inferences=t.inferences, gross=t.revenue, holders=t.holders,
+            inferences=t.inferences, channels=story.redeemed_by_node.get(t.node_id, 0),
+            gross=t.revenue, holders=t.holders,
             operator=t.operator_cut, fee=t.protocol_fee, disputed=t.disputed_revenue,
         )
         for t in operator_view.nodes
@@ -190,6 +223,10 @@ def run_demo(
         settle_transactions=len(posted.transactions),
         disputed_report=disputed,
         paid_in=posted.revenue,
+        channel_deposits=story.deposited,
+        channel_redeemed=sum(story.redeemed_by_node.values()),
+        withdrawn_by_customers=customers_withdrew,
+        still_in_channels=in_channels,
         refunded_to_payer=refunded,
         claimed_by_investors=claimed,
         withdrawn_by_operators_and_treasury=withdrawn - refunded,
@@ -218,6 +255,17 @@ class _Story:
     """Inferences per hour at peak, per node."""
     offsets: list[int] = field(default_factory=list)
     """UTC offset of each node's region, hours."""
+    prices: list[int] = field(default_factory=list)
+    """Each node's price per 1k inferences (it does not change in the story)."""
+    customer_keys: list[str] = field(default_factory=list)
+    channels: list[tuple[int, int]] = field(default_factory=list)
+    """(customer index, node index) of each channel."""
+    cumulative: dict[tuple[int, int], int] = field(default_factory=dict)
+    """What each channel's customer owes its node so far (its latest voucher)."""
+    channel_inferences: dict[tuple[int, int], int] = field(default_factory=dict)
+    """Inferences channel customers used, per (node index, epoch)."""
+    redeemed_by_node: dict[int, int] = field(default_factory=dict)
+    deposited: int = 0
 
     @classmethod
     def cast(
@@ -240,6 +288,7 @@ class _Story:
             operators=actors(keys[1 : 1 + nodes]),
             holders=actors(keys[1 + nodes : 1 + nodes + investors]),
             attestor_keys=keys[1 + nodes + investors : 1 + 2 * nodes + investors],
+            customer_keys=keys[1 + 2 * nodes + investors : 1 + 2 * nodes + investors + CUSTOMERS],
         )  # fmt: skip
 
     def deploy(self, manifest_path: Path) -> None:
@@ -265,6 +314,7 @@ class _Story:
                 metadata_uri=self.describe(i),
                 external_id=f"{city.lower().replace(' ', '-')}-gpu-{i // len(REGIONS) + 1:02d}",
             ))  # fmt: skip
+            self.prices.append(entries[-1].price_per_1k)
             self.capacity.append(rng.randrange(2_000, 20_000))
             self.offsets.append(offset)
         self.node_ids = [r.node_id for r in register_nodes(self.issuer, self.suite, entries)]
@@ -301,6 +351,8 @@ class _Story:
         suite = self.suite
         send_mint_mock(self.issuer, suite, self.issuer.signer.address, 10**12 * USDC)
         genesis = int(suite.registry.call("GENESIS"))
+        for epoch in range(epochs):
+            self.use_channels(epoch, genesis + epoch * EPOCH + EPOCH // 2)
         now = int(self.w3.eth.get_block("latest")["timestamp"])
         send_increase_time(self.w3, genesis + epochs * EPOCH - now)  # every epoch has ended
         domain = fetch_domain_of(suite)
@@ -312,7 +364,7 @@ class _Story:
             for epoch in range(epochs):
                 inferences = simulate_inferences(
                     self.rng, self.capacity[index], epoch, self.offsets[index]
-                )
+                ) + self.channel_inferences.get((index, epoch), 0)
                 report = build_usage_report(
                     suite, node_id, epoch, inferences,
                     base_latency + self.rng.randrange(0, 25), self.rng.randrange(9_900, 10_001),
@@ -322,6 +374,74 @@ class _Story:
         nodes = len(self.node_ids)
         self.log(f"attestors signed {len(reports)} usage reports ({nodes} nodes x {epochs} epochs)")
         return reports
+
+    def open_channels(self) -> None:
+        """Each customer gets gas and stablecoin and deposits into channels to up to two
+        nodes."""
+        customers = [Transactor(self.w3, Signer.from_key(k)) for k in self.customer_keys]
+        for c, customer in enumerate(customers):
+            address = customer.signer.address
+            self.issuer.send({"to": address, "value": 10**18}, "send a customer gas")
+            picks = self.rng.sample(range(len(self.node_ids)), k=min(2, len(self.node_ids)))
+            send_mint_mock(self.issuer, self.suite, address, len(picks) * CHANNEL_DEPOSIT)
+            for n in picks:
+                send_deposit(customer, self.suite, self.node_ids[n], CHANNEL_DEPOSIT)
+                self.channels.append((c, n))
+                self.cumulative[(c, n)] = 0
+                self.deposited += CHANNEL_DEPOSIT
+        self.log(
+            f"{len(customers)} customers deposited {MOCK_USDC.format(self.deposited)} into "
+            f"{len(self.channels)} payment channels"
+        )
+
+    def use_channels(self, epoch: int, at: int) -> None:
+        """Mid-epoch: channel customers call their nodes, signing a voucher per batch of
+        requests; each node's operator redeems the latest ones before the epoch ends."""
+        now = int(self.w3.eth.get_block("latest")["timestamp"])
+        if at > now:
+            send_increase_time(self.w3, at - now)
+        domain = fetch_channels_domain(self.suite)
+        separator = domain.get_separator()
+        latest: dict[int, list[SignedVoucher]] = {}
+        for c, n in self.channels:
+            node_id = self.node_ids[n]
+            price = self.prices[n]
+            for _batch in range(BATCHES_PER_EPOCH):
+                used = self.rng.randrange(50, 400)
+                self.channel_inferences[(n, epoch)] = (
+                    self.channel_inferences.get((n, epoch), 0) + used
+                )
+                self.cumulative[(c, n)] += used * price // 1_000
+            customer = Signer.from_key(self.customer_keys[c]).address
+            owed = self.cumulative[(c, n)]
+            voucher = Voucher(
+                node_id=node_id, customer=customer, generation=0, cumulative=owed,
+                deadline=at + 30 * EPOCH,
+            )  # fmt: skip
+            signed = sign_voucher(voucher, self.customer_keys[c], domain, separator)
+            latest.setdefault(n, []).append(signed)
+        for n, vouchers in sorted(latest.items()):
+            result = redeem_vouchers(self.operators[n], self.suite, vouchers, domain)
+            self.redeemed_by_node[self.node_ids[n]] = (
+                self.redeemed_by_node.get(self.node_ids[n], 0) + result.amount
+            )
+
+    def close_a_channel(self) -> int:
+        """The first customer closes its first channel, waits out the grace, withdraws
+        the rest; returns what it withdrew (0 without channels)."""
+        if not self.channels:
+            return 0
+        c, n = self.channels[0]
+        customer = Transactor(self.w3, Signer.from_key(self.customer_keys[c]))
+        node_id = self.node_ids[n]
+        send_request_close(customer, self.suite, node_id)
+        send_increase_time(self.w3, int(self.suite.channels.call("CLOSE_GRACE")))
+        amount = int(send_withdraw_channel(customer, self.suite, node_id).details["amount"])
+        self.log(
+            f"a customer closed its channel to node {node_id} and, after the grace period, "
+            f"withdrew the unredeemed {MOCK_USDC.format(amount)}"
+        )
+        return amount
 
     def settle(self, reports: list[SignedReport]) -> PostResult:
         """The payer settles every report, in batches of 50."""
@@ -375,9 +495,10 @@ class _Story:
             investor_view = build_report(db, self.suite, investor=self.holders[0].signer.address)
         return operator_view, investor_view
 
-    def check_accounting(self, paid_in: int, paid_out: int) -> tuple[int, int, int]:
-        """Every base unit paid in is paid out or held for someone; returns (claimable,
-        unvested, dust) still in the share tokens."""
+    def check_accounting(self, paid_in: int, paid_out: int) -> tuple[int, int, int, int]:
+        """Every base unit paid in (for reports and into channels) is paid out or held for
+        someone; returns (claimable, unvested, dust) still in the share tokens and what is
+        still unredeemed in the channels."""
         suite = self.suite
         everyone = [a.signer.address for a in self.holders + self.operators]
         shares = [suite.share(n) for n in self.node_ids]
@@ -386,16 +507,24 @@ class _Story:
         for values in suite.reader.each(shares, *reads):
             claimable += sum(values[:-1])
             unvested += values[-1]
+        holders = [*shares, suite.router, suite.channels]
         balances = suite.reader.each(
-            [suite.stablecoin], *[("balanceOf", s.address) for s in [*shares, suite.router]]
+            [suite.stablecoin], *[("balanceOf", s.address) for s in holders]
         )[0]
-        held, held_router = sum(balances[:-1]), balances[-1]
+        held, held_router, in_channels = sum(balances[:-2]), balances[-2], balances[-1]
         dust = held - claimable - unvested
-        if paid_in != paid_out + held + held_router or dust < 0 or held_router != 0:
+        unredeemed = int(suite.channels.call("total_unredeemed"))
+        if (
+            paid_in != paid_out + held + held_router + in_channels
+            or dust < 0
+            or held_router != 0
+            or in_channels != unredeemed
+        ):
             raise EdgeShareError(
-                f"accounting mismatch: paid {paid_in}, out {paid_out}, held {held}"
+                f"accounting mismatch: paid {paid_in}, out {paid_out}, held {held}, "
+                f"in channels {in_channels} (unredeemed {unredeemed})"
             )
-        return claimable, unvested, dust
+        return claimable, unvested, dust, in_channels
 
 
 def write_reports(

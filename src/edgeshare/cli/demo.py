@@ -57,24 +57,28 @@ def demo(
     usdc = MOCK_USDC.format
     console.print_table(
         "Nodes (amounts in USDC, exact)",
-        ["node", "region", "price per 1k inferences", "inferences", "gross", "to holders",
-         "operator", "fee", "disputed"],
+        ["node", "region", "price per 1k inferences", "inferences", "gross", "of it channels",
+         "to holders", "operator", "fee", "disputed"],
         [[n.node_id, n.region, usdc(n.price_per_1k), f"{n.inferences:,}", usdc(n.gross),
-          usdc(n.holders), usdc(n.operator), usdc(n.fee), usdc(n.disputed) if n.disputed else ""]
+          usdc(n.channels) if n.channels else "", usdc(n.holders), usdc(n.operator),
+          usdc(n.fee), usdc(n.disputed) if n.disputed else ""]
          for n in summary.nodes],
     )  # fmt: skip
     node_id, epoch = summary.disputed_report
     console.print_table(
         "Every base unit accounted for (USDC)",
-        ["paid in", "refunded", "claimed", "withdrawn", "claimable", "unvested", "dust"],
-        [[usdc(summary.paid_in), usdc(summary.refunded_to_payer),
+        ["paid for reports", "into channels", "refunded", "claimed", "withdrawn",
+         "customers withdrew", "in channels", "claimable", "unvested", "dust"],
+        [[usdc(summary.paid_in), usdc(summary.channel_deposits), usdc(summary.refunded_to_payer),
           usdc(summary.claimed_by_investors), usdc(summary.withdrawn_by_operators_and_treasury),
+          usdc(summary.withdrawn_by_customers), usdc(summary.still_in_channels),
           usdc(summary.still_claimable), usdc(summary.still_unvested),
           f"{summary.dust} base units"]],
     )  # fmt: skip
     console.out.print(
         f"{summary.reports_settled} signed reports settled in {summary.settle_transactions} "
-        f"transactions; node {node_id} epoch {epoch} disputed and refunded; "
+        f"transactions; customers paid {usdc(summary.channel_redeemed)} through channels; "
+        f"node {node_id} epoch {epoch} disputed and refunded; "
         f"{summary.investors} investors claimed. Reports: {', '.join(summary.reports_written)}"
     )
     console.note("the local chain has been stopped")
