@@ -40,6 +40,7 @@ from edgeshare.contracts import get_codec
 from edgeshare.errors import InputError
 from edgeshare.models import Address, StrictModel, parse_address, read_json_problems
 from edgeshare.roles import Action
+from edgeshare.rpc import RpcError
 from edgeshare.suite import NodeStatus, Suite
 from edgeshare.tx import Planned, Transactor
 
@@ -276,8 +277,15 @@ def _get_logs(suite: Suite, topics: list[Any]) -> list[dict[str, Any]]:
         "toBlock": "latest",
         "topics": topics,
     }
-    result = suite.rpc.call("eth_getLogs", [params])
-    return list(result)
+    try:
+        return list(suite.rpc.call("eth_getLogs", [params]))
+    except RpcError as exc:
+        raise RpcError(
+            exc.code,
+            f"the node refused the deposit logs since block {suite.manifest.block} "
+            f"({exc.message}); "
+            "name the node instead: `edgeshare channel status NODE_ID`",
+        ) from None
 
 
 # ------------------------------------------------------------------ customers ----
