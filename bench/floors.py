@@ -193,3 +193,57 @@ def register(code_size: int) -> Floor:
             ),
         ),
     )
+
+
+def redeem_voucher() -> tuple[tuple[str, int], ...]:
+    """What each voucher of a redeem_many costs inside the channels contract: a channel
+    of its own customer (cold in the transaction), funded before (its amounts slot is
+    non-zero), paying in full."""
+    return (
+        ("EIP-712 struct hash (6 words) and digest", KECCAK_BASE + 6 * 6 + KECCAK_BASE + 6 * 3),
+        ("ecrecover", ECRECOVER),
+        ("channel state slot (generation, close, threshold)", COLD_SLOAD),
+        ("channel amounts slot (deposited, redeemed): read, write", read_write(False)),
+        ("VoucherRedeemed log (4 topics, 4 words)", log(4, 4)),
+    )
+
+
+def redeem(vouchers: int) -> Floor:
+    """redeem_many by the node's operator with ``vouchers`` vouchers of distinct customers
+    of one node: one credit to the router, which takes the stablecoin (an unlimited
+    allowance) and splits it at once as finalize does. The first redemption of the epoch
+    (the node's channel revenue of the epoch is set), the node's last revenue released (a
+    new vesting period starts). What the batch must learn of the node: its operator (the
+    caller check), its share token, its core slot and the terms of the epoch (the cut);
+    the node count and ``retired_from`` that the contract also reads are not counted (the
+    core slot already says whether the node exists and is retired)."""
+    items: list[tuple[str, int]] = [
+        ("call the registry (cold account)", COLD_ACCOUNT),
+        ("registry: node core slot", COLD_SLOAD),
+        ("registry: operator and share token", 2 * COLD_SLOAD),
+        ("registry: terms entry of the epoch", COLD_SLOAD),
+        ("call the router (cold account)", COLD_ACCOUNT),
+        ("router: channels address", COLD_SLOAD),
+        ("router: the node's channel revenue of the epoch: read, set", read_write(True)),
+        ("router: total_channel_revenue: read, write", read_write(False)),
+        *token_transfer(receiver_new=False),
+        ("stablecoin: allowance (unlimited): read", COLD_SLOAD),
+        ("router: ChannelRevenue log (3 topics, 1 word)", log(3, 1)),
+        ("treasury address", COLD_SLOAD),
+        ("treasury owed: read, write", read_write(False)),
+        ("operator owed: read, write", read_write(False)),
+        ("total_owed: read, write", read_write(False)),
+        ("stablecoin: router balance again (warm)", WARM_ACCESS),
+        ("stablecoin: share token balance", read_write(False)),
+        ("stablecoin: Transfer log to the share token (3 topics, 1 word)", log(3, 1)),
+        ("call the share token (cold account)", COLD_ACCOUNT),
+        ("share: total_distributed: read, write", read_write(False)),
+        ("share: unvested: read, set", read_write(True)),
+        ("share: vesting window (last, end)", 2 * read_write(False)),
+        ("RevenueDistributed log (2 topics, 3 words)", log(2, 3)),
+        ("RevenueSplit log (2 topics, 5 words)", log(2, 5)),
+        ("channels: total_unredeemed, total_redeemed", 2 * read_write(False)),
+    ]
+    for _ in range(vouchers):
+        items.extend(redeem_voucher())
+    return Floor(f"redeem_many, {vouchers} voucher(s)", tuple(items))

@@ -1,6 +1,7 @@
 """`make bench`: gas against the EVM floor, flat cost at scale, attestation and indexing
-throughput. Starts its own anvil, writes bench/results.json and bench/RESULTS.md, and
-refreshes the results table in README.md and docs/GAS.md.
+throughput, payment channels (redeem_many gas, the gateway's voucher check rate). Starts
+its own anvil, writes bench/results.json and bench/RESULTS.md, and refreshes the results
+table in README.md and docs/GAS.md.
 
 Every figure is measured in the same run as its reference (a floor, the smallest case,
 the raw rate of the same chain), so each ratio holds even on a noisy machine. Gas is
@@ -18,7 +19,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from coincurve import PublicKey as CurvePublicKey
 from eth_account import Account
+from eth_utils.crypto import keccak
 from hexbytes import HexBytes
 from web3 import Web3
 
@@ -28,8 +31,17 @@ import floors
 import reads
 
 from edgeshare import models as models_module
-from edgeshare.attestation import SignedReport, sign
+from edgeshare.attestation import Eip712Domain, SignedReport, sign
 from edgeshare.chain import LocalChain, build_dev_keys, connect
+from edgeshare.channels import (
+    MAX_BATCH,
+    Voucher,
+    VoucherChecker,
+    fetch_channels_domain,
+    get_voucher_digest,
+    send_deposit,
+    sign_voucher,
+)
 from edgeshare.contracts import get_codec
 from edgeshare.deploy import build_params, deploy_suite
 from edgeshare.indexer import Indexer, open_db
@@ -54,6 +66,10 @@ EPOCH = 60
 CHALLENGE = 3_600  # the shortest challenge window the router allows
 SHARES = 10**18
 QUICK = "--quick" in sys.argv  # a smaller run, for trying the script out
+REDEEM_MARGINAL_BOUND = 30_000
+"""redeem_many: gas per voucher after the 10th, at most (the channels issue's bound)."""
+CHECKS_TARGET = 10_000
+"""VoucherChecker.check_fields: checks per second on one core, at least, without RPC."""
 
 
 class Bench:
@@ -384,6 +400,117 @@ class Bench:
         if have < minimum:
             self.spread(node_id, minimum - have)
 
+    def channels_section(self) -> dict[str, Any]:
+        """redeem_many gas against its floor, and the gateway's voucher check rate.
+
+        One node, and 100 customers who each deposited into a channel to it. Each measured
+        batch holds vouchers of distinct customers (their channels cold in the transaction)
+        and is the node's first redemption of its epoch, with the node's last revenue
+        released, as its floor assumes. A holder other than the operator never claims, so
+        the share token always holds stablecoin.
+        """
+        (node_id,), _ = self.register(1)
+        share, channels = self.share(node_id), self.suite.channels
+        self.send(self.operator, share.address,
+                  [share.calldata("transfer", self.investor.signer.address, 1_000 * SHARES)])  # fmt: skip
+        domain = fetch_channels_domain(self.suite)
+        separator = domain.get_separator()
+        # deterministic customers, so the calldata (and the gas) is the same every run
+        keys = ["0x" + keccak(text=f"edgeshare bench customer {i}").hex() for i in range(MAX_BATCH)]
+        customers = [Signer.from_key(k) for k in keys]
+        deposit = 10**12
+        self.send(self.issuer, self.suite.stablecoin.address,
+                  [self.suite.stablecoin.calldata("mint", c.address, deposit) for c in customers])  # fmt: skip
+        for c in customers:
+            self.rpc.call("anvil_setBalance", [c.address, hex(10**20)])
+            send_deposit(Transactor(self.w3, c), self.suite, node_id, deposit)
+        cumulative = dict.fromkeys(range(len(customers)), 0)
+
+        def redeem(count: int) -> tuple[int, bytes]:
+            signed = []
+            for i in range(count):
+                cumulative[i] += 1_000_000
+                voucher = Voucher(node_id=node_id, customer=customers[i].address, generation=0,
+                                  cumulative=cumulative[i], deadline=2**40)  # fmt: skip
+                signed.append(sign_voucher(voucher, keys[i], domain, separator))
+            data = channels.calldata("redeem_many", [v.as_tuple() for v in signed],
+                                     b"".join(v.get_signature_bytes() for v in signed))  # fmt: skip
+            (receipt,) = self.send(self.operator, channels.address, [data])
+            paid = channels.events(receipt, "VoucherRedeemed")
+            assert len(paid) == count, f"{count - len(paid)} of {count} vouchers skipped"
+            self.release(node_id)  # the next batch: a new epoch, nothing left vesting
+            # and a block later: in the release's second, notify_revenue's write of the
+            # vesting start would leave the slot as it is (2,800 gas less than a real one)
+            send_increase_time(self.w3, 12)
+            return receipt.gas_used, bytes(HexBytes(data))
+
+        redeem(1)  # the node has been paid before: every total and owed slot is non-zero
+        rows: list[dict[str, Any]] = []
+        floor_items: dict[str, list[tuple[str, int]]] = {}
+        measured: dict[int, tuple[int, int]] = {}
+        for count in (1, 10, MAX_BATCH):
+            gas, calldata = redeem(count)
+            floor = floors.redeem(count)
+            low = floor.total(calldata)
+            measured[count] = (gas, low)
+            floor_items[floor.name] = [("transaction base", floors.TX_BASE),
+                                       ("calldata", floors.calldata_cost(calldata)), *floor.items]  # fmt: skip
+            rows.append({"operation": floor.name, "gas": gas, "floor": low,
+                         "ratio": _ratio(gas, low), "note": "distinct customers of one node"})  # fmt: skip
+        extra = MAX_BATCH - 10
+        marginal = (measured[MAX_BATCH][0] - measured[10][0]) // extra
+        # the floor's difference includes each voucher's calldata, as the gas does
+        marginal_floor = (measured[MAX_BATCH][1] - measured[10][1]) // extra
+        met = marginal <= REDEEM_MARGINAL_BOUND
+        rows.append({"operation": "redeem_many, each voucher after the 10th", "gas": marginal,
+                     "floor": marginal_floor, "ratio": _ratio(marginal, marginal_floor),
+                     "note": f"bound: at most {REDEEM_MARGINAL_BOUND:,} ({'met' if met else 'NOT met'}); "
+                             "the floor counts each voucher's calldata",
+                     "bound": REDEEM_MARGINAL_BOUND, "meets_bound": met})  # fmt: skip
+        return {"gas": rows, "floors": floor_items,
+                "checks": self._voucher_checks(node_id, customers, keys, cumulative, domain)}  # fmt: skip
+
+    def _voucher_checks(self, node_id: int, customers: list[Signer], keys: list[str],
+                        redeemed: dict[int, int], domain: Eip712Domain) -> dict[str, Any]:  # fmt: skip
+        """VoucherChecker.check_fields on vouchers that all pass (the whole check: the
+        cached channel, the digest, the recovery), against raw secp256k1 recovery of the
+        same signatures from precomputed digests; best of several interleaved rounds."""
+        count, rounds = (500, 3) if QUICK else (2_000, 5)
+        checker = VoucherChecker.load(self.suite, node_id, [c.address for c in customers])
+        now = int(self.w3.eth.get_block("latest")["timestamp"])
+        separator = domain.get_separator()
+        fields: list[tuple[int, str, int, int, int, bytes]] = []
+        recoverable: list[tuple[bytes, bytes]] = []
+        for n in range(count):
+            i = n % len(customers)
+            voucher = Voucher(node_id=node_id, customer=customers[i].address, generation=0,
+                              cumulative=redeemed[i] + 1 + n, deadline=2**40)  # fmt: skip
+            sig = sign_voucher(voucher, keys[i], domain, separator).get_signature_bytes()
+            fields.append((node_id, voucher.customer, 0, voucher.cumulative, 2**40, sig))
+            digest = get_voucher_digest(voucher, domain, separator)
+            recoverable.append((sig[:64] + bytes([sig[64] - 27]), digest))
+        for f in fields:  # every one is accepted: the timed loop runs the whole check
+            verdict = checker.check_fields(*f, now)
+            assert verdict.ok, verdict.describe()
+        check_rate = recover_rate = 0.0
+        for _ in range(rounds):
+            started = time.perf_counter()
+            for node, customer, generation, cumulative, deadline, sig in fields:
+                checker.check_fields(node, customer, generation, cumulative, deadline, sig, now)
+            check_rate = max(check_rate, count / (time.perf_counter() - started))
+            started = time.perf_counter()
+            for sig64, digest in recoverable:
+                CurvePublicKey.from_signature_and_message(sig64, digest, hasher=None).format(
+                    compressed=False
+                )
+            recover_rate = max(recover_rate, count / (time.perf_counter() - started))
+        return {"vouchers": count, "rounds": rounds,
+                "checks_per_second": int(check_rate),
+                "raw_recoveries_per_second": int(recover_rate),
+                "checks_over_raw_recovery": round(check_rate / recover_rate, 2),
+                "target_per_second": CHECKS_TARGET,
+                "meets_target": check_rate >= CHECKS_TARGET}  # fmt: skip
+
 
 ANVIL_ARGS = ("--gas-limit", "100000000", "--prune-history")
 
@@ -435,8 +562,9 @@ def _ratio(gas: int, floor: int) -> str:
 
 
 def render_markdown(results: dict[str, Any]) -> str:
+    channels = results.get("channels")
     lines = ["| operation | gas | EVM floor | ratio | note |", "| --- | ---: | ---: | ---: | --- |"]
-    for row in results["gas"]:
+    for row in results["gas"] + (channels["gas"] if channels else []):
         lines.append(
             f"| {row['operation']} | {row['gas']:,} | {row['floor']:,} | {row['ratio']} | {row['note']} |"
         )
@@ -459,10 +587,22 @@ def render_markdown(results: dict[str, Any]) -> str:
               f"| plain transfers, raw JSON-RPC batches (reference) | {t['plain_transfers_per_second']:,} |"]  # fmt: skip
     i = results["indexing"]
     lines += [f"| events indexed into SQLite ({i['events']:,} events) | {i['events_indexed_per_second']:,} |",
-              f"| raw eth_getLogs + decode (reference) | {i['raw_getlogs_decode_per_second']:,} |", "",
-              f"Reports settle at {t['reports_per_plain_transfer_time']}x the rate of plain transfers; "
+              f"| raw eth_getLogs + decode (reference) | {i['raw_getlogs_decode_per_second']:,} |"]  # fmt: skip
+    if channels:
+        c = channels["checks"]
+        lines += [f"| vouchers checked by `VoucherChecker.check_fields` (one thread, cached state, no RPC; {c['vouchers']:,} vouchers, best of {c['rounds']}) | {c['checks_per_second']:,} |",
+                  f"| raw secp256k1 recovery of the same signatures, coincurve (reference) | {c['raw_recoveries_per_second']:,} |"]  # fmt: skip
+    lines += ["", f"Reports settle at {t['reports_per_plain_transfer_time']}x the rate of plain transfers; "
               f"indexing runs at {i['index_over_raw']}x the raw fetch-and-decode rate.",
               ""]  # fmt: skip
+    if channels:
+        c = channels["checks"]
+        m = channels["gas"][-1]
+        lines += [f"Vouchers are checked at {c['checks_over_raw_recovery']}x the raw recovery rate, "
+                  f"{c['checks_per_second']:,} per second (target: at least {c['target_per_second']:,} "
+                  f"per core: {'met' if c['meets_target'] else 'NOT met'}); `redeem_many` costs "
+                  f"{m['gas']:,} gas per voucher after the 10th (bound: at most {m['bound']:,}: "
+                  f"{'met' if m['meets_bound'] else 'NOT met'}).", ""]  # fmt: skip
     if "reads" in results:
         r = results["reads"]
         lines += [f"Reads at scale: {r['nodes']:,} nodes with {r['epochs']} settled epochs each "
@@ -494,6 +634,12 @@ def replace_between(path: Path, text: str) -> None:
 def main() -> None:
     if "--docs-only" in sys.argv:  # re-render the documents from bench/results.json
         write_docs(json.loads((ROOT / "bench" / "results.json").read_text()))
+        return
+    if "--channels-only" in sys.argv:  # the channels section, on the last run's results
+        results = json.loads((ROOT / "bench" / "results.json").read_text())
+        results["channels"] = run_channels_section()
+        save(results)
+        write_docs(results)
         return
     results: dict[str, Any] = {}
     if "--reads-only" in sys.argv:  # the other sections as the last run wrote them
@@ -547,7 +693,26 @@ def run_chain_sections() -> dict[str, Any]:
         print("indexing ...", flush=True)
         results["indexing"] = bench.indexing_section(Path(tmp), 10_000 if QUICK else 50_000)
         print(json.dumps(results["indexing"]), flush=True)
+        results["channels"] = _channels(bench)
     return results
+
+
+def run_channels_section() -> dict[str, Any]:
+    """The channels section alone, on a fresh anvil started as the whole run's is."""
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        LocalChain("anvil", accounts=8, extra_args=ANVIL_ARGS) as chain,
+    ):
+        bench = Bench(connect(chain.url, timeout=300), build_dev_keys(8), Path(tmp))
+        bench.issuer.timeout = bench.operator.timeout = 600
+        return _channels(bench)
+
+
+def _channels(bench: Bench) -> dict[str, Any]:
+    print("payment channels: redeem_many gas, voucher checks ...", flush=True)
+    section = bench.channels_section()
+    print(json.dumps({"gas": section["gas"], "checks": section["checks"]}), flush=True)
+    return section
 
 
 def write_docs(results: dict[str, Any]) -> None:
@@ -561,7 +726,8 @@ def write_docs(results: dict[str, Any]) -> None:
             replace_between(doc, table)
     gas_doc = ROOT / "docs" / "GAS.md"
     breakdown = []
-    for name, items in results["floors"].items():
+    channel_floors = results["channels"]["floors"] if "channels" in results else {}
+    for name, items in {**results["floors"], **channel_floors}.items():
         breakdown += [f"**{name}**: {sum(g for _, g in items):,}", ""]
         counted: dict[tuple[str, int], int] = {}
         for item, gas in items:  # a batch repeats its per-report items: list them once
