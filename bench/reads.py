@@ -212,6 +212,9 @@ def measure(world: dict[str, Any], dbs: dict[str, str]) -> list[dict[str, Any]]:
     token_calls = [(suite.registry.address, get_codec("NodeRegistry").fn("share_token").encode(n))
                    for n in ids]  # fmt: skip
     usage_sql = "SELECT * FROM usage"
+    # each (node, epoch)'s channel revenue; the operator report also sums each customer's
+    channel_sql = "SELECT * FROM channel_revenue"
+    customers_sql = "SELECT * FROM channel_redemptions"
     # the investor's balance history, replayed for its share of each epoch
     investor_transfers_sql = (
         f"SELECT * FROM transfers WHERE sender = '{investor}' OR receiver = '{investor}'"
@@ -231,12 +234,13 @@ def measure(world: dict[str, Any], dbs: dict[str, str]) -> list[dict[str, Any]]:
             ("report operator", ["report", "operator", operator, *report_args],
              lambda: _with_db(db, lambda c: build_report(c, suite, operator=operator)),
              lambda: (bare.calls(distributed_calls), _sql(db, usage_sql, "SELECT * FROM claims",
-                                                          "SELECT * FROM nodes")())),
+                                                          "SELECT * FROM nodes", channel_sql,
+                                                          customers_sql)())),
             ("report investor", ["report", "investor", investor, *report_args],
              lambda: _with_db(db, lambda c: build_report(c, suite, investor=investor)),
              lambda: (bare.calls(holding_calls + vesting_calls + distributed_calls),
                       _sql(db, usage_sql, "SELECT * FROM claims", "SELECT * FROM nodes",
-                           investor_transfers_sql)())),
+                           investor_transfers_sql, channel_sql)())),
         ]  # fmt: skip
 
     rows = []

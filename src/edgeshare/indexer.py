@@ -1,11 +1,12 @@
 """Indexing the suite's events into SQLite or PostgreSQL, resumably, surviving reorgs.
 
-Logs are read with chunked ``eth_getLogs``: the registry's and router's first, then the
-share tokens known so far (a share token appears in ``NodeRegistered``), so no other
-contract's ``Transfer`` is ever read. A range a node refuses for its size is halved and
-retried; any other RPC failure is ``ChainUnavailable``. Each chunk is decoded and written
-in one transaction together with the new "last indexed block", so a crash loses nothing
-and a re-run resumes where it stopped.
+Logs are read with chunked ``eth_getLogs``: the registry's, router's and payment
+channels' first, then the share tokens known so far (a share token appears in
+``NodeRegistered``), so no other contract's ``Transfer`` is ever read. A range a node
+refuses for its size is halved and retried; any other RPC failure is
+``ChainUnavailable``. Each chunk is decoded and written in one transaction together with
+the new "last indexed block", so a crash loses nothing and a re-run resumes where it
+stopped.
 
 The index stops ``confirmations`` blocks behind the head. It keeps the hash of every
 block that holds indexed events and of every chunk's last block. Each run first compares
@@ -14,6 +15,16 @@ both still agree on (the fork point), deletes every row after it and indexes aga
 Every table is a log of events keyed by (block, log index) except two projections,
 ``nodes`` and ``usage`` (the current state of each node and of each settled epoch), whose
 rows a rollback touched are rebuilt from the kept events.
+
+Revenue of a (node, epoch) comes two ways. A usage report's payer pays only its due: the
+report's revenue as signed (inferences x price, ``report_revenue``) less the channel
+revenue already credited to the epoch (``channel_credit``), never below 0. That due is
+``usage.revenue``: what the router holds, disputes and finalizes for the epoch (its
+``settlement().revenue``, UsageSettled's ``due``). Customers' vouchers redeemed through
+the payment channels are credited to the epoch of their redemption and split at once
+(``channel_revenue``: one row per ``ChannelRevenue``, with the split of the
+``RevenueSplit`` that follows it), never disputed. The node's revenue of an epoch is its
+``usage.revenue`` (unless disputed) plus its channel revenue.
 
 Amounts are exact integers: ``NUMERIC(78,0)`` on PostgreSQL, decimal text on SQLite
 (whose NUMERIC affinity would turn the large ones into floats).
@@ -72,7 +83,7 @@ DEFAULT_CHUNK = 2_000
 DEFAULT_CONFIRMATIONS = 2
 # stored block hashes compared with the chain's per JSON-RPC batch, walking back a reorg
 HASH_BATCH = 100
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 log = logging.getLogger("edgeshare.indexer")
 
@@ -145,7 +156,12 @@ usage = Table(
     Column("node_id", BigInteger, primary_key=True, autoincrement=False),
     Column("epoch", BigInteger, primary_key=True, autoincrement=False),
     Column("inferences", Amount),
+    # what the payer paid and the router holds (UsageSettled's due): the report's revenue
+    # as signed (inferences x price // 1000) less the channel revenue credited to the
+    # epoch when it was settled, not below 0
     Column("revenue", Amount),
+    Column("report_revenue", Amount),
+    Column("channel_credit", Amount),
     Column("latency_ms", BigInteger),
     Column("uptime_bps", Integer),
     Column("payer", Text),
@@ -163,6 +179,8 @@ usage_events = _log_table(
     Column("version", BigInteger),
     Column("inferences", Amount),
     Column("revenue", Amount),
+    Column("report_revenue", Amount),
+    Column("channel_credit", Amount),
     Column("latency_ms", BigInteger),
     Column("uptime_bps", Integer),
     Column("payer", Text),
@@ -205,6 +223,46 @@ transfers = _log_table(
 withdrawals = _log_table(
     "withdrawals", Column("account", Text), Column("receiver", Text), Column("amount", Amount)
 )
+# every ChannelRevenue: what customers' vouchers paid a node, credited to the epoch of the
+# redemption, with the split the router made of it at once (the RevenueSplit after it)
+channel_revenue = _log_table(
+    "channel_revenue",
+    Column("tx_hash", Text),
+    Column("node_id", BigInteger),
+    Column("epoch", BigInteger),
+    Column("amount", Amount),
+    Column("protocol_fee", Amount),
+    Column("operator_cut", Amount),
+    Column("holders", Amount),
+    Index("channel_revenue_epoch", "node_id", "epoch"),
+)
+# every VoucherRedeemed: what one customer's voucher added to what its channel had paid
+channel_redemptions = _log_table(
+    "channel_redemptions",
+    Column("tx_hash", Text),
+    Column("node_id", BigInteger),
+    Column("customer", Text),
+    Column("epoch", BigInteger),
+    Column("generation", BigInteger),
+    Column("cumulative", Amount),
+    Column("amount", Amount),
+    Column("unredeemed", Amount),
+    Index("channel_redemptions_epoch", "node_id", "epoch"),
+    Index("channel_redemptions_customer", "customer"),
+)
+# every Deposited ("deposit") and ChannelWithdrawn ("withdrawal") of a customer's channel;
+# unredeemed is what the channel holds after it
+channel_funds = _log_table(
+    "channel_funds",
+    Column("tx_hash", Text),
+    Column("customer", Text),
+    Column("node_id", BigInteger),
+    Column("kind", Text),
+    Column("generation", BigInteger),
+    Column("amount", Amount),
+    Column("unredeemed", Amount),
+    Index("channel_funds_customer", "customer", "node_id"),
+)
 # everything else, arguments as JSON (integers as decimal text); NodeRegistered and the
 # node updates too, so that a rollback can rebuild a node's row
 other_events = _log_table(
@@ -215,7 +273,8 @@ other_events = _log_table(
     Column("args", Text),
     Index("other_events_node", "node_id"),
 )
-LOG_TABLES = (usage_events, usage_states, splits, claims, transfers, withdrawals, other_events)
+LOG_TABLES = (usage_events, usage_states, splits, claims, transfers, withdrawals,
+              channel_revenue, channel_redemptions, channel_funds, other_events)  # fmt: skip
 
 # node events that change a column of its row: event -> (column, event field)
 NODE_UPDATES = {
@@ -341,12 +400,40 @@ def _drop_v1(db: Connection) -> None:
         db.execute(sql_text(f"DROP TABLE IF EXISTS {name}"))
 
 
+# Version 2's tables of indexed events (all but meta and blocks): it read no payment
+# channels, and its usage rows hold the report's revenue, not what the payer paid.
+V2_EVENT_TABLES = ("nodes", "usage", "usage_events", "usage_states", "splits", "claims",
+                   "transfers", "withdrawals", "other_events")  # fmt: skip
+
+
+def _reindex_v2(db: Connection) -> None:
+    """Drop version 2's event tables (created anew) and forget how far it indexed, so the
+    next run reads the chain again from the start block; what ties the database to its
+    chain (chain id, registry, start block and its hash) is kept."""
+    for name in V2_EVENT_TABLES:
+        db.execute(sql_text(f"DROP TABLE IF EXISTS {name}"))
+    found = inspect(db)
+    if not (found.has_table("meta") and found.has_table("blocks")):
+        return  # migrated from version 1 just now: nothing is left to forget
+    start = db.execute(select(meta.c.value).where(meta.c.key == "deploy_block")).scalar()
+    if start is not None:
+        db.execute(delete(blocks).where(blocks.c.number != int(start)))
+    db.execute(delete(meta).where(meta.c.key.in_(["last_block", "last_block_hash"])))
+
+
 MIGRATIONS = [
     Migration(
         2,
         "drops the version 1 tables (amounts as text, no block hashes); the index is "
         "rebuilt from the chain",
         _drop_v1,
+    ),
+    Migration(
+        3,
+        "adds payment channels (channel revenue, redemptions, deposits and withdrawals); a "
+        "usage row's revenue is what its payer paid, beside the report's own and the "
+        "channel credit; the index is rebuilt from the chain",
+        _reindex_v2,
     ),
 ]
 
@@ -455,6 +542,7 @@ class Event(NamedTuple):
     address: str
     name: str
     args: dict[str, Any]
+    tx_hash: str = ""
 
 
 @dataclass
@@ -474,6 +562,9 @@ class _Batch:
     """New states of epochs settled before this chunk."""
     attestors: dict[int, str | None] = field(default_factory=dict)
     blocks: dict[int, str] = field(default_factory=dict)
+    unsplit: dict[str, Any] | None = None
+    """The last channel revenue row, until the RevenueSplit of its transaction fills in
+    its split (the router logs that split right after it)."""
 
     def add(self, table: Table, row: dict[str, Any]) -> None:
         """Queue an event-log row."""
@@ -542,6 +633,7 @@ class Indexer:
         self.core = {
             suite.registry.address.lower(): get_codec("NodeRegistry").by_topic,
             suite.router.address.lower(): get_codec("RevenueRouter").by_topic,
+            suite.channels.address.lower(): get_codec("PaymentChannels").by_topic,
         }
         self.share_specs = get_codec("NodeShare").by_topic
         self._handlers: dict[str, Callable[[_Batch, Event], None]] = {
@@ -553,6 +645,10 @@ class Indexer:
             "RevenueClaimed": self._on_claim,
             "Transfer": self._on_transfer,
             "Withdrawn": self._on_withdrawal,
+            "ChannelRevenue": self._on_channel_revenue,
+            "VoucherRedeemed": self._on_voucher_redeemed,
+            "Deposited": self._on_channel_funds,
+            "ChannelWithdrawn": self._on_channel_funds,
             **dict.fromkeys(NODE_UPDATES, self._on_node_update),
         }
         self._check_meta()
@@ -827,7 +923,8 @@ class Indexer:
                 continue
             out.append(Event(int(item["blockNumber"], 16), int(item["logIndex"], 16),
                              str(item["blockHash"]).lower(), item["address"], spec.name,
-                             spec.decode(item["topics"], item["data"])))  # fmt: skip
+                             spec.decode(item["topics"], item["data"]),
+                             str(item.get("transactionHash") or "").lower()))  # fmt: skip
         out.sort(key=lambda e: (e.block, e.log_index))
         return out
 
@@ -888,7 +985,9 @@ class Indexer:
         a = e.args
         report = {
             "node_id": a["node_id"], "epoch": a["epoch"], "inferences": a["inferences"],
-            "revenue": a["revenue"], "latency_ms": a["latency_ms"],
+            # what the payer paid (what the router holds); the report's own revenue beside
+            "revenue": a["due"], "report_revenue": a["revenue"],
+            "channel_credit": a["channel_credit"], "latency_ms": a["latency_ms"],
             "uptime_bps": a["uptime_bps"], "payer": a["payer"],
             # the signer: the node's attestor at this point of the event order
             "attestor": self._attestor(batch, a["node_id"]),
@@ -917,6 +1016,39 @@ class Indexer:
                            "epochs": a["epochs"], "gross": a["gross"],
                            "protocol_fee": a["protocol_fee"], "operator_cut": a["operator_cut"],
                            "holders": a["holders"]})  # fmt: skip
+        credit = batch.unsplit
+        if credit is not None and credit["tx_hash"] == e.tx_hash:
+            # the split of the channel revenue just logged: its amount, split at once
+            credit.update(protocol_fee=a["protocol_fee"], operator_cut=a["operator_cut"],
+                          holders=a["holders"])  # fmt: skip
+            batch.unsplit = None
+
+    def _on_channel_revenue(self, batch: _Batch, e: Event) -> None:
+        a = e.args
+        row = {"block": e.block, "log_index": e.log_index, "tx_hash": e.tx_hash,
+               "node_id": a["node_id"], "epoch": a["epoch"], "amount": a["amount"],
+               "protocol_fee": None, "operator_cut": None, "holders": None}  # fmt: skip
+        batch.add(channel_revenue, row)
+        batch.unsplit = row
+
+    def _on_voucher_redeemed(self, batch: _Batch, e: Event) -> None:
+        a = e.args
+        batch.add(channel_redemptions, {"block": e.block, "log_index": e.log_index,
+                                        "tx_hash": e.tx_hash, "node_id": a["node_id"],
+                                        "customer": a["customer"], "epoch": a["epoch"],
+                                        "generation": a["generation"],
+                                        "cumulative": a["cumulative"], "amount": a["amount"],
+                                        "unredeemed": a["unredeemed"]})  # fmt: skip
+
+    def _on_channel_funds(self, batch: _Batch, e: Event) -> None:
+        a = e.args
+        deposit = e.name == "Deposited"
+        batch.add(channel_funds, {"block": e.block, "log_index": e.log_index,
+                                  "tx_hash": e.tx_hash, "customer": a["customer"],
+                                  "node_id": a["node_id"],
+                                  "kind": "deposit" if deposit else "withdrawal",
+                                  "generation": a["generation"], "amount": a["amount"],
+                                  "unredeemed": a["unredeemed"] if deposit else 0})  # fmt: skip
 
     def _on_claim(self, batch: _Batch, e: Event) -> None:
         batch.add(claims, {"block": e.block, "log_index": e.log_index,

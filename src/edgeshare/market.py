@@ -179,12 +179,16 @@ class Holding:
     shares: int
     supply: int
     claimable: int
+    vesting: int = 0
+    """Its part of the node's revenue still vesting (usage reports finalized and channel
+    revenue redeemed lately), at its shares now, rounded down."""
 
 
 def fetch_portfolio(
     suite: Suite, holder: str, node_ids: Sequence[int] | None = None
 ) -> list[Holding]:
-    """Every node where ``holder`` has shares or claimable revenue (or the named nodes)."""
+    """Every node where ``holder`` has shares or claimable revenue (or the named nodes),
+    with what it can claim and its part of what still vests."""
     holder = Web3.to_checksum_address(holder)
     count = suite.fetch_node_count()
     ids = list(node_ids) if node_ids else list(range(1, count + 1))
@@ -196,12 +200,14 @@ def fetch_portfolio(
     tokens = suite.fetch_share_tokens(ids)
     shares = [suite.share_at(t) for t in tokens]
     values = suite.reader.each(
-        shares, ("balanceOf", holder), ("claimable", holder), ("totalSupply",)
+        shares, ("balanceOf", holder), ("claimable", holder), ("totalSupply",), ("unvested",)
     )
     out = []
-    for node_id, token, (balance, claimable, supply) in zip(ids, tokens, values, strict=True):
+    for node_id, token, row in zip(ids, tokens, values, strict=True):
+        balance, claimable, supply, unvested = row
         if balance or claimable or node_ids:
-            out.append(Holding(node_id, token, balance, supply, claimable))
+            vesting = unvested * balance // max(1, supply)  # rounds down, as a release does
+            out.append(Holding(node_id, token, balance, supply, claimable, vesting))
     return out
 
 

@@ -146,16 +146,21 @@ def _svg_bars(chart: Chart) -> str:
 
 
 def _charts(report: Report) -> list[Chart]:
-    """The report's charts: revenue and utilisation per epoch per node, holders' claimed
-    vs unclaimed per node, and for an investor its own revenue per epoch per node."""
+    """The report's charts: revenue per epoch per node (and, with channel revenue, per
+    epoch from usage reports and from channels), utilisation per epoch per node, holders'
+    claimed vs unclaimed per node, and for an investor its own revenue per epoch per node."""
     token, d = report.token, report.decimals
     epochs = sorted({r.epoch for r in report.rows})
     revenue: Series = defaultdict(dict)
     usage: Series = defaultdict(dict)
+    sources: Series = {"usage reports": defaultdict(int), "channels": defaultdict(int)}
     for r in report.rows:
         if not r.disputed:
-            revenue[f"node {r.node_id}"][r.epoch] = r.revenue
             usage[f"node {r.node_id}"][r.epoch] = r.inferences
+            sources["usage reports"][r.epoch] += r.usage_revenue
+        if r.counted_revenue or not r.disputed:
+            revenue[f"node {r.node_id}"][r.epoch] = r.counted_revenue
+        sources["channels"][r.epoch] += r.channel_revenue
 
     def x_epoch(epoch: int) -> list[str]:
         return [str(epoch), datetime.fromtimestamp(report.get_epoch_start(epoch), tz=UTC)
@@ -184,6 +189,11 @@ def _charts(report: Report) -> list[Chart]:
               lambda name, n, v: f"node {n} · {name} · {token.format(v)}", stacked=False,
               floor=unit),
     ]  # fmt: skip
+    if any(r.channel_revenue for r in report.rows):
+        charts.insert(1, Chart("Revenue per epoch: usage reports and channels",
+                               {k: dict(v) for k, v in sources.items()}, epochs, report.symbol,
+                               token.format, money_axis, x_epoch, epoch_tip(token.format),
+                               floor=unit))  # fmt: skip
     if report.kind == "investor":
         mine: Series = defaultdict(dict)
         for e in report.earnings:
@@ -261,7 +271,8 @@ def render_html(report: Report) -> str:
 
 EARNINGS_NOTE = (
     "Your revenue per epoch is your share of the holders' revenue at your balance when it "
-    "was distributed (finalized; pending epochs at your balance now). It then vests over the "
+    "was distributed (finalized; pending epochs at your balance now; channel revenue when it "
+    "was redeemed, for it is distributed at once). It then vests over the "
     "unlock period; shares sold while it vests take the unvested part with them. The yield "
     "is annualised from the epochs shown."
 )

@@ -23,6 +23,17 @@ whose sum equals what the investor receives (to a base unit per epoch) when it k
 shares until the revenue vested. The trailing yield is the revenue earned in the epochs
 shown, annualised over their span (365-day years); as a percentage (basis points) it
 needs what the shares cost, which the chain does not know (``cost_basis``).
+
+A node's revenue of an epoch comes from its usage report and from payment channels. The
+report's payer pays only what the epoch's channel revenue did not (``usage_revenue``, the
+router's ``due``), which is split at finalization (or refunded if disputed); customers'
+vouchers redeemed in the epoch (``channel_revenue``) were split at once, each redemption
+with the epoch's operator cut, and are never disputed. Each part is split as the router
+split it, so fee, cut and holders' revenue still add up to the chain's to the base unit.
+An epoch with channel revenue and no settled report is shown with the state
+``no report``; the operator report also shows what each customer's vouchers paid each
+node. The investor's share of channel revenue is taken at its balance when each
+redemption was distributed.
 """
 
 from __future__ import annotations
@@ -38,7 +49,7 @@ from datetime import UTC, datetime
 from operator import attrgetter
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Select, select
 from web3 import Web3
 
 from edgeshare import indexer as idx
@@ -63,35 +74,55 @@ __all__ = [
 ]
 
 MAX_BPS = 10_000
-STATES = ("pending", "finalized", "disputed")
+NO_REPORT = "no report"
+"""The state of an epoch row with channel revenue and no settled usage report."""
+STATES = ("pending", "finalized", "disputed", NO_REPORT)
 SECONDS_PER_YEAR = 365 * 86_400
 
 # Money fields (stablecoin base units) and share fields (18 decimals): strings in JSON.
 MONEY_FIELDS = frozenset({
     "revenue", "operator_cut", "protocol_fee", "holders", "disputed_revenue", "pending_revenue",
     "holders_claimed", "holders_unclaimed", "claimed", "claimable", "vesting", "earned",
-    "total_earned", "earned_in_epochs", "annualised", "cost_basis",
+    "total_earned", "earned_in_epochs", "annualised", "cost_basis", "usage_revenue",
+    "channel_revenue", "redeemed",
 })  # fmt: skip
 SHARE_FIELDS = frozenset({"shares", "supply"})
 
 
 @dataclass
 class EpochRow:
-    """One node's usage and money in one epoch."""
+    """One node's usage and money in one epoch: its settled usage report's, its channel
+    revenue's, or both."""
 
     node_id: int
     epoch: int
     inferences: int
     revenue: int
+    """``usage_revenue + channel_revenue`` (a disputed report's part included: see
+    ``counted_revenue``)."""
     operator_cut: int
+    """Of the report's revenue (unless disputed) and of the channel revenue, each split
+    as the router split it; so are ``protocol_fee`` and ``holders``."""
     protocol_fee: int
     holders: int
     latency_ms: int
     uptime_bps: int
     state: str
+    """The usage report's: pending, finalized, disputed, or ``no report``."""
     disputed: bool
+    """The usage report was disputed (its payer was refunded; channel revenue stands)."""
     starts: str = ""
     """When the epoch began (UTC, ISO 8601)."""
+    usage_revenue: int = 0
+    """What the usage report's payer paid: inferences x price less the epoch's channel
+    revenue, never below 0 (the router's ``due``)."""
+    channel_revenue: int = 0
+    """What customers' vouchers redeemed in the epoch paid the node."""
+
+    @property
+    def counted_revenue(self) -> int:
+        """The revenue that stands: the channel revenue, and the report's unless disputed."""
+        return self.channel_revenue + (0 if self.disputed else self.usage_revenue)
 
 
 @dataclass
@@ -102,6 +133,9 @@ class NodeTotals:
     region: str
     inferences: int = 0
     revenue: int = 0
+    """``usage_revenue + channel_revenue``."""
+    usage_revenue: int = 0
+    channel_revenue: int = 0
     operator_cut: int = 0
     protocol_fee: int = 0
     holders: int = 0
@@ -110,6 +144,33 @@ class NodeTotals:
     pending_revenue: int = 0
     holders_claimed: int = 0
     holders_unclaimed: int = 0
+
+
+@dataclass
+class CustomerRevenue:
+    """What one customer's vouchers paid one node in the epochs shown."""
+
+    node_id: int
+    customer: str
+    redeemed: int
+    vouchers: int
+    """Vouchers redeemed (each pays what it adds to the channel's redeemed total)."""
+    first_epoch: int
+    last_epoch: int
+
+
+@dataclass
+class ChannelTotals:
+    """A (node, epoch)'s channel revenue and the router's splits of it, summed."""
+
+    amount: int = 0
+    protocol_fee: int = 0
+    operator_cut: int = 0
+    holders: int = 0
+
+
+NO_CHANNEL_REVENUE = ChannelTotals()
+"""The channel revenue of an epoch that has none (read, never added to)."""
 
 
 @dataclass
@@ -160,7 +221,7 @@ class InvestorSummary:
     total_earned: int
     """claimed + claimable + vesting."""
     earned_in_epochs: int
-    """Its share of the holders' revenue of the epochs shown, disputed ones excluded."""
+    """Its share of the holders' revenue of the epochs shown (disputed reports' excluded)."""
     yield_from_epoch: int | None
     yield_to_epoch: int | None
     yield_seconds: int
@@ -197,6 +258,8 @@ class Report:
     nodes: list[NodeTotals] = field(default_factory=list)
     positions: list[Position] = field(default_factory=list)
     earnings: list[Earning] = field(default_factory=list)
+    customers: list[CustomerRevenue] = field(default_factory=list)
+    """What each customer's vouchers paid each node (not in an investor's report)."""
 
     @property
     def token(self) -> Token:
@@ -217,7 +280,7 @@ class Report:
         data: dict[str, Any] = {}
         for name in REPORT_FIELDS:
             value = getattr(self, name)
-            if name in ("rows", "nodes", "positions", "earnings"):
+            if name in ("rows", "nodes", "positions", "earnings", "customers"):
                 value = [_json_item(item) for item in value]
             elif name == "summary":
                 value = None if value is None else _json_item(value)
@@ -304,8 +367,9 @@ def build_report(
         operator: Report every node this operator runs.
         node_ids: Or these nodes (each must be registered: ``NodeNotFound`` otherwise).
         investor: Or this investor's own report.
-        from_epoch: First epoch shown (default: the first settled).
-        to_epoch: Last epoch shown (default: the last settled).
+        from_epoch: First epoch shown (default: the first with a settled report or
+            channel revenue).
+        to_epoch: Last epoch shown (default: the last with either).
         cost_basis: What the investor paid for its shares (stablecoin base units), for a
             yield in basis points.
 
@@ -328,11 +392,13 @@ def build_report(
         selected = sorted(n for n, r in nodes.items() if r[1] == subject)
     else:
         selected = _check_node_ids(node_ids or [], nodes)
-    _add_usage(db, report, {n: nodes[n][2] for n in selected})
+    channel = _add_usage(db, report, {n: nodes[n][2] for n in selected})
     _add_holder_claims(db, suite, report, {n: nodes[n][3] for n in selected})
     if investor is not None:
-        _add_earnings(db, report, {n: int(nodes[n][4] or 0) for n in selected})
+        _add_earnings(db, report, {n: int(nodes[n][4] or 0) for n in selected}, channel)
         report.summary = build_investor_summary(report, cost_basis)
+    else:
+        _add_customers(db, report, selected)
     report.empty_reason = _get_empty_reason(report, len(nodes))
     return report
 
@@ -379,51 +445,114 @@ def _investor_candidates(
     return held
 
 
-def _add_usage(db: Connection, report: Report, regions: dict[int, str]) -> None:
-    """Per node and epoch rows and per node totals of the selected nodes."""
+def _in_epochs(query: Select[Any], epoch: Any, report: Report) -> Select[Any]:
+    """``query`` limited to the report's epochs (``epoch``: the column)."""
+    if report.from_epoch is not None:
+        query = query.where(epoch >= report.from_epoch)
+    if report.to_epoch is not None:
+        query = query.where(epoch <= report.to_epoch)
+    return query
+
+
+def _fetch_channel_revenue(
+    db: Connection, report: Report, node_ids: list[int]
+) -> dict[tuple[int, int], ChannelTotals]:
+    """Channel revenue per (node, epoch) shown and the router's splits of it, summed here
+    (SQLite would sum the decimal text as floats)."""
+    c = idx.channel_revenue.c
+    query = select(c.node_id, c.epoch, c.amount, c.protocol_fee, c.operator_cut, c.holders)
+    found: dict[tuple[int, int], ChannelTotals] = {}
+    for node_id, epoch, amount, fee, cut, holders in db.execute(
+        _in_epochs(query.where(c.node_id.in_(node_ids)), c.epoch, report)
+    ).all():
+        t = found.setdefault((node_id, epoch), ChannelTotals())
+        t.amount += amount
+        t.protocol_fee += fee
+        t.operator_cut += cut
+        t.holders += holders
+    return found
+
+
+def _add_usage(
+    db: Connection, report: Report, regions: dict[int, str]
+) -> dict[tuple[int, int], ChannelTotals]:
+    """Per node and epoch rows (a settled usage report, channel revenue, or both) and per
+    node totals of the selected nodes; returns the channel revenue per (node, epoch)."""
     totals = {n: NodeTotals(n, region) for n, region in regions.items()}
     if not totals:
-        return
+        return {}
+    channel = _fetch_channel_revenue(db, report, list(totals))
     u = idx.usage.c
     query = select(u.node_id, u.epoch, u.inferences, u.revenue, u.latency_ms, u.uptime_bps,
                    u.operator_cut_bps, u.state).where(u.node_id.in_(list(totals)))  # fmt: skip
-    if report.from_epoch is not None:
-        query = query.where(u.epoch >= report.from_epoch)
-    if report.to_epoch is not None:
-        query = query.where(u.epoch <= report.to_epoch)
     fee_bps, add = report.protocol_fee_bps, report.rows.append
     starts: dict[int, str] = {}
-    # read in key order (no sort in the database), shown epoch by epoch (sorted below)
-    # fetched whole: row by row, SQLAlchemy's cursor costs more than the rows' own work
-    for node_id, epoch, inferences, revenue, latency, uptime, cut_bps, state in db.execute(
-        query.order_by(u.node_id, u.epoch)
-    ).all():
-        disputed = state == "disputed"
-        fee, cut, holders = (0, 0, 0) if disputed else split(revenue, fee_bps, cut_bps)
+
+    def get_start(epoch: int) -> str:
         start = starts.get(epoch)
         if start is None:
             start = starts[epoch] = get_iso(report.get_epoch_start(epoch))
-        row = EpochRow(node_id, epoch, inferences, revenue, cut, fee, holders, latency, uptime,
-                       state, disputed, start)  # fmt: skip
+        return start
+
+    # read in key order (no sort in the database), shown epoch by epoch (sorted below)
+    # fetched whole: row by row, SQLAlchemy's cursor costs more than the rows' own work
+    for node_id, epoch, inferences, due, latency, uptime, cut_bps, state in db.execute(
+        _in_epochs(query, u.epoch, report).order_by(u.node_id, u.epoch)
+    ).all():
+        disputed = state == "disputed"
+        fee, cut, holders = (0, 0, 0) if disputed else split(due, fee_bps, cut_bps)
+        paid = channel.get((node_id, epoch), NO_CHANNEL_REVENUE)
+        row = EpochRow(node_id, epoch, inferences, due + paid.amount, cut + paid.operator_cut,
+                       fee + paid.protocol_fee, holders + paid.holders, latency, uptime, state,
+                       disputed, get_start(epoch), due, paid.amount)  # fmt: skip
+        add(row)
+        _add_to_totals(totals[node_id], row)
+    reported = {(r.node_id, r.epoch) for r in report.rows}
+    for (node_id, epoch), paid in channel.items():
+        if (node_id, epoch) in reported:
+            continue
+        row = EpochRow(node_id, epoch, 0, paid.amount, paid.operator_cut, paid.protocol_fee,
+                       paid.holders, 0, 0, NO_REPORT, False, get_start(epoch), 0,
+                       paid.amount)  # fmt: skip
         add(row)
         _add_to_totals(totals[node_id], row)
     report.rows.sort(key=attrgetter("epoch", "node_id"))
     report.nodes = [totals[n] for n in sorted(totals)]
+    return channel
 
 
 def _add_to_totals(t: NodeTotals, row: EpochRow) -> None:
-    """Count one row in its node's totals (a disputed one only as a dispute)."""
-    if row.disputed:
-        t.disputes += 1
-        t.disputed_revenue += row.revenue
-        return
-    t.inferences += row.inferences
-    t.revenue += row.revenue
+    """Count one row in its node's totals (a disputed report only as a dispute; the
+    channel revenue of its epoch stands)."""
+    t.channel_revenue += row.channel_revenue
+    t.revenue += row.counted_revenue
     t.operator_cut += row.operator_cut
     t.protocol_fee += row.protocol_fee
     t.holders += row.holders
+    if row.disputed:
+        t.disputes += 1
+        t.disputed_revenue += row.usage_revenue
+        return
+    t.inferences += row.inferences
+    t.usage_revenue += row.usage_revenue
     if row.state == "pending":
-        t.pending_revenue += row.revenue
+        t.pending_revenue += row.usage_revenue
+
+
+def _add_customers(db: Connection, report: Report, node_ids: list[int]) -> None:
+    """What each customer's vouchers paid each selected node in the epochs shown, the
+    largest customers of each node first."""
+    r = idx.channel_redemptions.c
+    query = select(r.node_id, r.customer, r.epoch, r.amount).where(r.node_id.in_(node_ids))
+    found: dict[tuple[int, str], CustomerRevenue] = {}
+    for node_id, customer, epoch, amount in db.execute(_in_epochs(query, r.epoch, report)).all():
+        c = found.get((node_id, customer))
+        if c is None:
+            c = found[(node_id, customer)] = CustomerRevenue(node_id, customer, 0, 0, epoch, epoch)
+        c.redeemed += amount
+        c.vouchers += 1
+        c.first_epoch, c.last_epoch = min(c.first_epoch, epoch), max(c.last_epoch, epoch)
+    report.customers = sorted(found.values(), key=lambda c: (c.node_id, -c.redeemed, c.customer))
 
 
 def _add_holder_claims(
@@ -496,31 +625,97 @@ def _fetch_distributions(
     return {(n, e): (b, i) for n, e, b, i in db.execute(query).all()}
 
 
-def _add_earnings(db: Connection, report: Report, supplies: dict[int, int]) -> None:
+def _fetch_channel_credits(
+    db: Connection, node_ids: list[int], until_block: int
+) -> dict[tuple[int, int], list[tuple[Mark, int]]]:
+    """When each (node, epoch)'s channel revenue went to its holders and how much each
+    time (every redemption is distributed at once), for those up to ``until_block``, as
+    ``_fetch_distributions``."""
+    c = idx.channel_revenue.c
+    query = (
+        select(c.node_id, c.epoch, c.block, c.log_index, c.holders)
+        .where(c.node_id.in_(node_ids))
+        .where(c.block <= until_block)
+    )
+    found: dict[tuple[int, int], list[tuple[Mark, int]]] = {}
+    for n, e, b, i, holders in db.execute(query).all():
+        found.setdefault((n, e), []).append(((b, i), holders))
+    return found
+
+
+def _get_distributions(
+    row: EpochRow, finalized_at: Mark, credits: list[tuple[Mark, int]], channel: int, now: Mark
+) -> list[tuple[Mark, int]]:
+    """(when, holders' revenue) of each distribution of ``row``'s revenue: its usage
+    report's at finalization (none if disputed), each redemption's when it was credited;
+    ``channel`` is the row's channel holders' revenue, of which credits not listed (after
+    the investor's last balance change) are at ``now``."""
+    parts = []
+    if row.state in ("pending", "finalized"):
+        parts.append((finalized_at, row.holders - channel))
+    parts += credits
+    listed = sum(holders for _, holders in credits)
+    if channel > listed:
+        parts.append((now, channel - listed))
+    return parts
+
+
+def _build_earning(
+    row: EpochRow,
+    parts: list[tuple[Mark, int]],
+    history: tuple[list[Mark], list[int]],
+    supply: int,
+) -> Earning | None:
+    """The investor's share of ``row``'s distributions ``parts`` at its balance at each
+    (None: it held nothing at any): the distributions at one balance are summed, then
+    rounded down as a claim rounds."""
+    marks, balances = history
+    at_balance: dict[int, int] = defaultdict(int)
+    last = max(parts)[0]
+    shares = 0
+    for mark, holders in parts:
+        i = bisect_right(marks, mark)
+        balance = balances[i - 1] if i else 0
+        at_balance[balance] += holders
+        if mark == last:
+            shares = balance
+    if not any(at_balance):
+        return None
+    earned = sum(holders * b // max(1, supply) for b, holders in at_balance.items())
+    return Earning(row.node_id, row.epoch, row.starts, shares, supply, row.holders, earned,
+                   row.state)  # fmt: skip
+
+
+def _add_earnings(
+    db: Connection,
+    report: Report,
+    supplies: dict[int, int],
+    channel: dict[tuple[int, int], ChannelTotals],
+) -> None:
     """The investor's share of each shown epoch's holders' revenue (module notes)."""
     ids = sorted(supplies)
     if not ids:
         return
     history = _fetch_balance_history(db, report.subject, ids)
     last_change = max((marks[-1][0] for marks, _ in history.values()), default=-1)
-    finalized = _fetch_distributions(db, sorted(history), last_change) if history else {}
+    held = sorted(history)
+    finalized = _fetch_distributions(db, held, last_change) if history else {}
+    credited = _fetch_channel_credits(db, held, last_change) if history else {}
     now: Mark = (report.block + 1, 0)  # after every balance change: the latest balance
     by_node: dict[int, int] = defaultdict(int)
     add = report.earnings.append
     for row in report.rows:
         found = history.get(row.node_id)
-        if found is None or row.disputed:
-            continue  # never held (earns nothing), or nothing was distributed
-        marks, balances = found
-        i = bisect_right(marks, finalized.get((row.node_id, row.epoch), now))
-        balance = balances[i - 1] if i else 0
-        if not balance:
-            continue
-        supply = supplies[row.node_id]
-        earned = row.holders * balance // max(1, supply)  # rounds down, as a claim does
-        add(Earning(row.node_id, row.epoch, row.starts, balance, supply, row.holders, earned,
-                    row.state))  # fmt: skip
-        by_node[row.node_id] += earned
+        if found is None:
+            continue  # never held: earns nothing
+        key = (row.node_id, row.epoch)
+        paid = channel.get(key, NO_CHANNEL_REVENUE).holders
+        parts = _get_distributions(row, finalized.get(key, now), credited.get(key, []), paid, now)
+        earning = _build_earning(row, parts, found, supplies[row.node_id]) if parts else None
+        if earning is None:
+            continue  # nothing was distributed, or it held no shares then
+        add(earning)
+        by_node[row.node_id] += earning.earned
     for p in report.positions:
         p.earned = by_node.get(p.node_id, 0)
 
@@ -535,7 +730,7 @@ def build_investor_summary(report: Report, cost_basis: int | None = None) -> Inv
     claimed, claimable = sum(x.claimed for x in p), sum(x.claimable for x in p)
     vesting = sum(x.vesting for x in p)
     ends = [x.vesting_ends_at for x in p if x.vesting and x.vesting_ends_at is not None]
-    shown = sorted({r.epoch for r in report.rows if not r.disputed})
+    shown = sorted({r.epoch for r in report.rows if r.counted_revenue or not r.disputed})
     span = (shown[-1] - shown[0] + 1) * report.epoch_length if shown else 0
     earned = sum(e.earned for e in report.earnings)
     annualised = earned * SECONDS_PER_YEAR // span if span else 0
@@ -558,7 +753,10 @@ def _get_empty_reason(report: Report, known_nodes: int) -> str | None:
     if report.kind == "operator" and not report.nodes:
         return f"{report.subject} operates none of the {known_nodes} registered nodes"
     if not report.rows:
-        return f"no usage report was settled for these nodes in {span}"
+        return (
+            f"no usage report was settled and no channel revenue was redeemed for these "
+            f"nodes in {span}"
+        )
     return None
 
 
@@ -605,7 +803,7 @@ def _time(timestamp: int | None) -> str:
 
 def build_sections(report: Report, *, human: bool = True) -> list[Section]:
     """Every table of the report, in order: header, headline, positions, nodes, epochs,
-    the investor's earnings per epoch."""
+    then the investor's earnings per epoch, or each customer's channel revenue."""
     money, _ = _cells(human, report.decimals)
     unit = f" ({report.symbol})"
     sections = [_header_section(report)]
@@ -615,26 +813,54 @@ def build_sections(report: Report, *, human: bool = True) -> list[Section]:
         sections.append(_positions_section(report, human))
     sections.append(Section(
         "nodes", "Totals per node",
-        ["node", "region", "inferences", "revenue" + unit, "operator cut" + unit,
-         "protocol fee" + unit, "to holders" + unit, "holders claimed" + unit,
-         "holders unclaimed" + unit, "disputes"],
+        ["node", "region", "inferences", "revenue" + unit, "from usage reports" + unit,
+         "from channels" + unit, "operator cut" + unit, "protocol fee" + unit,
+         "to holders" + unit, "holders claimed" + unit, "holders unclaimed" + unit, "disputes"],
         [[str(t.node_id), t.region, f"{t.inferences:,}" if human else str(t.inferences),
-          money(t.revenue), money(t.operator_cut), money(t.protocol_fee), money(t.holders),
+          money(t.revenue), money(t.usage_revenue), money(t.channel_revenue),
+          money(t.operator_cut), money(t.protocol_fee), money(t.holders),
           money(t.holders_claimed), money(t.holders_unclaimed), str(t.disputes)]
          for t in report.nodes],
     ))  # fmt: skip
-    sections.append(Section(
-        "epochs", "Per epoch and node",
-        ["epoch", "starts (UTC)", "node", "inferences", "revenue" + unit, "operator cut" + unit,
-         "fee" + unit, "to holders" + unit, "latency ms", "uptime", "state"],
-        [[str(r.epoch), _time(report.get_epoch_start(r.epoch)), str(r.node_id),
-          f"{r.inferences:,}" if human else str(r.inferences), money(r.revenue),
-          money(r.operator_cut), money(r.protocol_fee), money(r.holders), str(r.latency_ms),
-          format_bps(r.uptime_bps), r.state] for r in report.rows],
-    ))  # fmt: skip
+    sections.append(_epochs_section(report, human))
     if report.kind == "investor":
         sections.append(_earnings_section(report, human))
+    else:
+        sections.append(_customers_section(report, human))
     return sections
+
+
+def _epochs_section(report: Report, human: bool) -> Section:
+    money, _ = _cells(human, report.decimals)
+    unit = f" ({report.symbol})"
+    rows = []
+    for r in report.rows:
+        reported = r.state != NO_REPORT  # else no latency or uptime was attested
+        rows.append([
+            str(r.epoch), _time(report.get_epoch_start(r.epoch)), str(r.node_id),
+            f"{r.inferences:,}" if human else str(r.inferences), money(r.revenue),
+            money(r.usage_revenue), money(r.channel_revenue), money(r.operator_cut),
+            money(r.protocol_fee), money(r.holders), str(r.latency_ms) if reported else "-",
+            format_bps(r.uptime_bps) if reported else "-", r.state,
+        ])  # fmt: skip
+    return Section(
+        "epochs", "Per epoch and node",
+        ["epoch", "starts (UTC)", "node", "inferences", "revenue" + unit,
+         "from usage report" + unit, "from channels" + unit, "operator cut" + unit,
+         "fee" + unit, "to holders" + unit, "latency ms", "uptime", "state"],
+        rows,
+    )  # fmt: skip
+
+
+def _customers_section(report: Report, human: bool) -> Section:
+    money, _ = _cells(human, report.decimals)
+    return Section(
+        "customers", "Channel revenue per customer",
+        ["node", "customer", "vouchers redeemed", f"paid ({report.symbol})", "first epoch",
+         "last epoch"],
+        [[str(c.node_id), c.customer, f"{c.vouchers:,}" if human else str(c.vouchers),
+          money(c.redeemed), str(c.first_epoch), str(c.last_epoch)] for c in report.customers],
+    )  # fmt: skip
 
 
 def _header_section(report: Report) -> Section:
@@ -680,6 +906,8 @@ def get_headline(report: Report, human: bool = True) -> list[tuple[str, str]]:
     n = report.nodes
     return [
         ("revenue", money(sum(t.revenue for t in n)) + sym),
+        ("from usage reports", money(sum(t.usage_revenue for t in n)) + sym),
+        ("from channels", money(sum(t.channel_revenue for t in n)) + sym),
         ("inferences", f"{sum(t.inferences for t in n):,}"),
         ("to holders", money(sum(t.holders for t in n)) + sym),
         ("operator cut", money(sum(t.operator_cut for t in n)) + sym),

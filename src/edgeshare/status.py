@@ -1,4 +1,5 @@
-"""Where things stand in time: the chain's clock, epochs, pending reports, vesting.
+"""Where things stand in time: the chain's clock, epochs, pending reports, vesting, a
+node's recent channel revenue and a customer's payment channels.
 
 Everything here is read from the chain at one point (the latest block); chain time, not
 this machine's clock, decides what is due. A local chain that mines no blocks keeps its
@@ -11,6 +12,7 @@ import time
 from collections.abc import Sequence
 
 from edgeshare.chain import is_local_chain_id
+from edgeshare.channels import fetch_channels, fetch_customer_nodes
 from edgeshare.models import StrictModel
 from edgeshare.poster import PENDING, fetch_records
 from edgeshare.suite import Suite
@@ -20,6 +22,9 @@ STALE_CLOCK = 60
 """Seconds the chain's clock may lag this machine's before the tools say so."""
 MAX_EPOCHS_SCANNED = 1_000
 """Pending reports are looked for in a node's most recent epochs, at most this many."""
+CHANNEL_EPOCHS_SHOWN = 4
+"""A node's channel revenue is shown for the current epoch and the ones before it, this
+many in all."""
 
 
 class Clock(StrictModel):
@@ -72,13 +77,24 @@ class PendingReport(StrictModel):
     node_id: int
     epoch: int
     revenue: int
+    """What its payer paid: the report's revenue less the epoch's channel revenue."""
     finalizable_at: int
     due: bool
     """Its window has passed: ``attest finalize`` (anyone) pays it out now."""
 
 
+class EpochRevenue(StrictModel):
+    """A node's channel revenue of one epoch."""
+
+    epoch: int
+    amount: int
+    """What customers' vouchers redeemed in the epoch paid the node (split at once)."""
+    current: bool
+    """The epoch is still going: more can be redeemed into it."""
+
+
 class NodeView(StrictModel):
-    """One node's terms, pending reports and vesting."""
+    """One node's terms, pending reports, vesting and recent channel revenue."""
 
     node_id: int
     status: str
@@ -97,6 +113,35 @@ class NodeView(StrictModel):
     operator_owed: int
     """What the router owes the node's operator now (its cuts from every node it runs,
     and any refund), withdrawable with ``edgeshare withdraw``."""
+    channel_revenue: list[EpochRevenue]
+    """Channel revenue of the node's most recent epochs, the current one first."""
+
+
+class ChannelView(StrictModel):
+    """A customer's payment channel to one node."""
+
+    node_id: int
+    state: str
+    """``open``; ``closing`` (a close was requested: the node redeems until
+    ``withdrawable_at``); ``withdrawable`` (the grace, or a retired node's final window,
+    is over); ``empty`` (nothing deposited in this generation, e.g. after a withdrawal)."""
+    deposited: int
+    """Deposited in this generation."""
+    redeemed: int
+    """Redeemed by the node in this generation (its last voucher's cumulative amount)."""
+    unredeemed: int
+    """Still the customer's: what further vouchers can draw on, or withdraw takes back."""
+    generation: int
+    """What the channel's vouchers must name."""
+    closes_at: int
+    """When a requested close ends the node's grace (0: no close requested)."""
+    withdrawable_at: int
+    """When the customer can withdraw the rest (0: not until a close is requested)."""
+    low_balance_threshold: int
+    """Below it a redemption logs LowBalance (0: no threshold)."""
+    low_balance: bool
+    """Something is deposited and the unredeemed rest is below the threshold: top the
+    channel up."""
 
 
 class Position(StrictModel):
@@ -167,13 +212,32 @@ def fetch_pending(
     return sorted(found, key=lambda p: (p.finalizable_at, p.node_id, p.epoch))
 
 
+def fetch_channel_revenue(
+    suite: Suite, clock: Clock, nodes: Sequence[tuple[int, int]]
+) -> dict[int, list[EpochRevenue]]:
+    """Channel revenue of ``nodes`` ((node id, registered epoch) pairs) in their most
+    recent epochs (``CHANNEL_EPOCHS_SHOWN``), the current one first."""
+    now = clock.current_epoch
+    keys = []
+    for node_id, registered in nodes:
+        oldest = max(registered, now - CHANNEL_EPOCHS_SHOWN + 1)
+        keys += [(node_id, epoch) for epoch in range(now, oldest - 1, -1)]
+    amounts = suite.reader.many([suite.router.read("channel_revenue", n, e) for n, e in keys])
+    found: dict[int, list[EpochRevenue]] = {node_id: [] for node_id, _ in nodes}
+    for (node_id, epoch), amount in zip(keys, amounts, strict=True):
+        found[node_id].append(EpochRevenue(epoch=epoch, amount=int(amount), current=epoch == now))
+    return found
+
+
 def fetch_node_views(suite: Suite, clock: Clock, node_ids: Sequence[int]) -> list[NodeView]:
-    """Terms, pending reports and vesting of each node."""
+    """Terms, pending reports, vesting and recent channel revenue of each node."""
     records = suite.fetch_nodes(node_ids)
     shares = [suite.share_at(r.share_token) for r in records]
     vesting = suite.reader.each(shares, ("unvested",), ("vesting_ends_at",))
     owed = suite.reader.many([suite.router.read("owed", r.operator) for r in records])
-    pending = fetch_pending(suite, clock, [(r.node_id, r.registered_epoch) for r in records])
+    registered = [(r.node_id, r.registered_epoch) for r in records]
+    pending = fetch_pending(suite, clock, registered)
+    channel = fetch_channel_revenue(suite, clock, registered)
     return [
         NodeView(
             node_id=r.node_id,
@@ -189,9 +253,43 @@ def fetch_node_views(suite: Suite, clock: Clock, node_ids: Sequence[int]) -> lis
             unvested=int(unvested),
             vesting_ends_at=int(ends),
             operator_owed=int(owing),
+            channel_revenue=channel[r.node_id],
         )
         for r, (unvested, ends), owing in zip(records, vesting, owed, strict=True)
     ]
+
+
+def fetch_customer_channels(
+    suite: Suite, clock: Clock, customer: str, node_ids: Sequence[int] | None = None
+) -> list[ChannelView]:
+    """``customer``'s channels to ``node_ids`` (default: every node it has deposited into,
+    found in the channels' Deposited logs), as the chain holds them now, by node."""
+    nodes = list(node_ids) if node_ids is not None else fetch_customer_nodes(suite, customer)
+    views = []
+    for c in fetch_channels(suite, [(customer, n) for n in nodes]):
+        if c.deposited == 0:
+            state = "empty"
+        elif c.is_closed_at(clock.chain_time):
+            state = "withdrawable"
+        elif c.withdrawable_at:
+            state = "closing"
+        else:
+            state = "open"
+        views.append(
+            ChannelView(
+                node_id=c.node_id,
+                state=state,
+                deposited=c.deposited,
+                redeemed=c.redeemed,
+                unredeemed=c.unredeemed,
+                generation=c.generation,
+                closes_at=c.closes_at,
+                withdrawable_at=c.withdrawable_at,
+                low_balance_threshold=c.low_balance_threshold,
+                low_balance=c.deposited > 0 and c.unredeemed < c.low_balance_threshold,
+            )
+        )
+    return views
 
 
 def fetch_operated(suite: Suite, operator: str) -> list[int]:

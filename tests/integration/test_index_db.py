@@ -1,5 +1,8 @@
 """The event index on SQLite and PostgreSQL: the same rows from the same chain, exact big
-amounts, reorganisations undone and re-indexed, schema migrations, confirmations."""
+amounts, reorganisations undone and re-indexed, schema migrations, confirmations; payment
+channels' revenue, redemptions, deposits and withdrawals, with usage rows holding what the
+payer paid beside the report's own revenue, equal to the chain's (channel tests fail on
+the code before the channels were indexed: it had no channel tables and schema 2)."""
 
 from __future__ import annotations
 
@@ -15,6 +18,16 @@ from web3 import Web3
 
 from edgeshare.attestation import sign
 from edgeshare.chain import LocalChain, build_dev_keys, connect
+from edgeshare.channels import (
+    build_voucher,
+    fetch_channel,
+    fetch_channels_domain,
+    redeem_vouchers,
+    send_deposit,
+    send_request_close,
+    send_withdraw_channel,
+    sign_voucher,
+)
 from edgeshare.demo import get_keys_needed, run_demo
 from edgeshare.deploy import read_manifest
 from edgeshare.errors import ChainUnavailable, InputError
@@ -49,6 +62,8 @@ __all__ = ["postgres_url"]  # the fixture, imported for pytest
 
 NODES, INVESTORS, EPOCHS = 2, 2, 2
 BIG = 2**63 + 12_345  # inferences above int64, revenue far above it
+USDC = 10**6
+CHANNEL_TABLES = ("channel_revenue", "channel_redemptions", "channel_funds")
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +118,92 @@ def _fresh_epoch(world: dict[str, Any]) -> int:
     while int(suite.router.call("current_epoch")) <= epoch:
         send_increase_time(world["w3"], 2 * 3_600)
     return epoch
+
+
+def _open_epoch(world: dict[str, Any]) -> int:
+    """A fresh epoch that has just begun (vouchers redeemed now are credited to it) and
+    that nobody has settled; the clock is moved to a minute past its start."""
+    suite: Suite = world["suite"]
+    epoch: int = max(world["next_epoch"][0], int(suite.router.call("current_epoch")) + 1)
+    world["next_epoch"][0] = epoch + 1
+    now = int(world["w3"].eth.get_block("latest")["timestamp"])
+    send_increase_time(world["w3"], int(suite.registry.call("epoch_start", epoch)) + 60 - now)
+    return epoch
+
+
+Customer = tuple[str, Transactor]
+"""A channel customer's key and its transactor."""
+
+
+def _customers(world: dict[str, Any], count: int = 2) -> list[Customer]:
+    """Channel customers (dev keys after the world's) with gas and 1,000 USDC each."""
+    w3: Web3 = world["w3"]
+    found = []
+    for key in build_dev_keys(len(world["keys"]) + count)[-count:]:
+        who = Transactor(w3, Signer.from_key(key))
+        funds = [who.signer.address, hex(10**20)]
+        w3.provider.make_request("anvil_setBalance", funds)  # type: ignore[arg-type]
+        send_mint_mock(_issuer(world), world["suite"], who.signer.address, 1_000 * USDC)
+        found.append((key, who))
+    return found
+
+
+def _redeem(world: dict[str, Any], node_id: int, vouchers: list[tuple[Customer, int]]) -> None:
+    """The node's operator (the demo's: key ``node_id``) redeems a voucher of each
+    (customer, cumulative amount)."""
+    suite: Suite = world["suite"]
+    domain = fetch_channels_domain(suite)
+    signed = [
+        sign_voucher(build_voucher(suite, who.signer.address, node_id, cumulative), key, domain)
+        for (key, who), cumulative in vouchers
+    ]
+    operator = Transactor(world["w3"], Signer.from_key(world["keys"][node_id]))
+    result = redeem_vouchers(operator, suite, signed, domain)
+    assert result.redeemed == len(vouchers) and not result.skipped
+
+
+def _inferences_for(world: dict[str, Any], node_id: int, epoch: int, revenue: int) -> int:
+    """Inferences whose revenue at the node's price is at least ``revenue``."""
+    price = int(world["suite"].registry.call("price_for_epoch", node_id, epoch))
+    return -(-revenue * 1_000 // price)
+
+
+def _pay_by_channels(world: dict[str, Any]) -> dict[str, Any]:
+    """Two customers pay nodes 1 and 2 through channels in one epoch (two redemptions on
+    node 1, one on node 2) and node 1 again in the next; one customer closes its channel
+    to node 1 and withdraws the rest. The first epoch's reports are settled: node 1's is
+    owed beyond its channel revenue, node 2's is paid by channels in full (due 0)."""
+    suite: Suite = world["suite"]
+    w3: Web3 = world["w3"]
+    (a, b) = _customers(world)
+    first = _open_epoch(world)
+    world["next_epoch"][0] = first + 2
+    send_deposit(a[1], suite, 1, 30 * USDC)
+    send_deposit(b[1], suite, 1, 10 * USDC)
+    send_deposit(a[1], suite, 2, 5 * USDC)
+    _redeem(world, 1, [(a, 7 * USDC), (b, 2 * USDC)])
+    _redeem(world, 1, [(a, 10 * USDC)])
+    _redeem(world, 2, [(a, 4 * USDC)])
+    send_request_close(b[1], suite, 1)
+    send_increase_time(w3, int(suite.registry.call("EPOCH_LENGTH")))
+    _redeem(world, 1, [(b, 6 * USDC)])  # inside b's grace: credited to the next epoch
+    reported = {
+        1: _settle(world, 1, first, _inferences_for(world, 1, first, 20 * USDC)),
+        2: _settle(world, 2, first, _inferences_for(world, 2, first, USDC)),
+    }
+    send_increase_time(w3, int(suite.channels.call("CLOSE_GRACE")))
+    withdrawn = int(send_withdraw_channel(b[1], suite, 1).details["amount"])
+    assert withdrawn == 4 * USDC
+    return {"first": first, "reported": reported, "customers": [a[1], b[1]]}
+
+
+def _channel_rows(url: str) -> dict[str, list[Any]]:
+    """The channel tables' rows (as mappings), and the usage rows."""
+    with open_db(url) as db:
+        return {
+            name: list(db.execute(select(METADATA.tables[name])).mappings().all())
+            for name in (*CHANNEL_TABLES, "usage", "splits")
+        }
 
 
 def _dump(url: str) -> dict[str, list[tuple[Any, ...]]]:
@@ -271,6 +372,126 @@ def test_index__after_a_reorg__rolls_back_and_matches_the_chain(
     assert _dump(url) == _dump(fresh)
 
 
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_index__channel_revenue_redemptions_and_funds__equal_the_chain(
+    world: dict[str, Any],
+    snapshot: None,
+    kind: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    suite: Suite = world["suite"]
+    story = _pay_by_channels(world)
+    first = story["first"]
+    url = _url(kind, tmp_path, request, "channels")
+    sync_index(suite, url)
+    rows = _channel_rows(url)
+    router, channels = suite.router, suite.channels
+
+    # every ChannelRevenue, with the router's split of it; per (node, epoch) the router's
+    fee_bps = int(router.call("PROTOCOL_FEE_BPS"))
+    credited: dict[tuple[int, int], int] = {}
+    for r in rows["channel_revenue"]:
+        credited[(r["node_id"], r["epoch"])] = (
+            credited.get((r["node_id"], r["epoch"]), 0) + (r["amount"])
+        )
+        assert r["protocol_fee"] == r["amount"] * fee_bps // 10_000
+        assert r["protocol_fee"] + r["operator_cut"] + r["holders"] == r["amount"]
+    assert credited == {k: router.call("channel_revenue", *k) for k in credited}
+    assert sum(credited.values()) == router.call("total_channel_revenue")
+    assert credited[(1, first)] == 12 * USDC and credited[(2, first)] == 4 * USDC
+    assert credited[(1, first + 1)] == 4 * USDC
+    # every split the share tokens were paid, channel revenue's included
+    for node_id in (1, 2):
+        paid = sum(s["holders"] for s in rows["splits"] if s["node_id"] == node_id)
+        assert paid == suite.share(node_id).call("total_distributed")
+
+    # usage rows: what the payer paid (the router's record), beside the report's revenue
+    usage_rows = {(u["node_id"], u["epoch"]): u for u in rows["usage"]}
+    for node_id, reported in story["reported"].items():
+        u = usage_rows[(node_id, first)]
+        credit = router.call("channel_revenue", node_id, first)
+        assert (u["revenue"], u["report_revenue"], u["channel_credit"]) == (
+            router.call("settlement", node_id, first)["revenue"], reported, credit)  # fmt: skip
+        assert u["revenue"] == reported - min(reported, credit)
+    assert usage_rows[(1, first)]["revenue"] > 0 and usage_rows[(2, first)]["revenue"] == 0
+    for u in rows["usage"]:  # the demo's epochs too
+        assert u["revenue"] == router.call("settlement", u["node_id"], u["epoch"])["revenue"]
+
+    # redemptions: cumulative per channel generation, summing to what the chain redeemed
+    redeemed: dict[tuple[str, int, int], int] = {}
+    for r in rows["channel_redemptions"]:
+        key = (r["customer"], r["node_id"], r["generation"])
+        redeemed[key] = redeemed.get(key, 0) + r["amount"]
+        assert r["cumulative"] == redeemed[key]  # in the chain's order
+    assert sum(redeemed.values()) == channels.call("total_redeemed")
+    a, b = (who.signer.address for who in story["customers"])
+    assert redeemed[(a, 1, 0)] == fetch_channel(suite, a, 1).redeemed == 10 * USDC
+    assert redeemed[(a, 2, 0)] == fetch_channel(suite, a, 2).redeemed == 4 * USDC
+    assert redeemed[(b, 1, 0)] == 6 * USDC and fetch_channel(suite, b, 1).generation == 1
+
+    # deposits less withdrawals less redemptions: what the channels still owe customers
+    moved = {"deposit": 0, "withdrawal": 0}
+    for f in rows["channel_funds"]:
+        moved[f["kind"]] += f["amount"]
+    assert moved["deposit"] - moved["withdrawal"] - sum(redeemed.values()) == channels.call(
+        "total_unredeemed"
+    )
+    (withdrawal,) = [f for f in rows["channel_funds"] if f["kind"] == "withdrawal"
+                     and f["customer"] == b]  # fmt: skip
+    assert (withdrawal["node_id"], withdrawal["generation"], withdrawal["amount"]) == (
+        1, 0, 4 * USDC)  # fmt: skip
+    assert all(r["tx_hash"].startswith("0x") for name in CHANNEL_TABLES for r in rows[name])
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_index__after_a_reorg__channel_rows_are_undone_and_match_the_chain(
+    world: dict[str, Any],
+    snapshot: None,
+    kind: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    suite: Suite = world["suite"]
+    w3: Web3 = world["w3"]
+    url = _url(kind, tmp_path, request, "channel_reorg")
+    (a,) = _customers(world, 1)
+    address = a[1].signer.address
+    epoch = _open_epoch(world)
+    send_deposit(a[1], suite, 1, 20 * USDC)
+    sync_index(suite, url)
+    branch = w3.provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
+
+    # the branch the chain abandons: a redemption and a top-up
+    _redeem(world, 1, [(a, 5 * USDC)])
+    send_deposit(a[1], suite, 1, 3 * USDC)
+    sync_index(suite, url)
+    mine = [r for r in _channel_rows(url)["channel_redemptions"] if r["customer"] == address]
+    assert [r["amount"] for r in mine] == [5 * USDC]
+
+    # the chain it settles on: another redemption, more blocks
+    w3.provider.make_request("evm_revert", [branch])  # type: ignore[arg-type]
+    _redeem(world, 1, [(a, 2 * USDC)])
+    for _ in range(3):
+        w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+    _, result = sync_index(suite, url)
+    assert result.undone > 0
+    rows = _channel_rows(url)
+    mine = [r for r in rows["channel_redemptions"] if r["customer"] == address]
+    assert [(r["amount"], r["cumulative"]) for r in mine] == [(2 * USDC, 2 * USDC)]
+    funds = [(f["kind"], f["amount"]) for f in rows["channel_funds"] if f["customer"] == address]
+    assert funds == [("deposit", 20 * USDC)]
+    credited = sum(r["amount"] for r in rows["channel_revenue"] if (r["node_id"], r["epoch"]) == (
+        1, epoch))  # fmt: skip
+    assert credited == suite.router.call("channel_revenue", 1, epoch) == 2 * USDC
+    assert sum(r["amount"] for r in rows["channel_revenue"]) == suite.router.call(
+        "total_channel_revenue"
+    )
+    fresh = _url(kind, tmp_path, request, "channel_reorg_fresh")
+    sync_index(suite, fresh)
+    assert _dump(url) == _dump(fresh)
+
+
 def test_index__of_a_chain_reset_below_the_deploy_block__is_refused(
     world: dict[str, Any], tmp_path: Path
 ) -> None:
@@ -328,6 +549,33 @@ def test_open_db__a_version_1_sqlite_file__is_migrated_and_rebuilt(
     fresh = _sqlite(tmp_path, "fresh.db")
     sync_index(world["suite"], fresh)
     assert _dump(f"sqlite:///{path}") == _dump(fresh)
+
+
+def test_open_db__a_version_2_index__is_migrated_and_rebuilt_with_channels(
+    world: dict[str, Any], snapshot: None, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    suite: Suite = world["suite"]
+    _pay_by_channels(world)
+    path = tmp_path / "v2.db"
+    sync_index(suite, f"sqlite:///{path}")
+    # version 2's layout: no channel tables, a usage row's revenue without the report's
+    old = sqlite3.connect(path)
+    with old:
+        for name in CHANNEL_TABLES:
+            old.execute(f"DROP TABLE IF EXISTS {name}")
+        for table in ("usage", "usage_events"):
+            for column in ("report_revenue", "channel_credit"):
+                old.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+        old.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    old.close()
+    with caplog.at_level(logging.WARNING, logger="edgeshare.indexer"):
+        sync_index(suite, f"sqlite:///{path}")
+    assert any("schema version 2 to 3" in r.getMessage() for r in caplog.records)
+    fresh = _sqlite(tmp_path, "fresh_v3.db")
+    sync_index(suite, fresh)
+    migrated = _dump(f"sqlite:///{path}")
+    assert migrated == _dump(fresh) and migrated["channel_redemptions"]
+    assert ("schema_version", str(SCHEMA_VERSION)) in migrated["meta"]
 
 
 def test_open_db__a_newer_schema__is_refused(tmp_path: Path) -> None:

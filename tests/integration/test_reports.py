@@ -6,7 +6,15 @@ a real browser (20 distinct series colours, axis ticks in units, the investor he
 On the code before issue 13 item 6, every test here fails: the investor headline was the
 nodes' totals, a sold-out node was dropped from the positions, the palette had 8 colours,
 `-o` without `--format` printed a table and overwrote files, and ticks were 0 and the peak
-in base units."""
+in base units.
+
+With payment channels (customers' vouchers redeemed on one node over four epochs: a
+report owed beyond its channel revenue, one paid by channels in full, a disputed one, an
+epoch with channel revenue and no report), the reports' figures equal the chain's: the
+router's channel revenue per (node, epoch), what each report's payer paid, the share
+token's distributions, the operator's owed cut, each customer's redeemed amount, and the
+investor's received revenue. On the code before channels were reported those tests fail:
+the index read no channel revenue and the reports had no channel columns."""
 
 from __future__ import annotations
 
@@ -25,9 +33,17 @@ import pytest
 
 from edgeshare.attestation import sign
 from edgeshare.chain import LocalChain, build_dev_keys, connect
+from edgeshare.channels import (
+    build_voucher,
+    fetch_channels_domain,
+    redeem_vouchers,
+    send_deposit,
+    sign_voucher,
+)
 from edgeshare.demo import get_keys_needed, run_demo
 from edgeshare.deploy import read_manifest
 from edgeshare.report_html import PALETTE, _limit_series, build_ticks
+from edgeshare.roles import send_dispute
 from edgeshare.signer import Signer
 from edgeshare.suite import (
     Suite,
@@ -35,6 +51,7 @@ from edgeshare.suite import (
     fetch_domain_of,
     send_finalize,
     send_increase_time,
+    send_mint_mock,
     send_settle,
     send_transfer_shares,
 )
@@ -47,7 +64,9 @@ PAYER = 0
 INVESTOR = 1 + NODES  # the demo's first investor
 STRANGER = get_keys_needed(NODES, INVESTORS)  # funded, never used by the demo
 SELLER = STRANGER + 1  # funded too: buys a quarter of one node's lot, sells it all, never claims
+CUSTOMERS = (SELLER + 1, SELLER + 2)  # funded too: pay a node through payment channels
 USDC = Token(6, "USDC")
+UNIT = 10**6
 
 
 def _attestor_key(keys: list[str], node_id: int) -> str:
@@ -73,7 +92,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     (`sold`) vests and it sells all those shares, and revenue of another node (`vesting`)
     is finalized and still vesting."""
     workdir = tmp_path_factory.mktemp("reports")
-    keys = build_dev_keys(get_keys_needed(NODES, INVESTORS) + 2)
+    keys = build_dev_keys(get_keys_needed(NODES, INVESTORS) + 2 + len(CUSTOMERS))
     with LocalChain("anvil", accounts=len(keys)) as chain:
         w3 = connect(chain.url)
         run_demo(w3, keys, nodes=NODES, investors=INVESTORS, epochs=EPOCHS, seed=5,
@@ -105,6 +124,83 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         yield world
 
 
+def _key_of(world: dict[str, Any], address: str) -> str:
+    """The world's key of ``address``."""
+    return next(k for k in world["keys"] if Signer.from_key(k).address == address)
+
+
+def _report_for(world: dict[str, Any], node_id: int, epoch: int, revenue: int) -> None:
+    """Settle a report of ``node_id`` for ``epoch`` whose revenue is ``revenue`` or just
+    above (whole inferences at the node's price)."""
+    suite: Suite = world["suite"]
+    price = int(suite.registry.call("price_for_epoch", node_id, epoch))
+    report = build_report(suite, node_id, epoch, -(-revenue * 1_000 // price), 30, 9_990, 2**40)
+    signed = sign(report, _attestor_key(world["keys"], node_id), fetch_domain_of(suite))
+    send_settle(Transactor(world["w3"], Signer.from_key(world["keys"][PAYER])), suite, [signed])
+
+
+def _pay_by_channels(world: dict[str, Any]) -> dict[str, Any]:
+    """Two customers pay node `still` (whose shares the investor kept since the demo)
+    through channels in four epochs: the first's report is owed beyond its channel
+    revenue (two redemptions), the second's is paid by channels in full (due 0), the
+    third's is disputed, the fourth has channel revenue and no report. The first two are
+    finalized in one call."""
+    suite: Suite = world["suite"]
+    w3 = world["w3"]
+    node_id = world["held"][2]
+    keys = [world["keys"][i] for i in CUSTOMERS]
+    customers = [Transactor(w3, Signer.from_key(k)) for k in keys]
+    payer = Transactor(w3, Signer.from_key(world["keys"][PAYER]))
+    operator = Transactor(w3, Signer.from_key(_key_of(world, suite.fetch_operator(node_id))))
+    domain = fetch_channels_domain(suite)
+    for c in customers:
+        send_mint_mock(payer, suite, c.signer.address, 100 * UNIT)
+        send_deposit(c, suite, node_id, 50 * UNIT)
+
+    def redeem(*vouchers: tuple[int, int]) -> None:  # (customer index, cumulative)
+        signed = [
+            sign_voucher(
+                build_voucher(suite, customers[i].signer.address, node_id, cumulative),
+                keys[i],
+                domain,
+            )
+            for i, cumulative in vouchers
+        ]
+        assert redeem_vouchers(operator, suite, signed, domain).redeemed == len(signed)
+
+    now = int(w3.eth.get_block("latest")["timestamp"])
+    first = int(suite.registry.call("current_epoch")) + 1
+    send_increase_time(w3, int(suite.registry.call("epoch_start", first)) + 60 - now)
+    redeem((0, 12 * UNIT), (1, 5 * UNIT))
+    redeem((0, 15 * UNIT))  # 20 in the first epoch
+    send_increase_time(w3, EPOCH)
+    _report_for(world, node_id, first, 27 * UNIT)  # owed beyond the 20 redeemed
+    redeem((0, 40 * UNIT))  # 25 in the second
+    send_increase_time(w3, EPOCH)
+    _report_for(world, node_id, first + 1, 10 * UNIT)  # below the 25: owes nothing
+    redeem((1, 9 * UNIT))  # 4 in the third
+    send_increase_time(w3, EPOCH)
+    _report_for(world, node_id, first + 2, 7 * UNIT)
+    send_dispute(payer, suite, node_id, first + 2)  # refunded; the channel revenue stands
+    redeem((0, 41 * UNIT))  # 1 in the fourth, which has no report
+    send_finalize(payer, suite, node_id, [first, first + 1])
+    send_increase_time(w3, 60)
+    return {"node_id": node_id, "epochs": [first, first + 1, first + 2, first + 3],
+            "customers": [c.signer.address for c in customers],
+            "operator": operator.signer.address}  # fmt: skip
+
+
+@pytest.fixture
+def channel_paid(world: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """``_pay_by_channels`` on the world's chain, reverted after the test."""
+    w3 = world["w3"]
+    taken = w3.provider.make_request("evm_snapshot", [])["result"]
+    try:
+        yield _pay_by_channels(world)
+    finally:
+        w3.provider.make_request("evm_revert", [taken])
+
+
 def cli(world: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
     extra = ["--rpc-url", world["chain"].url, "--manifest", str(world["manifest"])]
     return subprocess.run(["edgeshare", *args, *extra], capture_output=True, text=True,
@@ -134,6 +230,17 @@ def _chain_figures(world: dict[str, Any]) -> dict[int, tuple[int, int, int]]:
         supply, unvested = share.call("totalSupply"), share.call("unvested")
         out[n] = (balance, share.call("claimable", world["investor"]), unvested * balance // supply)
     return out
+
+
+def _withdrawn_on_chain(world: dict[str, Any], account: str) -> int:
+    """What ``account`` withdrew from the router (its Withdrawn events, through web3)."""
+    from edgeshare.artifacts import load_artifact
+
+    suite: Suite = world["suite"]
+    abi = load_artifact("RevenueRouter").abi
+    router = suite.w3.eth.contract(address=suite.router.address, abi=abi)  # type: ignore[call-overload]
+    logs = router.events.Withdrawn().get_logs(from_block=0, argument_filters={"account": account})
+    return sum(int(e["args"]["amount"]) for e in logs)
 
 
 def _claimed_on_chain(world: dict[str, Any]) -> dict[int, int]:
@@ -268,6 +375,144 @@ def test_reports__show_dates_block_and_chain(world: dict[str, Any]) -> None:
         assert r["starts"] == start.strftime("%Y-%m-%dT%H:%M:%SZ")
     assert report["block"] == world["w3"].eth.block_number and report["chain_id"] == 31337
     assert report["summary"] is None and report["block_time_utc"].endswith("Z")
+
+
+# ------------------------------------------------------------------ channel revenue
+
+
+def test_operator_report__channel_revenue_per_epoch_node_and_customer_equals_the_chain(
+    world: dict[str, Any], channel_paid: dict[str, Any], tmp_path: Path
+) -> None:
+    suite: Suite = world["suite"]
+    node_id, epochs = channel_paid["node_id"], channel_paid["epochs"]
+    db = ["--db", f"sqlite:///{tmp_path / 'channels.db'}"]
+    report = ok_json(cli(world, "report", "operator", "--node", str(node_id), "--json", *db))
+    rows = {r["epoch"]: r for r in report["rows"]}
+    assert [rows[e]["state"] for e in epochs] == ["finalized", "finalized", "disputed",
+                                                  "no report"]  # fmt: skip
+    redeemed = [20 * UNIT, 25 * UNIT, 4 * UNIT, UNIT]
+    for epoch, channel in zip(epochs, redeemed, strict=True):
+        r = rows[epoch]
+        assert int(r["channel_revenue"]) == suite.router.call("channel_revenue", node_id, epoch)
+        assert int(r["channel_revenue"]) == channel
+        paid = suite.router.call("settlement", node_id, epoch)["revenue"]
+        assert int(r["usage_revenue"]) == paid  # what the report's payer paid
+        assert int(r["revenue"]) == paid + channel
+    assert 0 < int(rows[epochs[0]]["usage_revenue"]) < 8 * UNIT
+    assert int(rows[epochs[1]]["usage_revenue"]) == 0  # channels paid it all
+    assert int(rows[epochs[3]]["inferences"]) == 0
+    # the disputed report's payer was refunded; the channel revenue was split and stands
+    disputed = rows[epochs[2]]
+    assert int(disputed["holders"]) > 0 and int(disputed["holders"]) < 4 * UNIT
+
+    # every epoch of the node: the chain's channel revenue, distributions and owed cut
+    (totals,) = report["nodes"]
+    current = int(suite.registry.call("current_epoch"))
+    on_chain = sum(suite.router.call("channel_revenue", node_id, e) for e in range(current + 1))
+    assert int(totals["channel_revenue"]) == on_chain == sum(
+        int(r["channel_revenue"]) for r in report["rows"])  # fmt: skip
+    assert int(totals["revenue"]) == int(totals["usage_revenue"]) + on_chain
+    assert not any(r["state"] == "pending" for r in report["rows"])
+    assert int(totals["holders"]) == suite.share(node_id).call("total_distributed")
+    operator = channel_paid["operator"]
+    owed = int(totals["operator_cut"]) - _withdrawn_on_chain(world, operator)
+    assert owed == suite.router.call("owed", operator) > 0
+    assert int(totals["disputed_revenue"]) >= int(disputed["usage_revenue"]) > 0
+    assert report["summary"] is None
+
+    # per customer: what its channel redeemed, in how many vouchers, over which epochs
+    customers = {c["customer"]: c for c in report["customers"] if c["node_id"] == node_id}
+    for address, vouchers, last in zip(channel_paid["customers"], (4, 2), (3, 2), strict=True):
+        channel = suite.channels.call("channel", address, node_id)
+        c = customers[address]
+        assert int(c["redeemed"]) == channel["redeemed"] > 0
+        assert (c["vouchers"], c["first_epoch"], c["last_epoch"]) == (
+            vouchers, epochs[0], epochs[last])  # fmt: skip
+    assert sum(int(c["redeemed"]) for c in report["customers"]) == on_chain
+    # only the epochs asked for
+    middle = ["--from-epoch", str(epochs[1]), "--to-epoch", str(epochs[2])]
+    shown = ok_json(cli(world, "report", "operator", "--node", str(node_id), "--json", *middle,
+                        *db))  # fmt: skip
+    assert sum(int(c["redeemed"]) for c in shown["customers"]) == 29 * UNIT
+    assert int(shown["nodes"][0]["channel_revenue"]) == 29 * UNIT
+
+
+def test_operator_report__csv_table_and_html_carry_the_channel_revenue(
+    world: dict[str, Any], channel_paid: dict[str, Any], tmp_path: Path
+) -> None:
+    node_id, epochs = channel_paid["node_id"], channel_paid["epochs"]
+    db = ["--db", f"sqlite:///{tmp_path / 'channels.db'}"]
+    base = ["report", "operator", "--node", str(node_id), *db]
+    report = ok_json(cli(world, *base, "--json"))
+    csv_text = cli(world, *base, "--format", "csv")
+    assert csv_text.returncode == 0, csv_text.stderr
+    sections = {}
+    for block in csv_text.stdout.strip().split("\n\n"):
+        lines = block.splitlines()
+        sections[lines[0].removeprefix("# ")] = lines[1:]
+    assert list(sections) == ["report", "summary", "nodes", "epochs", "customers"]
+
+    def exact(value: str) -> str:
+        return format_units(int(value), 6, exact=True).replace(",", "")
+
+    summary = dict(line.split(",", 1) for line in sections["summary"][1:])
+    (totals,) = report["nodes"]
+    assert summary["from channels"] == exact(totals["channel_revenue"])
+    assert summary["from usage reports"] == exact(totals["usage_revenue"])
+    assert summary["revenue"] == exact(totals["revenue"])
+    header = sections["epochs"][0].split(",")
+    assert header[4:7] == ["revenue (USDC)", "from usage report (USDC)", "from channels (USDC)"]
+    assert len(sections["epochs"]) == len(report["rows"]) + 1
+    epoch_rows = {int(line.split(",")[0]): line.split(",") for line in sections["epochs"][1:]}
+    for r in report["rows"]:
+        cells = epoch_rows[r["epoch"]]
+        assert cells[4:7] == [exact(r["revenue"]), exact(r["usage_revenue"]),
+                              exact(r["channel_revenue"])]  # fmt: skip
+    assert epoch_rows[epochs[3]][-3:] == ["-", "-", "no report"]
+    assert len(sections["customers"]) == len(report["customers"]) + 1
+    for c in report["customers"]:
+        line = f"{c['node_id']},{c['customer']},{c['vouchers']},{exact(c['redeemed'])},"
+        assert any(row.startswith(line) for row in sections["customers"][1:])
+
+    table = cli(world, *base)
+    assert table.returncode == 0, table.stderr
+    assert "Channel revenue per customer" in table.stdout and "from channels" in table.stdout
+    assert USDC.format(int(totals["channel_revenue"])) in table.stdout
+    for address in channel_paid["customers"]:
+        assert address in table.stdout
+    page = tmp_path / "channels.html"
+    assert cli(world, *base, "-o", str(page)).returncode == 0
+    html = page.read_text()
+    assert "<figcaption>Revenue per epoch: usage reports and channels</figcaption>" in html
+    assert 'data-section="customers"' in html and channel_paid["customers"][0] in html
+    assert 'data-key="from_channels"' in html
+
+
+def test_investor_report__per_epoch_earnings_include_channel_revenue(
+    world: dict[str, Any], channel_paid: dict[str, Any], tmp_path: Path
+) -> None:
+    node_id, epochs = channel_paid["node_id"], channel_paid["epochs"]
+    db = ["--db", f"sqlite:///{tmp_path / 'channels.db'}"]
+    report = ok_json(cli(world, "report", "investor", world["investor"], "--json", *db))
+    rows = {r["epoch"]: r for r in report["rows"] if r["node_id"] == node_id}
+    mine = {e["epoch"]: e for e in report["earnings"] if e["node_id"] == node_id}
+    # every new epoch earned, the disputed one and the one without a report too
+    assert set(epochs) <= set(mine)
+    for epoch in epochs:
+        e, row = mine[epoch], rows[epoch]
+        assert int(e["holders"]) == int(row["holders"]) > 0
+        # the investor's balance did not move: its share of the epoch's distributions
+        assert int(e["earned"]) == int(row["holders"]) * int(e["shares"]) // int(e["supply"])
+    # what it earned per epoch adds up to what the chain paid it, to a base unit a row
+    claimed = _claimed_on_chain(world)[node_id]
+    _, claimable, vesting = _chain_figures(world)[node_id]
+    received = claimed + claimable + vesting
+    earned = sum(int(e["earned"]) for e in mine.values())
+    assert abs(earned - received) <= len(mine) + 1
+    (position,) = [p for p in report["positions"] if p["node_id"] == node_id]
+    assert int(position["earned"]) == earned and vesting > 0
+    assert int(report["summary"]["earned_in_epochs"]) == sum(
+        int(e["earned"]) for e in report["earnings"])  # fmt: skip
 
 
 # ---------------------------------------------------------------- -o, --force, empty

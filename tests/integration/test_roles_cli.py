@@ -1,6 +1,12 @@
 """Every role's commands (`operator`, `guardian`, `registrar`, `owner`, `withdraw`, `dev`,
 `status`) as people run them, with amounts in whole units and `--dry-run`; and the gas of
-a transfer that runs after time has passed (it used to run out of gas)."""
+a transfer that runs after time has passed (it used to run out of gas).
+
+With payment channels: `status --customer` shows a customer's channels (balances,
+generation, close and withdrawal times, the low-balance threshold and a warning below
+it), `status --node` a node's channel revenue of its recent epochs, and `portfolio` the
+channel revenue vesting at once; on the code before, `--customer` did not exist and
+neither status nor portfolio showed channel revenue."""
 
 from __future__ import annotations
 
@@ -13,6 +19,16 @@ import pytest
 
 from edgeshare.attestation import sign
 from edgeshare.chain import LocalChain, build_dev_keys, connect
+from edgeshare.channels import (
+    build_voucher,
+    fetch_channel,
+    fetch_channels_domain,
+    redeem_vouchers,
+    send_deposit,
+    send_request_close,
+    send_set_low_balance,
+    sign_voucher,
+)
 from edgeshare.deploy import build_params, deploy_suite
 from edgeshare.pipeline import estimate_all, explain_revert
 from edgeshare.signer import Signer
@@ -35,6 +51,7 @@ CHALLENGE = 3_600
 UNLOCK = 86_400
 USDC = 10**6
 OWNER, OPERATOR, ATTESTOR, PAYER, INVESTOR, NEWCOMER = range(6)
+CUSTOMER_KEY = build_dev_keys(7)[6]  # a funded dev account the world does not use
 
 
 @pytest.fixture(scope="module")
@@ -312,6 +329,119 @@ def test_status__says_an_idle_chain_clock_stands_still(world: dict[str, Any], cl
     code, out = cli(None, "status")
     assert code == 0, out
     assert "behind this machine's" in out and "dev advance" in out
+
+
+def _pay_by_channel(
+    world: dict[str, Any], deposit: int, cumulative: int, threshold: int = 0
+) -> str:
+    """The customer deposits ``deposit`` into a channel to node 1 (with a low-balance
+    ``threshold``) and the operator redeems its voucher of ``cumulative`` in the current
+    epoch; returns the customer's address."""
+    suite: Suite = world["suite"]
+    w3 = world["w3"]
+    customer = Transactor(w3, Signer.from_key(CUSTOMER_KEY))
+    owner = Transactor(w3, Signer.from_key(world["keys"][OWNER]))
+    send_mint_mock(owner, suite, customer.signer.address, deposit)
+    send_deposit(customer, suite, 1, deposit)
+    if threshold:
+        send_set_low_balance(customer, suite, 1, threshold)
+    domain = fetch_channels_domain(suite)
+    voucher = build_voucher(suite, customer.signer.address, 1, cumulative)
+    operator = Transactor(w3, Signer.from_key(world["keys"][OPERATOR]))
+    signed = [sign_voucher(voucher, CUSTOMER_KEY, domain)]
+    assert redeem_vouchers(operator, suite, signed, domain).redeemed == 1
+    return customer.signer.address
+
+
+def test_status__a_customer_sees_its_channels_and_a_low_balance_warning(
+    world: dict[str, Any], cli: Any
+) -> None:
+    suite: Suite = world["suite"]
+    w3 = world["w3"]
+    customer = _pay_by_channel(world, 10 * USDC, 3 * USDC, threshold=8 * USDC)
+    code, out = cli(None, "status", "--customer", customer)
+    assert code == 0, out
+    assert f"Payment channels of {customer}" in out and "open" in out
+    assert "7 USDC" in out and "3 USDC" in out and "8 USDC" in out
+    assert "warning" in out and "below its low-balance threshold of 8 USDC" in out
+    code, out = cli(None, "status", "--customer", customer, "--json")
+    assert code == 0, out
+    (channel,) = json.loads(out)["channels"]
+    assert channel == {
+        "node_id": 1, "state": "open", "deposited": str(10 * USDC), "redeemed": str(3 * USDC),
+        "unredeemed": str(7 * USDC), "generation": 0, "closes_at": 0, "withdrawable_at": 0,
+        "low_balance_threshold": str(8 * USDC), "low_balance": True,
+    }  # fmt: skip
+
+    # a close requested: the node redeems until the grace ends, then the customer withdraws
+    send_request_close(Transactor(w3, Signer.from_key(CUSTOMER_KEY)), suite, 1)
+    on_chain = fetch_channel(suite, customer, 1)
+    code, out = cli(None, "status", "--customer", customer, "--json")
+    (channel,) = json.loads(out)["channels"]
+    assert channel["state"] == "closing"
+    assert channel["withdrawable_at"] == channel["closes_at"] == on_chain.withdrawable_at > 0
+    code, out = cli(None, "status", "--customer", customer)
+    assert code == 0 and "withdrawable from" in out and "UTC" in out
+    send_increase_time(w3, int(suite.channels.call("CLOSE_GRACE")))
+    code, out = cli(None, "status", "--customer", customer, "--json")
+    assert json.loads(out)["channels"][0]["state"] == "withdrawable"
+    code, out = cli(None, "status", "--customer", address(world["keys"], INVESTOR))
+    assert code == 0 and "has no payment channel" in out
+
+
+def test_status__a_node_shows_its_channel_revenue_of_recent_epochs(
+    world: dict[str, Any], cli: Any
+) -> None:
+    suite: Suite = world["suite"]
+    w3 = world["w3"]
+    _pay_by_channel(world, 10 * USDC, 3 * USDC)
+    epoch = int(suite.registry.call("current_epoch"))
+    code, out = cli(None, "status", "--node", "1", "--json")
+    assert code == 0, out
+    (view,) = json.loads(out)["nodes"]
+    assert view["channel_revenue"] == [
+        {"epoch": e, "amount": str(suite.router.call("channel_revenue", 1, e)),
+         "current": e == epoch}
+        for e in range(epoch, -1, -1)
+    ]  # fmt: skip
+    assert view["channel_revenue"][0]["amount"] == str(3 * USDC)
+    code, out = cli(None, "status", "--node", "1")
+    assert "Channel revenue of recent epochs" in out and "in progress" in out
+    assert "3 USDC" in out
+    # the epoch's report is owed only beyond its channel revenue: pending shows what was paid
+    send_increase_time(w3, EPOCH)
+    report = build_report(suite, 1, epoch, 2_500, 40, 9_990, 2**40)  # 5 USDC at 2 per 1k
+    payer = Transactor(w3, Signer.from_key(world["keys"][PAYER]))
+    send_settle(payer, suite, [sign(report, world["keys"][ATTESTOR], fetch_domain_of(suite))])
+    code, out = cli(None, "status", "--node", "1", "--json")
+    (view,) = json.loads(out)["nodes"]
+    pending = {p["epoch"]: p for p in view["pending"]}
+    assert pending[epoch]["revenue"] == str(2 * USDC)
+    assert suite.router.call("settlement", 1, epoch)["revenue"] == 2 * USDC
+    assert view["channel_revenue"][1] == {"epoch": epoch, "amount": str(3 * USDC),
+                                          "current": False}  # fmt: skip
+
+
+def test_portfolio__channel_revenue_shows_as_vesting_at_once(
+    world: dict[str, Any], cli: Any
+) -> None:
+    suite: Suite = world["suite"]
+    operator = address(world["keys"], OPERATOR)  # holds every share
+    _pay_by_channel(world, 10 * USDC, 3 * USDC)
+    code, out = cli(None, "portfolio", operator, "--json")
+    assert code == 0, out
+    data = json.loads(out)
+    (holding,) = data["holdings"]
+    share = suite.share(1)
+    unvested = int(share.call("unvested"))
+    assert int(holding["vesting"]) == unvested * int(holding["shares"]) // int(holding["supply"])
+    gross = 3 * USDC
+    holders = gross - gross * int(suite.router.call("PROTOCOL_FEE_BPS")) // 10_000 - gross // 10
+    assert int(holding["claimable"]) + int(holding["vesting"]) in range(holders - 2, holders + 1)
+    assert int(holding["vesting"]) > 0 and data["total_vesting"] == holding["vesting"]
+    code, out = cli(None, "portfolio", operator)
+    assert code == 0 and "vesting" in out
+    assert suite.fetch_stablecoin_token().format(int(holding["vesting"])) in out
 
 
 def test_transfer_after_time_passed__the_gas_limit_covers_the_vesting_release(

@@ -35,6 +35,7 @@ from edgeshare.cli.roles import AccountArg, NodeId, Outcome, sends
 from edgeshare.errors import InputError
 from edgeshare.models import parse_address
 from edgeshare.roles import fetch_chain_time
+from edgeshare.status import ChannelView, fetch_clock, fetch_customer_channels
 from edgeshare.suite import Suite
 from edgeshare.tx import Transactor
 from edgeshare.units import Token, format_duration, format_utc
@@ -173,10 +174,10 @@ def status(
     )
     with open_chain(target) as w3:
         suite = load_suite(w3, manifest)
-        node_ids = [node] if node else lib.fetch_customer_nodes(suite, who)
-        records = lib.fetch_channels(suite, [(who, n) for n in node_ids])
+        clock = fetch_clock(suite)
+        records = fetch_customer_channels(suite, clock, who, [node] if node else None)
         coin = suite.fetch_stablecoin_token()
-        now = fetch_chain_time(suite)
+    now = clock.chain_time
     if json_output:
         rows = [console.amounts_as_strings(r.model_dump(), _AMOUNTS) for r in records]
         console.print_json(
@@ -203,7 +204,7 @@ def status(
         table,
     )
     for r in records:
-        if r.low_balance_threshold and r.unredeemed < r.low_balance_threshold:
+        if r.low_balance:
             console.warn(
                 f"node {r.node_id}: {coin.format(r.unredeemed)} left, below your threshold "
                 f"{coin.format(r.low_balance_threshold)}: `edgeshare channel deposit {r.node_id} "
@@ -211,15 +212,13 @@ def status(
             )
 
 
-def _describe_state(record: lib.ChannelRecord, now: int) -> str:
-    if record.deposited == 0:
-        return "empty"
-    if record.withdrawable_at == 0:
-        return "open"
-    if now >= record.withdrawable_at:
-        return "closed: withdraw"
-    left = format_duration(record.withdrawable_at - now)
-    return f"closing: withdraw from {format_utc(record.withdrawable_at)} ({left})"
+def _describe_state(view: ChannelView, now: int) -> str:
+    if view.state == "closing":
+        left = format_duration(view.withdrawable_at - now)
+        return f"closing: withdraw from {format_utc(view.withdrawable_at)} ({left})"
+    if view.state == "withdrawable":
+        return "withdrawable: `edgeshare channel withdraw`"
+    return view.state
 
 
 @app.command("voucher")

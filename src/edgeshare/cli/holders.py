@@ -87,16 +87,19 @@ def portfolio(
     manifest: ManifestPath = None,
     json_output: Json = False,
 ) -> None:
-    """An investor's shares across all nodes, with claimable revenue per node and in total."""
+    """An investor's shares across all nodes, with claimable and vesting revenue (usage
+    reports' and channels') per node and in total."""
     holder = parse_address(address, "ADDRESS")
     with open_suite(rpc_url, network, manifest) as suite:
         holdings = fetch_portfolio(suite, holder)
         coin = suite.fetch_stablecoin_token()
     total = sum(h.claimable for h in holdings)
+    vesting = sum(h.vesting for h in holdings)
     if json_output:
-        data = {"holder": holder, "total_claimable": total, "decimals": coin.decimals,
-                "symbol": coin.symbol, "holdings": [h.__dict__ for h in holdings]}  # fmt: skip
-        amounts = {"shares", "supply", "claimable", "total_claimable"}
+        data = {"holder": holder, "total_claimable": total, "total_vesting": vesting,
+                "decimals": coin.decimals, "symbol": coin.symbol,
+                "holdings": [h.__dict__ for h in holdings]}  # fmt: skip
+        amounts = {"shares", "supply", "claimable", "total_claimable", "vesting", "total_vesting"}
         console.print_json(console.amounts_as_strings(data, amounts))
         return
     if not holdings:
@@ -104,13 +107,14 @@ def portfolio(
         return
     console.print_table(
         f"Portfolio of {holder}",
-        ["node", "shares", "of supply", "claimable"],
+        ["node", "shares", "of supply", "claimable", "vesting"],
         [
             [h.node_id, get_share_token(h.node_id).format(h.shares),
-             format_bps(h.shares * 10_000 // h.supply), coin.format(h.claimable)]
+             format_bps(h.shares * 10_000 // h.supply), coin.format(h.claimable),
+             coin.format(h.vesting)]
             for h in holdings
         ]
-        + [["total", "", "", coin.format(total)]],
+        + [["total", "", "", coin.format(total), coin.format(vesting)]],
     )  # fmt: skip
 
 

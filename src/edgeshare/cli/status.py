@@ -1,5 +1,6 @@
 """``edgeshare status``: the chain's clock and epoch; for nodes, an operator or an investor,
-what is pending, when it becomes final, what can be withdrawn or claimed, what is vesting."""
+what is pending, when it becomes final, what can be withdrawn or claimed, what is vesting;
+the nodes' recent channel revenue; a customer's payment channels."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ from edgeshare.cli.common import Json, ManifestPath, Network, RpcUrl, open_suite
 from edgeshare.models import parse_address
 from edgeshare.roles import fetch_owed
 from edgeshare.status import (
+    ChannelView,
     Clock,
     NodeView,
     Position,
     fetch_clock,
+    fetch_customer_channels,
     fetch_node_views,
     fetch_operated,
     fetch_positions,
@@ -43,15 +46,21 @@ def status(
         str | None,
         typer.Option("--investor", help="Show what this address can claim and what vests."),
     ] = None,
+    customer: Annotated[
+        str | None,
+        typer.Option("--customer", help="Show this address's payment channels to nodes."),
+    ] = None,
     rpc_url: RpcUrl = None,
     network: Network = None,
     manifest: ManifestPath = None,
     json_output: Json = False,
 ) -> None:
     """Where things stand now: chain time, the current epoch and when it ends; pending
-    reports and when each becomes final; what is owed, claimable and vesting."""
+    reports and when each becomes final; what is owed, claimable and vesting; the nodes'
+    channel revenue of recent epochs; a customer's channels and their balances."""
     operator_address = parse_address(operator, "--operator") if operator else None
     investor_address = parse_address(investor, "--investor") if investor else None
+    customer_address = parse_address(customer, "--customer") if customer else None
     with open_suite(rpc_url, network, manifest) as suite:
         clock = fetch_clock(suite)
         coin = suite.fetch_stablecoin_token()
@@ -62,8 +71,11 @@ def status(
             owed = fetch_owed(suite, operator_address)
         views = fetch_node_views(suite, clock, node_ids) if node_ids else []
         positions = fetch_positions(suite, investor_address) if investor_address else None
+        channels = (
+            fetch_customer_channels(suite, clock, customer_address) if customer_address else None
+        )
     if json_output:
-        console.print_json(_as_json(clock, coin, views, owed, positions))
+        console.print_json(_as_json(clock, coin, views, owed, positions, channels))
         return
     _print_clock(clock)
     if views:
@@ -72,6 +84,8 @@ def status(
         console.out.print(f"{operator_address} can withdraw {coin.format(owed)} now")
     if positions is not None:
         _print_positions(clock, coin, investor_address or "", positions)
+    if channels is not None:
+        _print_channels(coin, customer_address or "", channels)
 
 
 def _print_clock(clock: Clock) -> None:
@@ -110,6 +124,7 @@ def _print_nodes(clock: Clock, coin: Token, views: list[NodeView]) -> None:
          "operator can withdraw"],
         rows,
     )  # fmt: skip
+    _print_channel_revenue(coin, views)
     pending = [p for v in views for p in v.pending]
     if not pending:
         return
@@ -123,6 +138,48 @@ def _print_nodes(clock: Clock, coin: Token, views: list[NodeView]) -> None:
             for p in pending
         ],
     )  # fmt: skip
+
+
+def _print_channel_revenue(coin: Token, views: list[NodeView]) -> None:
+    rows = [
+        [v.node_id, e.epoch, coin.format(e.amount), "in progress" if e.current else "ended"]
+        for v in views
+        for e in v.channel_revenue
+        if e.amount
+    ]
+    if rows:
+        console.print_table(
+            "Channel revenue of recent epochs (customers' vouchers, split at once)",
+            ["node", "epoch", "channel revenue", "state"],
+            rows,
+        )
+
+
+def _print_channels(coin: Token, customer: str, channels: list[ChannelView]) -> None:
+    if not channels:
+        console.out.print(f"{customer} has no payment channel")
+        return
+    rows = []
+    for c in channels:
+        when = "-"
+        if c.withdrawable_at:
+            verb = "withdrawable since" if c.state == "withdrawable" else "withdrawable from"
+            when = f"{verb} {format_utc(c.withdrawable_at)}"
+        threshold = coin.format(c.low_balance_threshold) if c.low_balance_threshold else "-"
+        rows.append([c.node_id, c.state, coin.format(c.unredeemed), coin.format(c.redeemed),
+                     c.generation, when, threshold])  # fmt: skip
+    console.print_table(
+        f"Payment channels of {customer}",
+        ["node", "state", "unredeemed", "redeemed", "generation", "close", "low-balance at"],
+        rows,
+    )
+    for c in channels:
+        if c.low_balance:
+            console.warn(
+                f"the channel to node {c.node_id} holds {coin.format(c.unredeemed)}, below its "
+                f"low-balance threshold of {coin.format(c.low_balance_threshold)}: top it up "
+                f"(`edgeshare channel deposit {c.node_id} AMOUNT`)"
+            )
 
 
 def _print_positions(clock: Clock, coin: Token, investor: str, positions: list[Position]) -> None:
@@ -152,6 +209,7 @@ def _as_json(
     views: list[NodeView],
     owed: int | None,
     positions: list[Position] | None,
+    channels: list[ChannelView] | None,
 ) -> dict[str, Any]:
     data: dict[str, Any] = {
         "clock": clock.model_dump(),
@@ -163,8 +221,11 @@ def _as_json(
         data["withdrawable"] = str(owed)
     if positions is not None:
         data["positions"] = [p.model_dump() for p in positions]
+    if channels is not None:
+        data["channels"] = [c.model_dump() for c in channels]
     return console.amounts_as_strings(data, _AMOUNTS)  # type: ignore[no-any-return]
 
 
 _AMOUNTS = {"price_per_1k", "next_price_per_1k", "unvested", "revenue", "shares", "supply",
-            "claimable", "vesting", "operator_owed"}  # fmt: skip
+            "claimable", "vesting", "operator_owed", "amount", "deposited", "redeemed",
+            "unredeemed", "low_balance_threshold"}  # fmt: skip
