@@ -413,9 +413,6 @@ def redeem_many(vouchers: DynArray[Voucher, MAX_BATCH], signatures: Bytes[MAX_BA
         run += amount
         total += amount
     self._credit(context.node_id, run)
-    if total != 0:
-        self.total_unredeemed -= total
-        self.total_redeemed += total
     return total
 
 
@@ -624,5 +621,8 @@ def _redeem(voucher: Voucher, r: uint256, s: uint256, v: uint256, context: NodeC
 
 @internal
 def _credit(node_id: uint256, amount: uint256):
+    # the totals first: the router's pull is the first token movement of the run
     if amount != 0:
+        self.total_unredeemed -= amount
+        self.total_redeemed += amount
         extcall ROUTER.credit_channel_revenue(node_id, amount)
