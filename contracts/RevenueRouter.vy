@@ -69,7 +69,8 @@ PENDING: constant(uint256) = 1
 FINALIZED: constant(uint256) = 2
 DISPUTED: constant(uint256) = 3
 # _settlements slot (low to high): revenue 96 | batch id 64 | operator cut 16 | state 8
-# | version 32
+# | version 32 | credited 1 (channel revenue was credited to the epoch: only then does a
+# report read channel_revenue, so a report of an epoch without any costs no extra slot)
 # _batches slot (low to high): payer 160 | settled at 64
 _MASK_8: constant(uint256) = 2**8 - 1
 _MASK_16: constant(uint256) = 2**16 - 1
@@ -77,6 +78,7 @@ _MASK_32: constant(uint256) = 2**32 - 1
 _MASK_64: constant(uint256) = 2**64 - 1
 _MASK_96: constant(uint256) = 2**96 - 1
 _MASK_160: constant(uint256) = 2**160 - 1
+_CREDITED: constant(uint256) = 1 << 216
 # What the router checks of a channels contract before linking it.
 interface IPaymentChannels:
     def ROUTER() -> address: view
@@ -131,7 +133,9 @@ _batches: HashMap[uint256, uint256]
 
 
 # Every field of the signed report but its deadline (which only gated acceptance), and
-# the operator cut it will be split with. The signer is the node's attestor at that
+# the operator cut it will be split with. The payer pays `revenue` less the channel
+# revenue credited to the epoch (ChannelRevenue, all logged before: the epoch has ended),
+# not below 0; settlement() holds that figure. The signer is the node's attestor at that
 # point of the event order (AttestorRotated).
 event UsageSettled:
     node_id: indexed(uint256)
@@ -143,10 +147,6 @@ event UsageSettled:
     latency_ms: uint32
     uptime_bps: uint16
     operator_cut_bps: uint256
-    # what channels paid the node in that epoch, and what the payer paid: the report's
-    # revenue less that credit, not below 0
-    channel_credit: uint256
-    due: uint256
 
 
 event RevenueDisputed:
@@ -340,7 +340,7 @@ def dispute(node_id: uint256, epoch: uint64):
     self.total_pending -= revenue
     self.total_disputed += revenue
     log RevenueDisputed(
-        node_id=node_id, epoch=epoch, payer=payer, version=convert(packed >> 184, uint32), revenue=revenue
+        node_id=node_id, epoch=epoch, payer=payer, version=convert((packed >> 184) & _MASK_32, uint32), revenue=revenue
     )
 
 
@@ -410,6 +410,10 @@ def credit_channel_revenue(node_id: uint256, amount: uint256) -> uint64:
     assert terms.registered, "router: node not registered"
     self.channel_revenue[node_id][epoch] += amount
     self.total_channel_revenue += amount
+    # no report can exist yet for the epoch in progress: only the flag is set
+    packed: uint256 = self._settlements[node_id][epoch]
+    if packed & _CREDITED == 0:
+        self._settlements[node_id][epoch] = packed | _CREDITED
     self._pull(msg.sender, amount)
     log ChannelRevenue(node_id=node_id, epoch=epoch, amount=amount)
     # both round down, as in finalize; the holders' part takes the remainder
@@ -535,12 +539,12 @@ def settlement(node_id: uint256, epoch: uint64) -> Settlement:
             can be finalized.
     """
     packed: uint256 = self._settlements[node_id][epoch]
-    if packed == 0:
+    if (packed >> 176) & _MASK_8 == 0:
         return empty(Settlement)
     batch: uint256 = self._batches[(packed >> 96) & _MASK_64]
     return Settlement(
         state=(packed >> 176) & _MASK_8,
-        version=convert(packed >> 184, uint32),
+        version=convert((packed >> 184) & _MASK_32, uint32),
         revenue=packed & _MASK_96,
         operator_cut_bps=(packed >> 160) & _MASK_16,
         payer=convert(convert(batch & _MASK_160, uint160), address),
@@ -611,9 +615,10 @@ def _digest(report: UsageReport) -> bytes32:
 @pure
 def _accepts(packed: uint256, version: uint32) -> bool:
     # no report yet (version 0), or a disputed one that the next version replaces
-    if packed == 0:
+    state: uint256 = (packed >> 176) & _MASK_8
+    if state == 0:
         return version == 0
-    return (packed >> 176) & _MASK_8 == DISPUTED and convert(version, uint256) == (packed >> 184) + 1
+    return state == DISPUTED and convert(version, uint256) == ((packed >> 184) & _MASK_32) + 1
 
 
 @internal
@@ -633,7 +638,7 @@ def _settle(
     skip_taken: bool,
 ) -> uint256:
     previous: uint256 = self._settlements[report.nodeId][report.epoch]
-    if previous == 0:
+    if (previous >> 176) & _MASK_8 == 0:
         # the common case: an epoch never settled takes its first report, version 0
         assert report.version == 0, "router: a first report has version 0"
     elif not self._accepts(previous, report.version):
@@ -653,7 +658,9 @@ def _settle(
     expected: uint256 = convert(report.inferences, uint256) * terms.price_per_1k // 1000
     assert report.revenue == expected, "router: revenue does not match inferences x price"
     # the epoch has ended, so no redemption can add to its credit any more
-    credit: uint256 = self.channel_revenue[report.nodeId][report.epoch]
+    credit: uint256 = 0
+    if previous & _CREDITED != 0:
+        credit = self.channel_revenue[report.nodeId][report.epoch]
     due: uint256 = expected - min(expected, credit)
     signer: address = eip712._recover(self._digest(report), v, r, s)
     assert signer == terms.attestor, "router: signer is not the node's attestor"
@@ -667,6 +674,7 @@ def _settle(
         | (terms.operator_cut_bps << 160)
         | (PENDING << 176)
         | (convert(report.version, uint256) << 184)
+        | (previous & _CREDITED)
     )
     log UsageSettled(
         node_id=report.nodeId,
@@ -678,8 +686,6 @@ def _settle(
         latency_ms=report.latencyMs,
         uptime_bps=report.uptimeBps,
         operator_cut_bps=terms.operator_cut_bps,
-        channel_credit=credit,
-        due=due,
     )
     return due
 

@@ -981,13 +981,28 @@ class Indexer:
             batch.attestors[node_id] = value
         self._on_other(batch, e)
 
+    def _channel_credit(self, batch: _Batch, node_id: int, epoch: int) -> int:
+        """The channel revenue credited to (node, epoch): every credit of an epoch is logged
+        during it, so before any report of it (which needs the epoch to have ended)."""
+        stored = self.db.execute(
+            select(channel_revenue.c.amount).where(
+                channel_revenue.c.node_id == node_id, channel_revenue.c.epoch == epoch
+            )
+        ).scalars()
+        queued = batch.rows.get(channel_revenue.name, [])
+        return sum(int(a) for a in stored) + sum(
+            int(r["amount"]) for r in queued if (r["node_id"], r["epoch"]) == (node_id, epoch)
+        )
+
     def _on_usage_settled(self, batch: _Batch, e: Event) -> None:
         a = e.args
+        credit = self._channel_credit(batch, a["node_id"], a["epoch"])
         report = {
             "node_id": a["node_id"], "epoch": a["epoch"], "inferences": a["inferences"],
-            # what the payer paid (what the router holds); the report's own revenue beside
-            "revenue": a["due"], "report_revenue": a["revenue"],
-            "channel_credit": a["channel_credit"], "latency_ms": a["latency_ms"],
+            # what the payer paid (what the router holds: the report's revenue less the
+            # epoch's channel credit, not below 0); the report's own revenue beside it
+            "revenue": a["revenue"] - min(a["revenue"], credit), "report_revenue": a["revenue"],
+            "channel_credit": credit, "latency_ms": a["latency_ms"],
             "uptime_bps": a["uptime_bps"], "payer": a["payer"],
             # the signer: the node's attestor at this point of the event order
             "attestor": self._attestor(batch, a["node_id"]),
