@@ -322,7 +322,8 @@ def request_close(node_id: uint256) -> uint256:
             still redeem for CLOSE_GRACE seconds, then the caller withdraws
             what is left. A deposit before then cancels the close.
     @param node_id The node.
-    @return When the caller can withdraw (a unix time).
+    @return When the grace ends (a unix time); a retired node's customer may withdraw
+            earlier, once its final window has passed (see `channel`).
     """
     state: uint256 = self._state[msg.sender][node_id]
     assert (state >> 32) & _MASK_64 == 0, "channels: close already requested"

@@ -15,7 +15,17 @@ import brownie
 import pytest
 from brownie import accounts
 
-from tests.conftest import SHARES, Payer, report_args, sign_report
+from edgeshare.chain import build_dev_keys
+from edgeshare.channels import SKIP_NOT_NODE
+from tests.conftest import (
+    SHARES,
+    Payer,
+    make_voucher,
+    report_args,
+    set_next_timestamp,
+    sign_report,
+    voucher_args,
+)
 
 ACTIVE, PAUSED, RETIRED = 1, 2, 4
 ZERO = "0x" + "00" * 20
@@ -56,166 +66,234 @@ class Rule:
     reason: str
 
 
-def _rules(registry: Any, router: Any, share: Any, stablecoin: Any) -> list[Rule]:
+def _rules(registry: Any, router: Any, share: Any, channels: Any) -> list[Rule]:
     new_terms = ("0x" + "11" * 20, "0x" + "22" * 20, SHARES, 1_000, 100, "Lima", "ipfs://x")
     return [
         Rule(
-            "transfer_ownership",
+            "NodeRegistry.transfer_ownership",
             lambda r, who: registry.transfer_ownership(r["stranger"], {"from": who}),
             ("owner",),
             "registry: not owner",
         ),
         Rule(
-            "set_registrar",
+            "NodeRegistry.set_registrar",
             lambda r, who: registry.set_registrar(r["stranger"], {"from": who}),
             ("owner",),
             "registry: not owner",
         ),
         Rule(
-            "set_guardian",
+            "NodeRegistry.set_guardian",
             lambda r, who: registry.set_guardian(r["stranger"], {"from": who}),
             ("owner",),
             "registry: not owner",
         ),
         Rule(
-            "set_router",
+            "NodeRegistry.set_router",
             lambda r, who: registry.set_router(router, {"from": who}),
             ("owner",),
             "registry: not owner",
         ),
         Rule(
-            "pause",
+            "NodeRegistry.pause",
             lambda r, who: registry.pause({"from": who}),
             ("guardian",),
             "registry: not guardian",
         ),
         Rule(
-            "register_node",
+            "NodeRegistry.register_node",
             lambda r, who: registry.register_node(*new_terms, {"from": who}),
             ("registrar",),
             "registry: not registrar",
         ),
         Rule(
-            "set_price",
+            "NodeRegistry.set_price",
             lambda r, who: registry.set_price(1, 2_000, {"from": who}),
             ("operator",),
             "registry: not operator",
         ),
         Rule(
-            "rotate_attestor",
+            "NodeRegistry.rotate_attestor",
             lambda r, who: registry.rotate_attestor(1, r["stranger"], {"from": who}),
             ("operator",),
             "registry: not operator",
         ),
         Rule(
-            "propose_operator_cut",
+            "NodeRegistry.propose_operator_cut",
             lambda r, who: registry.propose_operator_cut(1, 500, {"from": who}),
             ("operator",),
             "registry: not operator",
         ),
         Rule(
-            "set_metadata_uri",
+            "NodeRegistry.set_metadata_uri",
             lambda r, who: registry.set_metadata_uri(1, "ipfs://y", {"from": who}),
             ("operator",),
             "registry: not operator",
         ),
         Rule(
-            "transfer_operator",
+            "NodeRegistry.transfer_operator",
             lambda r, who: registry.transfer_operator(1, r["stranger"], {"from": who}),
             ("operator",),
             "registry: not operator",
         ),
         Rule(
-            "accept_operator",
+            "NodeRegistry.accept_operator",
             lambda r, who: registry.accept_operator(1, {"from": who}),
             (),
             "registry: not pending operator",
         ),
         Rule(
-            "set_node_status",
+            "NodeRegistry.set_node_status",
             lambda r, who: registry.set_node_status(1, PAUSED, {"from": who}),
             ("operator", "registrar"),
             "registry: not operator or registrar",
         ),
         Rule(
-            "dispute",
+            "RevenueRouter.dispute",
             lambda r, who: router.dispute(1, 0, {"from": who}),
             ("guardian",),
             "router: not guardian",
         ),
         Rule(
-            "set_treasury",
+            "RevenueRouter.set_treasury",
             lambda r, who: router.set_treasury(r["stranger"], {"from": who}),
             ("owner",),
             "router: not owner",
         ),
         Rule(
-            "recover_excess",
+            "RevenueRouter.recover_excess",
             lambda r, who: router.recover_excess(r["stranger"], {"from": who}),
             ("owner",),
             "router: not owner",
         ),
         Rule(
-            "set_revenue_receiver",
+            "NodeShare.set_revenue_receiver",
             lambda r, who: share.set_revenue_receiver(r["investor"], r["stranger"], {"from": who}),
             ("investor", "registrar"),
             "share: not the holder or the registrar",
         ),
         Rule(
-            "notify_revenue",
+            "NodeShare.notify_revenue",
             lambda r, who: share.notify_revenue(1, {"from": who}),
             (),
             "share: caller is not the router",
+        ),
+        Rule(
+            "RevenueRouter.set_channels",
+            lambda r, who: router.set_channels(channels, {"from": who}),
+            ("owner",),
+            "router: not owner",
+        ),
+        Rule(
+            "RevenueRouter.credit_channel_revenue",
+            lambda r, who: router.credit_channel_revenue(1, 1, {"from": who}),
+            (),  # the linked PaymentChannels only: no role
+            "router: not the channels contract",
+        ),
+        Rule(
+            "PaymentChannels.recover_excess",
+            lambda r, who: channels.recover_excess(r["stranger"], {"from": who}),
+            ("owner",),
+            "channels: not owner",
         ),
     ]
 
 
 RULE_NAMES = [
-    "transfer_ownership", "set_registrar", "set_guardian", "set_router", "pause",
-    "register_node", "set_price", "rotate_attestor", "propose_operator_cut",
-    "set_metadata_uri", "transfer_operator", "accept_operator", "set_node_status", "dispute",
-    "set_treasury", "recover_excess", "set_revenue_receiver", "notify_revenue",
+    "NodeRegistry.transfer_ownership", "NodeRegistry.set_registrar",
+    "NodeRegistry.set_guardian", "NodeRegistry.set_router", "NodeRegistry.pause",
+    "NodeRegistry.register_node", "NodeRegistry.set_price", "NodeRegistry.rotate_attestor",
+    "NodeRegistry.propose_operator_cut", "NodeRegistry.set_metadata_uri",
+    "NodeRegistry.transfer_operator", "NodeRegistry.accept_operator",
+    "NodeRegistry.set_node_status", "RevenueRouter.dispute", "RevenueRouter.set_treasury",
+    "RevenueRouter.recover_excess", "RevenueRouter.set_channels",
+    "RevenueRouter.credit_channel_revenue", "NodeShare.set_revenue_receiver",
+    "NodeShare.notify_revenue", "PaymentChannels.recover_excess",
 ]  # fmt: skip
 
 
 @pytest.mark.parametrize("name", RULE_NAMES)
 def test_privileged_function__every_other_role__reverts(
-    name: str, roles: dict[str, Any], registry: Any, router: Any, node: Any, stablecoin: Any
+    name: str, roles: dict[str, Any], registry: Any, router: Any, node: Any, channels: Any
 ) -> None:
     _, share = node
-    rule = next(r for r in _rules(registry, router, share, stablecoin) if r.name == name)
+    rule = next(r for r in _rules(registry, router, share, channels) if r.name == name)
     denied = [role for role in roles if role not in rule.allowed]
     assert denied, "every function has someone it refuses"
     for role in denied:
         with brownie.reverts(rule.reason):
             rule.call(roles, roles[role])
-    for role in rule.allowed:  # the roles that may get past the check (set_router is set
-        brownie.chain.snapshot()  # once; dispute needs a pending report; the registrar sets
-        try:  # receivers for contracts only)
+    for role in rule.allowed:  # the roles that may get past the check (the router and the
+        brownie.chain.snapshot()  # channels are linked once; dispute needs a pending report;
+        try:  # the registrar sets receivers for contracts only)
             assert rule.call(roles, roles[role]).status == 1
         except brownie.exceptions.VirtualMachineError as exc:
             assert exc.revert_msg != rule.reason, (name, role)
-            assert name in ("set_router", "dispute", "set_revenue_receiver"), (name, role)
+            assert name in (
+                "NodeRegistry.set_router",
+                "RevenueRouter.dispute",
+                "RevenueRouter.set_channels",
+                "NodeShare.set_revenue_receiver",
+            ), (name, role)
         brownie.chain.revert()
 
 
 def test_rule_table__covers_every_privileged_function(
-    registry: Any, router: Any, node: Any, stablecoin: Any
+    registry: Any, router: Any, node: Any, channels: Any
 ) -> None:
     """A new privileged function must get a row: the table's names are checked against
-    each contract's ABI, minus the functions open to everyone."""
+    each contract's ABI, minus the functions open to everyone (a customer's channel
+    functions act on the caller's own channel; redeem_many pays only the node's operator
+    or attestor and skips every other caller's vouchers, see below)."""
     _, share = node
     open_to_all = {
-        "accept_ownership", "unpause", "settle", "settle_many", "finalize", "withdraw",
-        "transfer", "transferFrom", "approve", "permit", "claim", "claim_to", "claim_for",
+        "NodeRegistry.accept_ownership", "NodeRegistry.unpause",
+        "RevenueRouter.settle", "RevenueRouter.settle_many", "RevenueRouter.finalize",
+        "RevenueRouter.withdraw",
+        "NodeShare.transfer", "NodeShare.transferFrom", "NodeShare.approve",
+        "NodeShare.permit", "NodeShare.claim", "NodeShare.claim_to", "NodeShare.claim_for",
+        "PaymentChannels.deposit", "PaymentChannels.authorize_signer",
+        "PaymentChannels.revoke_signer", "PaymentChannels.set_low_balance_threshold",
+        "PaymentChannels.request_close", "PaymentChannels.withdraw",
+        "PaymentChannels.redeem_many",
+    }  # fmt: skip
+    contracts = {
+        "NodeRegistry": registry, "RevenueRouter": router, "NodeShare": share,
+        "PaymentChannels": channels,
     }  # fmt: skip
     writes = {
-        item["name"]
-        for contract in (registry, router, share)
+        f"{label}.{item['name']}"
+        for label, contract in contracts.items()
         for item in contract.abi
         if item["type"] == "function" and item["stateMutability"] not in ("view", "pure")
     }
-    assert writes - open_to_all == {r.name for r in _rules(registry, router, share, stablecoin)}
+    assert open_to_all <= writes  # no stale names
+    assert writes - open_to_all == {r.name for r in _rules(registry, router, share, channels)}
+    assert sorted(RULE_NAMES) == sorted(r.name for r in _rules(registry, router, share, channels))
+
+
+def test_redeem_many__pays_only_the_nodes_operator_or_attestor(
+    roles: dict[str, Any], suite: Any, channels: Any, stablecoin: Any, node: Any
+) -> None:
+    """Every other role's redemption of the node's vouchers pays nothing (each voucher is
+    skipped as SKIP_NOT_NODE, the batch does not revert); the operator and the attestor
+    each redeem."""
+    node_id, _ = node
+    holder = roles["investor"]  # a customer of the node here
+    stablecoin.mint(holder, 1_000, {"from": roles["owner"]})
+    stablecoin.approve(channels, 1_000, {"from": holder})
+    channels.deposit(node_id, 1_000, {"from": holder})
+    key = build_dev_keys(4)[3]
+    redeemed = 0
+    for role, who in roles.items():
+        signed = make_voucher(suite, key, node_id, holder.address, redeemed + 100)
+        tx = channels.redeem_many(*voucher_args([signed]), {"from": who})
+        if role in ("operator", "attestor"):
+            assert tx.events["VoucherRedeemed"]["amount"] == 100, role
+            redeemed += 100
+        else:
+            assert tx.events["VoucherSkipped"]["reason"] == SKIP_NOT_NODE, role
+            assert "VoucherRedeemed" not in tx.events, role
+    assert channels.total_redeemed() == redeemed == 200
 
 
 def test_unpause__guardian_only(roles: dict[str, Any], registry: Any) -> None:
@@ -269,6 +347,7 @@ def test_pause__stops_new_business_and_pays_everything_owed_exactly(
     attestor_key: str,
     pay: Payer,
     funded: Any,
+    channels: Any,
 ) -> None:
     node_id, share = node
     operator, investor, treasury = roles["operator"], roles["investor"], roles["treasury"]
@@ -276,6 +355,13 @@ def test_pause__stops_new_business_and_pays_everything_owed_exactly(
     pay(node_id, 3_000_000)
     pending_epoch, _ = pay.settle(node_id, 1_000_000)  # settled, not finalized
     unsettled = pay.take_epoch(node_id)
+    customer = roles["stranger"]  # a customer with a channel to the node, closing it
+    stablecoin.mint(customer, 1_000, {"from": roles["owner"]})
+    stablecoin.approve(channels, 2_000, {"from": customer})
+    channels.deposit(node_id, 1_000, {"from": customer})
+    closes_at = channels.request_close(node_id, {"from": customer}).events["CloseRequested"][
+        "closes_at"
+    ]
     owed = {
         "investor": share.claimable(investor),
         "operator": share.claimable(operator),
@@ -295,6 +381,8 @@ def test_pause__stops_new_business_and_pays_everything_owed_exactly(
     new_terms = ("0x" + "11" * 20, "0x" + "22" * 20, SHARES, 1_000, 100, "Lima", "ipfs://x")
     with brownie.reverts("registry: paused"):
         registry.register_node(*new_terms, {"from": roles["registrar"]})
+    with brownie.reverts("channels: paused"):
+        channels.deposit(node_id, 1, {"from": customer})
 
     # every claim and withdrawal pays exactly what was owed before the pause
     before = {who: stablecoin.balanceOf(who) for who in (investor, operator, treasury)}
@@ -309,3 +397,14 @@ def test_pause__stops_new_business_and_pays_everything_owed_exactly(
     share.transfer(roles["stranger"], SHARES, {"from": investor})
     router.dispute(node_id, pending_epoch, {"from": roles["guardian"]})
     assert router.owed(funded) == 1_000_000
+    # the node redeems what the customer signed, split at once, and after the grace the
+    # customer withdraws the rest
+    signed = make_voucher(suite, build_dev_keys(7)[6], node_id, customer.address, 400)
+    tx = channels.redeem_many(*voucher_args([signed]), {"from": operator})
+    assert tx.events["VoucherRedeemed"]["amount"] == 400
+    assert tx.events["RevenueSplit"]["gross"] == 400
+    set_next_timestamp(closes_at)
+    before_withdraw = stablecoin.balanceOf(customer)
+    channels.withdraw(node_id, {"from": customer})
+    assert stablecoin.balanceOf(customer) - before_withdraw == 600
+    assert registry.paused()

@@ -1,7 +1,8 @@
 """The accounting at its edges: dust against huge supplies, huge revenue against one
 share, supplies from 1 to 10**30, a node retired mid-epoch, the operator cut at its cap,
-a zero protocol fee. Nothing that should pay reverts, and the share token always holds
-at least what its holders can claim."""
+a zero protocol fee, payment channels of 1 base unit and of 2**128 - 1. Nothing that
+should pay reverts, and the share token always holds at least what its holders can
+claim."""
 
 from __future__ import annotations
 
@@ -19,13 +20,18 @@ from tests.conftest import (
     Payer,
     assert_floor_share,
     brownie_contract,
+    make_voucher,
     mine_at,
     report_args,
+    set_next_timestamp,
     sign_report,
+    voucher_args,
 )
 
 RETIRED = 4
 MAX_OPERATOR_CUT_BPS = 5_000  # NodeRegistry's cap
+MAX_CHANNEL_AMOUNT = 2**128 - 1  # PaymentChannels: deposits and cumulative amounts
+MAX_TOTAL_REVENUE = 2**126  # NodeShare: a node's holders' revenue over its lifetime
 pytestmark = pytest.mark.usefixtures("funded")
 
 
@@ -192,3 +198,71 @@ def test_fee_zero_and_cut_zero__everything_to_holders(
     assert 999_999 - 2 <= paid <= 999_999
     assert coin.balanceOf(share) == 999_999 - paid
     assert coin.balanceOf(router) == 0
+
+
+def _redeem(channels: Any, suite: Suite, key: str, customer: Any, node_id: int, cumulative: int,
+            operator: Any) -> Any:  # fmt: skip
+    signed = make_voucher(suite, key, node_id, customer.address, cumulative)
+    return channels.redeem_many(*voucher_args([signed]), {"from": operator})
+
+
+def _close_and_withdraw(channels: Any, customer: Any, node_id: int) -> Any:
+    tx = channels.request_close(node_id, {"from": customer})
+    set_next_timestamp(tx.events["CloseRequested"]["closes_at"])
+    return channels.withdraw(node_id, {"from": customer})
+
+
+def test_channel_of_one_base_unit__redeemed_unit_by_unit_and_withdrawn(
+    suite: Suite, channels: Any, stablecoin: Any, node: Any, customer: Any, customer_key: str,
+    operator: Any, deployer: Any, treasury: Any, router: Any,
+) -> None:  # fmt: skip
+    node_id, share = node
+    stablecoin.mint(customer, 8, {"from": deployer})
+    stablecoin.approve(channels, 8, {"from": customer})
+    for cumulative in range(1, 8):  # one unit in, one unit redeemed, seven times
+        channels.deposit(node_id, 1, {"from": customer})
+        tx = _redeem(channels, suite, customer_key, customer, node_id, cumulative, operator)
+        split = tx.events["RevenueSplit"]
+        assert (split["gross"], split["protocol_fee"], split["operator_cut"]) == (1, 0, 0)
+        assert split["holders"] == 1  # fee and cut round to 0: the unit is the holders'
+        assert tx.events["VoucherRedeemed"]["unredeemed"] == 0
+    assert share.total_distributed() == 7 == stablecoin.balanceOf(share)
+    assert router.owed(treasury) == router.owed(operator) == 0
+    channels.deposit(node_id, 1, {"from": customer})
+    assert (
+        _close_and_withdraw(channels, customer, node_id).events["ChannelWithdrawn"]["amount"] == 1
+    )
+    assert stablecoin.balanceOf(customer) == 1
+    assert stablecoin.balanceOf(channels) == 0 == channels.total_unredeemed()
+    assert channels.total_redeemed() == 7
+
+
+def test_channel_of_2_128_minus_1__redeemed_to_the_lifetime_bound_and_withdrawn(
+    suite: Suite, channels: Any, stablecoin: Any, node: Any, customer: Any, customer_key: str,
+    operator: Any, deployer: Any, router: Any, treasury: Any,
+) -> None:  # fmt: skip
+    """The channel arithmetic holds at 2**128 - 1; what a node's share token takes over its
+    lifetime (2**126, docs/SPEC.md "Bounds") bounds what vouchers can redeem: a voucher
+    above it reverts its batch in the share token, and the customer withdraws the rest."""
+    node_id, share = node
+    stablecoin.mint(customer, MAX_CHANNEL_AMOUNT, {"from": deployer})
+    stablecoin.approve(channels, MAX_CHANNEL_AMOUNT, {"from": customer})
+    channels.deposit(node_id, MAX_CHANNEL_AMOUNT, {"from": customer})
+    redeemed = MAX_TOTAL_REVENUE  # its holders' part is below the bound
+    tx = _redeem(channels, suite, customer_key, customer, node_id, redeemed, operator)
+    split = tx.events["RevenueSplit"]
+    fee, cut = redeemed * 500 // 10_000, redeemed * 1_000 // 10_000
+    assert (split["protocol_fee"], split["operator_cut"]) == (fee, cut)
+    assert split["holders"] == redeemed - fee - cut == share.total_distributed()
+    assert tx.events["VoucherRedeemed"]["unredeemed"] == MAX_CHANNEL_AMOUNT - redeemed
+    assert router.owed(treasury) + router.owed(operator) == fee + cut
+    top = make_voucher(suite, customer_key, node_id, customer.address, MAX_CHANNEL_AMOUNT)
+    amount, reason = channels.check(top.as_tuple(), top.get_signature_bytes(), operator)
+    assert (int(amount), int(reason)) == (MAX_CHANNEL_AMOUNT - redeemed, 0)
+    with brownie.reverts("share: revenue exceeds the supported total"):
+        channels.redeem_many(*voucher_args([top]), {"from": operator})
+    before = stablecoin.balanceOf(customer)
+    tx = _close_and_withdraw(channels, customer, node_id)
+    assert tx.events["ChannelWithdrawn"]["amount"] == MAX_CHANNEL_AMOUNT - redeemed
+    assert stablecoin.balanceOf(customer) - before == MAX_CHANNEL_AMOUNT - redeemed
+    assert stablecoin.balanceOf(channels) == 0 == channels.total_unredeemed()

@@ -3,7 +3,8 @@
 Each test deploys a suite on one of the test tokens in contracts/testing/: one without
 return values (USDT-style), one that can answer ``false`` instead of reverting, block
 an address (USDC-style blocklist), or call back into the suite in the middle of a
-transfer (ERC-777-style hooks). Fee-on-transfer is in test_revenue_router.py.
+transfer (ERC-777-style hooks). Fee-on-transfer is in test_revenue_router.py for
+settlements and here for channel deposits. The payment channels are run on each too.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from typing import Any
 
 import brownie
 import pytest
-from brownie import project, web3
+import vyper
+from brownie import Contract, project, web3
 
 from edgeshare.signer import Signer
 from edgeshare.suite import NodeSpec, Suite, send_register_node
@@ -23,8 +25,11 @@ from tests.conftest import (
     Payer,
     assert_floor_share,
     brownie_contract,
+    make_voucher,
     report_args,
+    set_next_timestamp,
     sign_report,
+    voucher_args,
 )
 
 AMOUNT = 1_000_000  # 1 USDC of revenue: 5% fee, 10% cut, 850,000 to holders
@@ -232,3 +237,167 @@ def test_views_work_during_stablecoin_callback(
     token.arm_hook(share, share.claimable.encode_input(investor), {"from": deployer})
     router.withdraw(operator, {"from": operator})  # the router transfers
     assert token.hook_succeeded()
+
+
+# payment channels -------------------------------------------------------------------
+
+# Reads the channels' total in the middle of a token transfer (from a QuirkyToken hook)
+# and fails unless it agrees with the one channel there is.
+CHANNELS_PROBE = """# pragma version 0.4.3
+struct Channel:
+    deposited: uint256
+    redeemed: uint256
+    unredeemed: uint256
+    generation: uint32
+    closes_at: uint256
+    withdrawable_at: uint256
+    low_balance_threshold: uint256
+
+interface IChannels:
+    def total_unredeemed() -> uint256: view
+    def channel(customer: address, node_id: uint256) -> Channel: view
+
+@external
+def check(channels: IChannels, customer: address, node_id: uint256):
+    c: Channel = staticcall channels.channel(customer, node_id)
+    assert staticcall channels.total_unredeemed() == c.unredeemed, "probe: total_unredeemed"
+"""
+
+
+@pytest.fixture(scope="module")
+def channels_on(
+    on_token: Any, deployer: Any, customer: Any
+) -> Callable[[Any], tuple[Suite, int, Any, Any]]:
+    """A suite on ``token`` (see ``on_token``) whose customer holds the token and has
+    approved the channels; returns (suite, node id, share, channels)."""
+
+    def _build(token: Any) -> tuple[Suite, int, Any, Any]:
+        suite, node_id, share, _pay = on_token(token)
+        channels = brownie_contract("PaymentChannels", suite.channels.address)
+        token.mint(customer, 10**12, {"from": deployer})
+        token.approve(channels, 10**12, {"from": customer})
+        return suite, node_id, share, channels
+
+    return _build
+
+
+def _deploy_source(source: str, deployer: Any) -> Any:
+    """Compile a Vyper source here and deploy it (brownie's compile_source would leave
+    the session's chain fixtures warning about snapshots)."""
+    out = vyper.compile_code(source, output_formats=["abi", "bytecode"])
+    factory = web3.eth.contract(abi=out["abi"], bytecode=out["bytecode"])
+    tx_hash = factory.constructor().transact({"from": deployer.address})
+    address = web3.eth.wait_for_transaction_receipt(tx_hash)["contractAddress"]
+    return Contract.from_abi("ChannelsProbe", address, out["abi"])
+
+
+def _voucher_args(suite: Suite, key: str, node_id: int, customer: Any, cumulative: int) -> Any:
+    return voucher_args([make_voucher(suite, key, node_id, customer.address, cumulative)])
+
+
+def _close_and_wait(channels: Any, node_id: int, customer: Any) -> None:
+    tx = channels.request_close(node_id, {"from": customer})
+    set_next_timestamp(tx.events["CloseRequested"]["closes_at"])
+
+
+def test_channels_on_token_without_return_values__deposit_redeem_withdraw(
+    channels_on: Any, deployer: Any, customer: Any, customer_key: str, operator: Any,
+    treasury: Any,
+) -> None:  # fmt: skip
+    token = _contracts().NoReturnToken.deploy({"from": deployer})
+    suite, node_id, share, channels = channels_on(token)
+    channels.deposit(node_id, AMOUNT, {"from": customer})
+    assert token.balanceOf(channels) == AMOUNT == channels.total_unredeemed()
+    tx = channels.redeem_many(
+        *_voucher_args(suite, customer_key, node_id, customer, 400_000), {"from": operator}
+    )
+    assert tx.events["RevenueSplit"]["holders"] == 340_000
+    router = brownie_contract("RevenueRouter", suite.router.address)
+    assert token.balanceOf(share) == 340_000
+    assert token.balanceOf(router) == 60_000 == router.owed(operator) + router.owed(treasury)
+    _close_and_wait(channels, node_id, customer)
+    before = token.balanceOf(customer)
+    channels.withdraw(node_id, {"from": customer})
+    assert token.balanceOf(customer) - before == 600_000
+    assert token.balanceOf(channels) == 0 == channels.total_unredeemed()
+
+
+def test_channels_on_token_returning_false__nothing_booked(
+    channels_on: Any, deployer: Any, customer: Any, customer_key: str, operator: Any
+) -> None:
+    token = _contracts().QuirkyToken.deploy({"from": deployer})
+    suite, node_id, _share, channels = channels_on(token)
+    channels.deposit(node_id, AMOUNT, {"from": customer})
+    token.set_returns_false(True, {"from": deployer})
+    with brownie.reverts("channels: stablecoin transfer failed"):
+        channels.deposit(node_id, AMOUNT, {"from": customer})
+    voucher = _voucher_args(suite, customer_key, node_id, customer, 400_000)
+    with brownie.reverts("router: stablecoin transfer failed"):  # the router's pull
+        channels.redeem_many(*voucher, {"from": operator})
+    _close_and_wait(channels, node_id, customer)
+    with brownie.reverts("channels: stablecoin transfer failed"):
+        channels.withdraw(node_id, {"from": customer})
+    view = channels.channel(customer, node_id)
+    assert (view["deposited"], view["redeemed"], view["generation"]) == (AMOUNT, 0, 0)
+    assert channels.total_unredeemed() == AMOUNT == token.balanceOf(channels)
+    token.set_returns_false(False, {"from": deployer})
+    channels.withdraw(node_id, {"from": customer})
+    assert token.balanceOf(customer) == 10**12 and token.balanceOf(channels) == 0
+
+
+def test_channels_on_fee_on_transfer_token__deposit_refused(
+    channels_on: Any, deployer: Any, customer: Any
+) -> None:
+    token = _contracts().FeeOnTransferToken.deploy({"from": deployer})
+    _suite, node_id, _share, channels = channels_on(token)
+    with brownie.reverts("channels: stablecoin delivered a different amount"):
+        channels.deposit(node_id, AMOUNT, {"from": customer})
+    assert channels.total_unredeemed() == 0 == token.balanceOf(channels)
+    assert token.balanceOf(customer) == 10**12
+
+
+def test_token_calling_back__cannot_reenter_the_channels(
+    channels_on: Any, deployer: Any, customer: Any, customer_key: str, operator: Any
+) -> None:
+    """While a deposit's transfer runs, the token deposits again; while a redemption's
+    runs, it redeems the same voucher again: both reentries fail, each pays once."""
+    token = _contracts().QuirkyToken.deploy({"from": deployer})
+    suite, node_id, share, channels = channels_on(token)
+    token.mint(token, 10**9, {"from": deployer})
+    token.execute(token, token.approve.encode_input(channels, 10**9), {"from": deployer})
+    token.arm_hook(channels, channels.deposit.encode_input(node_id, 500), {"from": deployer})
+    channels.deposit(node_id, AMOUNT, {"from": customer})
+    assert token.hook_calls() == 1 and not token.hook_succeeded()
+    assert channels.total_unredeemed() == AMOUNT == token.balanceOf(channels)
+    voucher = _voucher_args(suite, customer_key, node_id, customer, 400_000)
+    token.arm_hook(channels, channels.redeem_many.encode_input(*voucher), {"from": deployer})
+    channels.redeem_many(*voucher, {"from": operator})
+    assert token.hook_calls() == 2 and not token.hook_succeeded()
+    assert channels.channel(customer, node_id)["redeemed"] == 400_000
+    assert share.total_distributed() == 340_000
+    assert channels.total_unredeemed() == 600_000 == token.balanceOf(channels)
+
+
+def test_channels_views_during_stablecoin_callback__agree_with_the_channel(
+    channels_on: Any, deployer: Any, customer: Any, customer_key: str, operator: Any
+) -> None:
+    """A token that calls back while the channels or the router move its stablecoin reads
+    total_unredeemed: it already agrees with the channel's record (deposit, the router's
+    pull of a redemption, withdrawal), since the channels write it before any token
+    moves (before a0e6f85 a redemption lowered it only after the router's pull)."""
+    token = _contracts().QuirkyToken.deploy({"from": deployer})
+    suite, node_id, _share, channels = channels_on(token)
+    probe = _deploy_source(CHANNELS_PROBE, deployer)
+    check = probe.check.encode_input(channels, customer, node_id)
+    token.arm_hook(probe, check, {"from": deployer})
+    channels.deposit(node_id, AMOUNT, {"from": customer})  # the customer's transfer in
+    assert token.hook_calls() == 1 and token.hook_succeeded()
+    token.arm_hook(probe, check, {"from": deployer})
+    channels.redeem_many(  # the router pulls what the voucher redeemed
+        *_voucher_args(suite, customer_key, node_id, customer, 400_000), {"from": operator}
+    )
+    assert token.hook_calls() == 2 and token.hook_succeeded()
+    _close_and_wait(channels, node_id, customer)
+    token.arm_hook(probe, check, {"from": deployer})
+    channels.withdraw(node_id, {"from": customer})  # the refund out
+    assert token.hook_calls() == 3 and token.hook_succeeded()

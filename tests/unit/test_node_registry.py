@@ -218,6 +218,29 @@ def test_set_node_status__only_registrar_retires_and_retired_is_final(
         registry.set_price(node_id, 1, {"from": operator})
 
 
+def test_retired_from__the_first_retired_epoch_and_0_otherwise(
+    registry: Any, node: Any, register: Any, operator: Any, deployer: Any
+) -> None:
+    """What the payment channels read to end a retired node's final window: 0 for an
+    unknown, active or paused node; the epoch after the retirement once retired."""
+    node_id, _ = node
+    other_id, _ = register()
+    assert registry.retired_from(node_id) == 0 == registry.retired_from(99)
+    registry.set_node_status(node_id, PAUSED, {"from": operator})  # a pause is not retiring
+    registry.set_node_status(node_id, ACTIVE, {"from": operator})
+    registry.set_node_status(node_id, PAUSED, {"from": deployer})
+    assert registry.retired_from(node_id) == 0
+    tx = registry.set_node_status(node_id, RETIRED, {"from": deployer})  # a paused node too
+    epoch = (tx.timestamp - registry.GENESIS()) // registry.EPOCH_LENGTH()
+    assert (
+        registry.retired_from(node_id) == epoch + 1 == tx.events["NodeStatusChanged"]["from_epoch"]
+    )
+    assert not registry.usage_terms(node_id, epoch + 1)["active"]
+    assert registry.retired_from(other_id) == 0  # only that node
+    mine_at(registry.epoch_start(epoch + 5))
+    assert registry.retired_from(node_id) == epoch + 1  # it never moves
+
+
 def test_set_node_status__stranger_or_bad_value__reverts(
     registry: Any, node: Any, stranger: Any, deployer: Any
 ) -> None:
