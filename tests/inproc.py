@@ -4,6 +4,8 @@ runs, without a Python start-up per call (for tests that make many calls)."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -38,3 +40,11 @@ def run_main_streams(
         code = int(exc.code or 0)
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+def snapshot_and_revert(w3: Any) -> Iterator[None]:
+    """For an autouse fixture: the test runs on a snapshot of ``w3``'s local chain, which
+    is reverted afterwards (``yield from snapshot_and_revert(w3)``)."""
+    snapshot = w3.provider.make_request("evm_snapshot", [])["result"]
+    yield
+    w3.provider.make_request("evm_revert", [snapshot])

@@ -268,6 +268,21 @@ def _swap_case(mapping: dict[str, Any], key: str) -> None:
     mapping[key] = mapping[key][:2] + mapping[key][2:].swapcase()
 
 
+def _spoil_json(good: dict[str, Any], change: Any) -> bytes:
+    """A corpus variant of the ``good`` JSON file: given bytes, the text cut in half
+    ("truncate"), in UTF-16 ("utf-16"), or the data changed in place by ``change``."""
+    text = json.dumps(good)
+    if isinstance(change, bytes):
+        return change
+    if change == "truncate":
+        return text[: len(text) // 2].encode()
+    if change == "utf-16":
+        return text.encode("utf-16")
+    data = json.loads(text)
+    change(data)
+    return json.dumps(data).encode()
+
+
 OTHER_KEY_SIGNATURE = "0x" + "11" * 65
 REPORTS_CORPUS: dict[str, tuple[Any, str]] = {
     "empty": (b"", "empty"),
@@ -305,19 +320,8 @@ def test_reports_json__malformed__exit_2_nothing_sent(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     change, expect = REPORTS_CORPUS[name]
-    text = json.dumps(world.reports)
-    if isinstance(change, bytes):
-        content = change
-    elif change == "truncate":
-        content = text[: len(text) // 2].encode()
-    elif change == "utf-16":
-        content = text.encode("utf-16")
-    else:
-        data = json.loads(text)
-        change(data)
-        content = json.dumps(data).encode()
     path = tmp_path / "reports.json"
-    path.write_bytes(content)
+    path.write_bytes(_spoil_json(world.reports, change))
     before = world.state()
     code, output = run(capsys, monkeypatch, "attest", "post", str(path), "--rpc-url", world.url,
                        "--private-key-env", "PAYER_KEY",
@@ -363,19 +367,8 @@ def test_vouchers_json__malformed__exit_2_nothing_sent(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     change, expect = VOUCHERS_CORPUS[name]
-    text = json.dumps(world.vouchers)
-    if isinstance(change, bytes):
-        content = change
-    elif change == "truncate":
-        content = text[: len(text) // 2].encode()
-    elif change == "utf-16":
-        content = text.encode("utf-16")
-    else:
-        data = json.loads(text)
-        change(data)
-        content = json.dumps(data).encode()
     path = tmp_path / "vouchers.json"
-    path.write_bytes(content)
+    path.write_bytes(_spoil_json(world.vouchers, change))
     before = world.state()
     code, output = run(capsys, monkeypatch, "channel", "redeem", str(path), "--rpc-url",
                        world.url, "--private-key-env", "ATTESTOR_KEY",

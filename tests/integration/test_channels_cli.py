@@ -41,7 +41,7 @@ from edgeshare.suite import (
     send_settle,
 )
 from edgeshare.tx import Transactor
-from tests.inproc import run_main
+from tests.inproc import run_main, snapshot_and_revert
 
 EPOCH = 3_600
 CHALLENGE = 3_600
@@ -79,10 +79,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 
 @pytest.fixture(autouse=True)
 def fresh(world: dict[str, Any]) -> Iterator[None]:
-    w3 = world["w3"]
-    snapshot = w3.provider.make_request("evm_snapshot", [])["result"]
-    yield
-    w3.provider.make_request("evm_revert", [snapshot])
+    yield from snapshot_and_revert(world["w3"])
 
 
 def address(keys: list[str], who: int) -> str:

@@ -36,7 +36,7 @@ from edgeshare.roles import fetch_chain_time
 from edgeshare.signer import Signer
 from edgeshare.suite import NodeSpec, Suite, send_mint_mock, send_register_node
 from edgeshare.tx import Transactor
-from tests.inproc import run_main
+from tests.inproc import run_main, snapshot_and_revert
 
 ROOT = Path(__file__).resolve().parents[2]
 EPOCH = 3_600
@@ -74,10 +74,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 
 @pytest.fixture(autouse=True)
 def fresh(world: dict[str, Any]) -> Iterator[None]:
-    w3 = world["w3"]
-    snapshot = w3.provider.make_request("evm_snapshot", [])["result"]
-    yield
-    w3.provider.make_request("evm_revert", [snapshot])
+    yield from snapshot_and_revert(world["w3"])
 
 
 def address(keys: list[str], who: int) -> str:

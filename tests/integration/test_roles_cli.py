@@ -44,7 +44,7 @@ from edgeshare.suite import (
     send_settle,
 )
 from edgeshare.tx import Receipt, Transactor
-from tests.inproc import run_main
+from tests.inproc import run_main, snapshot_and_revert
 
 EPOCH = 3_600
 CHALLENGE = 3_600
@@ -87,10 +87,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 @pytest.fixture(autouse=True)
 def fresh(world: dict[str, Any]) -> Iterator[None]:
     """Every test starts from the world's state."""
-    w3 = world["w3"]
-    snapshot = w3.provider.make_request("evm_snapshot", [])["result"]
-    yield
-    w3.provider.make_request("evm_revert", [snapshot])
+    yield from snapshot_and_revert(world["w3"])
 
 
 def address(keys: list[str], who: int) -> str:
