@@ -200,8 +200,11 @@ def get_digest(report: UsageReport, domain: Eip712Domain, separator: bytes | Non
     return keccak(b"\x19\x01" + sep + get_struct_hash(report))
 
 
-def build_typed_data(report: UsageReport, domain: Eip712Domain) -> dict[str, Any]:
-    """The full EIP-712 message, for wallets and other clients."""
+def build_eip712_message(
+    primary: str, fields: list[dict[str, str]], domain: Eip712Domain, message: dict[str, Any]
+) -> dict[str, Any]:
+    """A full EIP-712 message of type ``primary`` (for wallets' ``eth_signTypedData_v4``,
+    eth_account and ethers.js)."""
     return {
         "types": {
             "EIP712Domain": [
@@ -210,12 +213,19 @@ def build_typed_data(report: UsageReport, domain: Eip712Domain) -> dict[str, Any
                 {"name": "chainId", "type": "uint256"},
                 {"name": "verifyingContract", "type": "address"},
             ],
-            "UsageReport": EIP712_FIELDS,
+            primary: fields,
         },
-        "primaryType": "UsageReport",
+        "primaryType": primary,
         "domain": domain.as_eip712(),
-        "message": report.model_dump(by_alias=True),
+        "message": message,
     }
+
+
+def build_typed_data(report: UsageReport, domain: Eip712Domain) -> dict[str, Any]:
+    """The full EIP-712 message of ``report``, for wallets and other clients."""
+    return build_eip712_message(
+        "UsageReport", EIP712_FIELDS, domain, report.model_dump(by_alias=True)
+    )
 
 
 @functools.lru_cache(maxsize=64)

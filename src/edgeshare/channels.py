@@ -32,12 +32,13 @@ from edgeshare.attestation import (
     Uint64,
     Uint256,
     at_most,
+    build_eip712_message,
     fetch_domain,
     recover_digest,
     sign_digest,
 )
 from edgeshare.contracts import get_codec
-from edgeshare.errors import InputError
+from edgeshare.errors import InputError, raise_problems
 from edgeshare.models import Address, StrictModel, parse_address, read_json_problems
 from edgeshare.roles import Action
 from edgeshare.rpc import RpcError
@@ -166,20 +167,9 @@ def get_voucher_digest(
 
 def build_voucher_typed_data(voucher: Voucher, domain: Eip712Domain) -> dict[str, Any]:
     """The full EIP-712 message, for wallets (``eth_signTypedData_v4``) and other clients."""
-    return {
-        "types": {
-            "EIP712Domain": [
-                {"name": "name", "type": "string"},
-                {"name": "version", "type": "string"},
-                {"name": "chainId", "type": "uint256"},
-                {"name": "verifyingContract", "type": "address"},
-            ],
-            "Voucher": VOUCHER_FIELDS,
-        },
-        "primaryType": "Voucher",
-        "domain": domain.as_eip712(),
-        "message": voucher.model_dump(by_alias=True),
-    }
+    return build_eip712_message(
+        "Voucher", VOUCHER_FIELDS, domain, voucher.model_dump(by_alias=True)
+    )
 
 
 def sign_voucher(
@@ -214,7 +204,7 @@ def read_vouchers_file(path: Path) -> VouchersFile:
     """
     parsed, problems = read_json_problems(path, VouchersFile)
     if parsed is None:
-        _raise_problems(problems)
+        raise_problems(problems)
     assert parsed is not None
     return parsed
 
@@ -539,13 +529,6 @@ def find_signature_problems(
     return problems
 
 
-def _raise_problems(problems: list[str]) -> None:
-    if problems:
-        shown = "\n  ".join(problems[:20])
-        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-        raise InputError(f"{len(problems)} problem(s), nothing was sent:\n  {shown}{more}")
-
-
 def check_on_chain(
     suite: Suite, vouchers: Sequence[SignedVoucher], caller: str
 ) -> list[tuple[int, int]]:
@@ -593,11 +576,11 @@ def redeem_vouchers(
             f"{domain.verifying_contract}, but this suite is chain {chain_domain.chain_id} "
             f"channels {chain_domain.verifying_contract}"
         )
-    _raise_problems(find_signature_problems(suite, vouchers, domain))
+    raise_problems(find_signature_problems(suite, vouchers, domain))
     latest, superseded = _latest_per_channel(vouchers)
     result = RedeemResult(total=len(vouchers), superseded=superseded)
     verdicts = check_on_chain(suite, latest, tx.signer.address)
-    _raise_problems(
+    raise_problems(
         [
             f"node {v.node_id} customer {v.customer}: {SKIP_REASONS[SKIP_NOT_NODE]} "
             f"({tx.signer.address} redeems)"

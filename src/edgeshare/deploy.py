@@ -353,52 +353,34 @@ class _Deployment:
 
     def link_router(self) -> None:
         """The one-time link registry -> router (refused if linked elsewhere)."""
-        if self.dry_run and self.redeployed:
-            self.record(DeployStep("NodeRegistry.set_router", "would link"))
-            return
-        router = str(self.addresses["RevenueRouter"])
-        registry = Reader(get_rpc(self.tx.w3)).contract(
-            "NodeRegistry", str(self.addresses["NodeRegistry"])
-        )
-        linked = registry.call("router")
-        if linked == router:
-            return
-        if linked != ZERO_ADDRESS:
-            raise DeploymentError(
-                f"NodeRegistry {registry.address} is linked to router {linked}, "
-                f"not to the manifest's {router}"
-            )
-        if self.dry_run:
-            self.record(DeployStep("NodeRegistry.set_router", "would link"))
-            return
-        receipt = self.tx.send(registry.tx("set_router", router), "link the registry to the router")
-        self.block = receipt.block_number
-        self.save()
-        self.record(DeployStep("NodeRegistry.set_router", "linked", router, receipt.gas_used))
+        self._link("NodeRegistry", "router", "RevenueRouter", "link the registry to the router")
 
     def link_channels(self) -> None:
         """The one-time link router -> channels (refused if linked elsewhere)."""
+        what = "link the router to the payment channels"
+        self._link("RevenueRouter", "channels", "PaymentChannels", what)
+
+    def _link(self, owner: str, field: str, target: str, what: str) -> None:
+        """Set ``owner``'s once-only ``field`` to the manifest's ``target`` (through
+        ``set_<field>``), unless it already points there; another address is an error."""
+        step = f"{owner}.set_{field}"
         if self.dry_run and self.redeployed:
-            self.record(DeployStep("RevenueRouter.set_channels", "would link"))
+            self.record(DeployStep(step, "would link"))
             return
-        channels = str(self.addresses["PaymentChannels"])
-        router = Reader(get_rpc(self.tx.w3)).contract(
-            "RevenueRouter", str(self.addresses["RevenueRouter"])
-        )
-        linked = router.call("channels")
-        if linked == channels:
+        address = str(self.addresses[target])
+        contract = Reader(get_rpc(self.tx.w3)).contract(owner, str(self.addresses[owner]))
+        linked = contract.call(field)
+        if linked == address:
             return
         if linked != ZERO_ADDRESS:
             raise DeploymentError(
-                f"RevenueRouter {router.address} is linked to channels {linked}, "
-                f"not to the manifest's {channels}"
+                f"{owner} {contract.address} is linked to {field} {linked}, "
+                f"not to the manifest's {address}"
             )
         if self.dry_run:
-            self.record(DeployStep("RevenueRouter.set_channels", "would link"))
+            self.record(DeployStep(step, "would link"))
             return
-        receipt = self.tx.send(
-            router.tx("set_channels", channels), "link the router to the payment channels"
-        )
+        receipt = self.tx.send(contract.tx(f"set_{field}", address), what)
         self.block = receipt.block_number
         self.save()
-        self.record(DeployStep("RevenueRouter.set_channels", "linked", channels, receipt.gas_used))
+        self.record(DeployStep(step, "linked", address, receipt.gas_used))

@@ -6,6 +6,8 @@ operation that failed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class EdgeShareError(Exception):
     """Root of every error EdgeShare raises on purpose."""
@@ -17,6 +19,22 @@ class InputError(EdgeShareError, ValueError):
     """The user's input (a flag, a file, an environment variable) is wrong; nothing was sent."""
 
     exit_code = 2
+
+
+def describe_problems(
+    problems: Sequence[str], outcome: str = "nothing was sent", shown: int = 20
+) -> str:
+    """One message naming every problem of an input (the first ``shown`` of them) and what
+    was therefore not done."""
+    listed = "\n  ".join(problems[:shown])
+    more = f"\n  ... and {len(problems) - shown} more" if len(problems) > shown else ""
+    return f"{len(problems)} problem(s), {outcome}:\n  {listed}{more}"
+
+
+def raise_problems(problems: Sequence[str], outcome: str = "nothing was sent") -> None:
+    """Raise an InputError naming every problem, if there is any."""
+    if problems:
+        raise InputError(describe_problems(problems, outcome))
 
 
 class KeyUnavailable(InputError):

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from edgeshare.attestation import Eip712Domain, SignedReport, fetch_domain, pack_signatures, recover
 from edgeshare.chain import is_local_chain_id
 from edgeshare.contracts import get_codec
-from edgeshare.errors import InputError, TransactionFailed
+from edgeshare.errors import InputError, TransactionFailed, raise_problems
 from edgeshare.models import to_checksum
 from edgeshare.pipeline import Progress, send_pipelined
 from edgeshare.rpc import RpcError
@@ -185,13 +185,6 @@ def _find_duplicates(reports: Sequence[SignedReport]) -> list[str]:
     return problems
 
 
-def _raise_problems(problems: list[str]) -> None:
-    if problems:
-        shown = "\n  ".join(problems[:20])
-        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-        raise InputError(f"{len(problems)} problem(s), nothing was sent:\n  {shown}{more}")
-
-
 def post_reports(
     tx: Transactor,
     suite: Suite,
@@ -224,9 +217,9 @@ def post_reports(
             f"{domain.verifying_contract}, but this suite is chain {chain_domain.chain_id} "
             f"router {chain_domain.verifying_contract}"
         )
-    _raise_problems(_find_duplicates(reports))
+    raise_problems(_find_duplicates(reports))
     records = fetch_records(suite, [(r.node_id, r.epoch) for r in reports])
-    _raise_problems(
+    raise_problems(
         [
             f"report {i} (node {r.node_id}, epoch {r.epoch}): {problem}"
             for i, (r, rec) in enumerate(zip(reports, records, strict=True))
@@ -263,7 +256,7 @@ def _post_round(
     result: PostResult,
 ) -> list[SignedReport]:
     """Check, pay for and settle ``pending``; returns those not settled afterwards."""
-    _raise_problems(check_reports(suite, pending, domain, tx.signer.address))
+    raise_problems(check_reports(suite, pending, domain, tx.signer.address))
     dues = {
         (r.node_id, r.epoch): due
         for r, due in zip(pending, fetch_dues(suite, pending), strict=True)

@@ -29,7 +29,7 @@ from edgeshare.attestation import (
     at_most,
     sign,
 )
-from edgeshare.errors import InputError
+from edgeshare.errors import InputError, describe_problems
 from edgeshare.models import StrictModel, read_json_problems, read_text_file
 from edgeshare.rpc import RpcError
 from edgeshare.suite import Suite
@@ -129,9 +129,7 @@ def read_usage_csv(path: Path, problems: list[str] | None = None) -> list[tuple[
 
 
 def _join(problems: Sequence[str]) -> str:
-    shown = "\n  ".join(problems[:30])
-    more = f"\n  ... and {len(problems) - 30} more" if len(problems) > 30 else ""
-    return f"{len(problems)} problem(s), nothing was signed or sent:\n  {shown}{more}"
+    return describe_problems(problems, "nothing was signed or sent", shown=30)
 
 
 def describe_epoch_end(suite: Suite) -> str:

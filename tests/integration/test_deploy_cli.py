@@ -83,7 +83,9 @@ def test_deploy__writes_manifest_with_every_contract(
         assert getattr(registry.functions, role)().call() == manifest.deployer
     assert registry.functions.router().call() == manifest.contracts.RevenueRouter
     assert registry.functions.EPOCH_LENGTH().call() == 600
-    assert [s["action"] for s in out["steps"]] == ["deployed"] * 4 + ["linked"]
+    router = w3.eth.contract(address=manifest.contracts.RevenueRouter, abi=_abi("RevenueRouter"))
+    assert router.functions.channels().call() == manifest.contracts.PaymentChannels
+    assert [s["action"] for s in out["steps"]] == ["deployed"] * 5 + ["linked"] * 2
 
 
 def _abi(name: str) -> Any:
@@ -112,7 +114,7 @@ def test_deploy__second_run__reuses_everything_and_sends_nothing(
     nonce = _nonce(anvil, deployer)
     again = run_cli(*args, env=deployer_env)
     assert again.returncode == 0, again.stderr
-    assert [s["action"] for s in json.loads(again.stdout)["steps"]] == ["reused"] * 4
+    assert [s["action"] for s in json.loads(again.stdout)["steps"]] == ["reused"] * 5
     assert _nonce(anvil, deployer) == nonce
     assert manifest_path.read_text() == first
 
@@ -148,7 +150,9 @@ def test_deploy__missing_contract__is_redeployed_with_what_depends_on_it(
         ("NodeShareBlueprint", "reused"),
         ("NodeRegistry", "deployed"),
         ("RevenueRouter", "deployed"),
+        ("PaymentChannels", "deployed"),  # built on the new router
         ("NodeRegistry.set_router", "linked"),
+        ("RevenueRouter.set_channels", "linked"),
     ]
     final = Manifest.model_validate_json(manifest_path.read_text())
     assert (final.contracts.Stablecoin, final.contracts.NodeShareBlueprint) == (
