@@ -44,7 +44,7 @@ EPOCH = 60
 PRICE = 3_000
 KEYS = build_dev_keys(4)
 DEPLOYER, PAYER = KEYS[0], KEYS[3]
-SUITE_TXS = 5  # four contract creations and the link
+SUITE_TXS = 7  # five contract creations and the two links
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
