@@ -238,6 +238,10 @@ def test_sdk_guide_example__runs_with_the_wheel(venv: Path, tmp_path: Path) -> N
     out = _ok(_run([str(venv / "bin" / "python"), "example.py"], env=env, cwd=tmp_path))
     assert "settled 1 report(s), 9000000 base units" in out
     assert re.search(r"node 1: claimed (7199999|7200000) base units", out)  # floor dust
-    # the CSV's epoch row: epoch, its date, node, inferences, then amounts in USDC
-    row = r"\n0,\d{4}-\d\d-\d\d \d\d:\d\d UTC,1,20000,9\.000000,1\.350000,0\.450000,7\.200000,40,"
+    # the CSV's epoch row: epoch, its date, node, inferences, then amounts in USDC (the
+    # revenue, of it from the usage report and from channels, cut, fee, holders)
+    row = (
+        r"\n0,\d{4}-\d\d-\d\d \d\d:\d\d UTC,1,20000,9\.000000,9\.000000,0\.000000,"
+        r"1\.350000,0\.450000,7\.200000,40,"
+    )
     assert re.search(row + r"99\.90%,finalized", out), out
