@@ -28,6 +28,7 @@ from edgeshare.channels import (
     sign_voucher,
 )
 from edgeshare.deploy import build_params, deploy_suite
+from edgeshare.poster import post_reports
 from edgeshare.roles import advance_time, fetch_chain_time
 from edgeshare.signer import Signer
 from edgeshare.suite import (
@@ -262,3 +263,33 @@ def test_voucher_checker__agrees_with_the_chain(world: dict[str, Any], cli: Any)
         (on_chain,) = check_on_chain(suite, [signed], address(keys, OPERATOR))
         assert (verdict.amount, verdict.reason) == on_chain, name
         assert verdict.reason == reason, name
+
+
+def test_post_reports__batches_of_epochs_with_and_without_channel_revenue__all_settle(
+    world: dict[str, Any], cli: Any, tmp_path: Path
+) -> None:
+    """A report of an epoch that channels paid into costs less gas than one of an epoch
+    without: every batch gets its own gas estimate (one batch's estimate, reused for the
+    next of the same size, ran that one out of gas)."""
+    suite, keys, w3 = world["suite"], world["keys"], world["w3"]
+    owner = Transactor(w3, Signer.from_key(keys[OWNER]))
+    spec = NodeSpec(operator=address(keys, OPERATOR), attestor=address(keys, ATTESTOR),
+                    shares=10**21, price_per_1k=2 * USDC, operator_cut_bps=1_000,
+                    region="Accra")  # fmt: skip
+    assert send_register_node(owner, suite, spec) == 2
+    assert cli(CUSTOMER, "channel", "deposit", "1", "50")[0] == 0
+    first = int(suite.registry.call("current_epoch"))
+    for step in range(8):  # channel revenue in eight epochs of node 1 only
+        path = tmp_path / f"v{step}.json"
+        assert cli(CUSTOMER, "channel", "voucher", "1", str(step + 1), "-o", str(path))[0] == 0
+        assert cli(OPERATOR, "channel", "redeem", str(path))[0] == 0
+        advance_time(suite, EPOCH)
+    domain = fetch_domain_of(suite)
+    reports = [
+        sign(build_report(suite, n, e, 2_000, 40, 9_990, 2**40), keys[ATTESTOR], domain)
+        for n in (1, 2)
+        for e in range(first, first + 8)
+    ]
+    payer = Transactor(w3, Signer.from_key(keys[PAYER]))
+    result = post_reports(payer, suite, reports, domain, batch_size=8)
+    assert (result.settled, len(result.transactions)) == (16, 2)
