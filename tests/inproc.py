@@ -4,7 +4,8 @@ runs, without a Python start-up per call (for tests that make many calls)."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -48,3 +49,24 @@ def snapshot_and_revert(w3: Any) -> Iterator[None]:
     snapshot = w3.provider.make_request("evm_snapshot", [])["result"]
     yield
     w3.provider.make_request("evm_revert", [snapshot])
+
+
+def make_cli(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    url: str,
+    manifest: Path,
+    keys: list[str],
+) -> Callable[..., tuple[int, str]]:
+    """``cli(who, *args)``: ``edgeshare ARGS --rpc-url URL --manifest MANIFEST`` as the
+    holder of ``keys[who]`` (None: no key; a ``--manifest`` in ARGS wins); returns (exit
+    code, stdout + stderr)."""
+    env = {f"KEY_{i}": key for i, key in enumerate(keys)}
+
+    def run(who: int | None, *args: str) -> tuple[int, str]:
+        at = ["--rpc-url", url]
+        at += [] if "--manifest" in args else ["--manifest", str(manifest)]
+        key = ["--private-key-env", f"KEY_{who}"] if who is not None else []
+        return run_main(capsys, monkeypatch, env, *args, *at, *key)
+
+    return run

@@ -40,7 +40,7 @@ from edgeshare.attestation import (
 from edgeshare.contracts import get_codec
 from edgeshare.errors import InputError, raise_problems
 from edgeshare.models import Address, StrictModel, parse_address, read_json_problems
-from edgeshare.roles import Action
+from edgeshare.roles import Action, fetch_chain_time
 from edgeshare.rpc import RpcError
 from edgeshare.suite import NodeStatus, Suite
 from edgeshare.tx import Planned, Transactor
@@ -313,7 +313,7 @@ def send_deposit(tx: Transactor, suite: Suite, node_id: int, amount: int) -> Act
     if retired:
         raise InputError(f"node {node_id} is retired: it takes no deposits")
     channel = fetch_channel(suite, customer, node_id)
-    now = _chain_time(suite)
+    now = fetch_chain_time(suite)
     if channel.closes_at and now >= channel.closes_at:
         raise InputError(
             f"your channel to node {node_id} is closed (its grace ended): "
@@ -360,7 +360,7 @@ def send_revoke_signer(tx: Transactor, suite: Suite, node_id: int, signer: str) 
     """Revoke ``signer``: its vouchers stop paying after the channels' grace period."""
     signer = parse_address(signer, "signer")
     until = int(suite.channels.call("signer_valid_until", tx.signer.address, node_id, signer))
-    if until <= _chain_time(suite):
+    if until <= fetch_chain_time(suite):
         raise InputError(f"{signer} is not authorised for your channel to node {node_id}")
     what = f"revoke {signer} for node {node_id}"
     receipt = tx.send(suite.channels.tx("revoke_signer", node_id, signer), what)
@@ -398,7 +398,7 @@ def send_request_close(tx: Transactor, suite: Suite, node_id: int) -> Action:
     what = f"request closing the channel to node {node_id}"
     grace = int(suite.channels.call("CLOSE_GRACE"))
     receipt = tx.send(suite.channels.tx("request_close", node_id), what)
-    details: dict[str, Any] = {"closes_at": _chain_time(suite) + grace, "grace": grace}
+    details: dict[str, Any] = {"closes_at": fetch_chain_time(suite) + grace, "grace": grace}
     if not receipt.is_simulated:
         details["closes_at"] = int(suite.channels.events(receipt, "CloseRequested")[0]["closes_at"])
     return Action(what, receipt.tx_hash, receipt.gas_used, details)
@@ -408,7 +408,7 @@ def send_withdraw_channel(tx: Transactor, suite: Suite, node_id: int) -> Action:
     """Withdraw the unredeemed rest of the signer's channel to ``node_id`` once its grace
     (or a retired node's final window) has passed; the channel starts again empty."""
     channel = fetch_channel(suite, tx.signer.address, node_id)
-    now = _chain_time(suite)
+    now = fetch_chain_time(suite)
     if channel.withdrawable_at == 0:
         raise InputError(
             f"request the close first (`edgeshare channel close {node_id}`); the node can "
@@ -427,10 +427,6 @@ def send_withdraw_channel(tx: Transactor, suite: Suite, node_id: int) -> Action:
     return Action(what, receipt.tx_hash, receipt.gas_used, {"amount": amount})
 
 
-def _chain_time(suite: Suite) -> int:
-    return int(suite.rpc.call("eth_getBlockByNumber", ["latest", False])["timestamp"], 16)
-
-
 def build_voucher(
     suite: Suite, customer: str, node_id: int, cumulative: int, deadline: int | None = None
 ) -> Voucher:
@@ -441,7 +437,7 @@ def build_voucher(
             does not cover or that was already redeemed.
     """
     channel = fetch_channel(suite, customer, node_id)
-    now = _chain_time(suite)
+    now = fetch_chain_time(suite)
     unit = suite.fetch_stablecoin_token()
     if channel.deposited == 0:
         raise InputError(f"{customer} has no deposit in a channel to node {node_id}")
@@ -519,7 +515,7 @@ def find_signature_problems(
         suite.channels.read("signer_valid_until", v.customer, v.node_id, signer)
         for _, v, signer in delegated
     ]
-    now = _chain_time(suite) if reads else 0
+    now = fetch_chain_time(suite) if reads else 0
     for (i, v, signer), until in zip(delegated, suite.reader.many(reads), strict=True):
         if int(until) <= now:
             problems.append(

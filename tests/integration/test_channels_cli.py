@@ -42,7 +42,7 @@ from edgeshare.suite import (
     send_settle,
 )
 from edgeshare.tx import Transactor
-from tests.inproc import run_main, snapshot_and_revert
+from tests.inproc import make_cli, snapshot_and_revert
 
 EPOCH = 3_600
 CHALLENGE = 3_600
@@ -91,15 +91,8 @@ def address(keys: list[str], who: int) -> str:
 def cli(
     world: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> Any:
-    """``cli(who, *args)`` runs ``edgeshare ARGS`` as ``who``; returns (exit code, output)."""
-    env = {f"KEY_{i}": key for i, key in enumerate(world["keys"])}
-
-    def run(who: int | None, *args: str) -> tuple[int, str]:
-        at = ["--rpc-url", world["chain"].url, "--manifest", str(world["manifest"])]
-        key = ["--private-key-env", f"KEY_{who}"] if who is not None else []
-        return run_main(capsys, monkeypatch, env, *args, *at, *key)
-
-    return run
+    """``cli(who, *args)`` runs ``edgeshare ARGS`` on the world's chain as ``who``."""
+    return make_cli(capsys, monkeypatch, world["chain"].url, world["manifest"], world["keys"])
 
 
 def balance(world: dict[str, Any], who: int) -> int:

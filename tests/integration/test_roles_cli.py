@@ -44,7 +44,7 @@ from edgeshare.suite import (
     send_settle,
 )
 from edgeshare.tx import Receipt, Transactor
-from tests.inproc import run_main, snapshot_and_revert
+from tests.inproc import make_cli, run_main, snapshot_and_revert
 
 EPOCH = 3_600
 CHALLENGE = 3_600
@@ -98,17 +98,8 @@ def address(keys: list[str], who: int) -> str:
 def cli(
     world: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> Any:
-    """``cli(who, *args)`` runs ``edgeshare ARGS --rpc-url ... --manifest ...`` as ``who``
-    (None: no key); returns (exit code, output)."""
-    env = {f"KEY_{i}": key for i, key in enumerate(world["keys"])}
-
-    def run(who: int | None, *args: str) -> tuple[int, str]:
-        at = ["--rpc-url", world["chain"].url]
-        at += [] if "--manifest" in args else ["--manifest", str(world["manifest"])]
-        key = ["--private-key-env", f"KEY_{who}"] if who is not None else []
-        return run_main(capsys, monkeypatch, env, *args, *at, *key)
-
-    return run
+    """``cli(who, *args)`` runs ``edgeshare ARGS`` on the world's chain as ``who``."""
+    return make_cli(capsys, monkeypatch, world["chain"].url, world["manifest"], world["keys"])
 
 
 def node(world: dict[str, Any]) -> Any:
