@@ -73,6 +73,7 @@ NODE_SHARE_BLUEPRINT: public(immutable(address))
 GENESIS: public(immutable(uint256))
 EPOCH_LENGTH: public(immutable(uint256))
 UNLOCK_PERIOD: public(immutable(uint256))
+CLAIMER: public(immutable(address))
 
 
 # Unpacked form of _core (memory only).
@@ -230,7 +231,9 @@ event OperatorTransferred:
 
 
 @deploy
-def __init__(node_share_blueprint: address, epoch_length: uint256, unlock_period: uint256):
+def __init__(
+    node_share_blueprint: address, epoch_length: uint256, unlock_period: uint256, claimer: address
+):
     """
     @notice Deploys the registry; the deployer holds the owner, registrar and
             guardian roles. Epoch 0 starts now.
@@ -239,6 +242,8 @@ def __init__(node_share_blueprint: address, epoch_length: uint256, unlock_period
     @param unlock_period Seconds over which each node's new revenue vests: at
            least one epoch (so nobody can capture an epoch's revenue by holding
            shares for one block around its finalization), at most 30 days.
+    @param claimer The suite's PortfolioClaimer, which every share token lets
+           claim for its own caller (the zero address: no portfolio claims).
     """
     assert node_share_blueprint.is_contract, "registry: blueprint has no code"
     assert epoch_length > 0 and epoch_length <= MAX_EPOCH_LENGTH, "registry: bad epoch length"
@@ -248,6 +253,7 @@ def __init__(node_share_blueprint: address, epoch_length: uint256, unlock_period
     GENESIS = block.timestamp
     EPOCH_LENGTH = epoch_length
     UNLOCK_PERIOD = unlock_period
+    CLAIMER = claimer
     self.owner = msg.sender
     self.registrar = msg.sender
     self.guardian = msg.sender
@@ -401,6 +407,7 @@ def register_node(
         router,
         self.stablecoin,
         UNLOCK_PERIOD,
+        CLAIMER,
         code_offset=3,
     )
     self._core[node_id] = self._pack(

@@ -40,6 +40,12 @@ CONTRACTS = {
     "NodeRegistry": "NodeRegistry.vy",
     "RevenueRouter": "RevenueRouter.vy",
     "PaymentChannels": "PaymentChannels.vy",
+    "PortfolioClaimer": "PortfolioClaimer.vy",
+    "Basket": "Basket.vy",
+    "BasketFactory": "BasketFactory.vy",
+    "ShareMarket": "ShareMarket.vy",
+    "ShareOffering": "ShareOffering.vy",
+    "OfferingFactory": "OfferingFactory.vy",
     "MockStablecoin": "testing/MockStablecoin.vy",
 }
 """The contracts shipped compiled: name -> source path under ``contracts/``."""

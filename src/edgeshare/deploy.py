@@ -1,7 +1,9 @@
 """Deploying the suite, idempotently, from and into a manifest.
 
 Order: Stablecoin (the mock, on local chains only, unless one is given), the NodeShare
-blueprint, NodeRegistry, RevenueRouter, PaymentChannels, then the one-time links
+blueprint, PortfolioClaimer, NodeRegistry, RevenueRouter, PaymentChannels, the Basket blueprint
+and BasketFactory, ShareMarket, the ShareOffering blueprint and OfferingFactory, then the
+one-time links
 registry -> router and router -> channels. The
 manifest is rewritten after every step, so a run that dies halfway is finished by the
 next run. A manifest address is reused only if the code there is the code we would
@@ -45,6 +47,12 @@ from edgeshare.tx import Transactor
 MOCK_NAME, MOCK_SYMBOL, MOCK_DECIMALS = "Mock USDC (local chains only)", "USDC", 6
 MOCK_TOKEN = (MOCK_NAME, MOCK_SYMBOL, MOCK_DECIMALS)
 ZERO_ADDRESS = "0x" + "00" * 20
+BLUEPRINTS = {
+    "NodeShareBlueprint": "NodeShare",
+    "BasketBlueprint": "Basket",
+    "ShareOfferingBlueprint": "ShareOffering",
+}
+"""The manifest's EIP-5202 blueprints, by the contract each one creates."""
 
 Action = Literal["deployed", "reused", "recovered", "linked", "would deploy", "would link"]
 
@@ -133,10 +141,11 @@ def _has_expected_code(w3: Web3, address: str, contract: str, evm: EvmVersion) -
     code = bytes(w3.eth.get_code(Web3.to_checksum_address(address)))
     if not code:
         return False
-    if contract == "NodeShareBlueprint":
-        expected = BLUEPRINT_PREAMBLE + bytes(HexBytes(load_artifact("NodeShare", evm).bytecode))
+    if contract in BLUEPRINTS:
+        source = BLUEPRINTS[contract]
+        expected = BLUEPRINT_PREAMBLE + bytes(HexBytes(load_artifact(source, evm).bytecode))
         if code != expected:
-            raise DeploymentError(f"{address} holds a different NodeShare blueprint")
+            raise DeploymentError(f"{address} holds a different {source} blueprint")
         return True
     name = {"Stablecoin": "MockStablecoin"}.get(contract, contract)
     runtime = bytes(HexBytes(load_artifact(name, evm).bytecode_runtime))
@@ -200,11 +209,12 @@ def deploy_suite(
     else:
         run.record(DeployStep("Stablecoin", "reused", str(p.stablecoin)))
     run.ensure("NodeShareBlueprint", lambda: _blueprint_code("NodeShare", evm))
+    run.ensure("PortfolioClaimer", lambda: _init_code("PortfolioClaimer", evm))
     run.ensure(
         "NodeRegistry",
         lambda: _init_code(
             "NodeRegistry", evm, run.addresses["NodeShareBlueprint"], p.epoch_length,
-            p.unlock_period,
+            p.unlock_period, run.addresses["PortfolioClaimer"],
         ),
     )  # fmt: skip
     run.ensure(
@@ -218,6 +228,28 @@ def deploy_suite(
         "PaymentChannels",
         lambda: _init_code("PaymentChannels", evm, run.addresses["RevenueRouter"]),
     )
+    run.ensure("BasketBlueprint", lambda: _blueprint_code("Basket", evm))
+    run.ensure(
+        "BasketFactory",
+        lambda: _init_code(
+            "BasketFactory", evm, run.addresses["NodeRegistry"], run.addresses["BasketBlueprint"]
+        ),
+    )
+    run.ensure(
+        "ShareMarket",
+        lambda: _init_code(
+            "ShareMarket", evm, run.addresses["NodeRegistry"], run.addresses["Stablecoin"],
+            run.addresses["RevenueRouter"], run.addresses["BasketFactory"], p.market_fee_bps,
+        ),
+    )  # fmt: skip
+    run.ensure("ShareOfferingBlueprint", lambda: _blueprint_code("ShareOffering", evm))
+    run.ensure(
+        "OfferingFactory",
+        lambda: _init_code(
+            "OfferingFactory", evm, run.addresses["NodeRegistry"], run.addresses["RevenueRouter"],
+            run.addresses["ShareOfferingBlueprint"], p.offering_fee_bps,
+        ),
+    )  # fmt: skip
     run.save()
     run.link_router()
     run.link_channels()

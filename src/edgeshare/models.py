@@ -21,6 +21,10 @@ _M = TypeVar("_M", bound=BaseModel)
 MAX_BPS = 10_000
 MAX_OPERATOR_CUT_BPS = 5_000
 MAX_PROTOCOL_FEE_BPS = 2_000
+MAX_MARKET_FEE_BPS = 100
+"""ShareMarket.MAX_FEE_BPS: the share market's fee cap, 1% of a fill's stablecoin leg."""
+MAX_OFFERING_FEE_BPS = 1_000
+"""OfferingFactory.MAX_FEE_BPS: the offerings' fee cap, 10% of the proceeds."""
 MAX_PERIOD = 30 * 86_400
 MIN_CHALLENGE_PERIOD = 3_600  # RevenueRouter.MIN_CHALLENGE_PERIOD
 UINT256_MAX = 2**256 - 1
@@ -129,6 +133,11 @@ class DeployParams(StrictModel):
     """Seconds over which each node's new revenue vests to holders (at least one epoch)."""
     protocol_fee_bps: Annotated[int, Field(ge=0, le=MAX_PROTOCOL_FEE_BPS)] = 500
     """Protocol fee in basis points of gross revenue."""
+    market_fee_bps: Annotated[int, Field(ge=0, le=MAX_MARKET_FEE_BPS)] = 10
+    """The share market's fee, basis points of each fill's stablecoin leg, paid by the
+    seller to the treasury."""
+    offering_fee_bps: Annotated[int, Field(ge=0, le=MAX_OFFERING_FEE_BPS)] = 100
+    """The offerings' fee, basis points of a successful offering's proceeds."""
     treasury: Address | None = None
     """Where protocol fees accrue; the deployer when not given."""
     stablecoin: Address | None = None
@@ -155,12 +164,24 @@ class ContractAddresses(StrictModel):
     """The stablecoin revenue is paid in (the mock one on local chains)."""
     NodeShareBlueprint: Address | None = None
     """EIP-5202 blueprint from which every NodeShare is created."""
+    PortfolioClaimer: Address | None = None
+    """Claims a holder's revenue from many share tokens and baskets in one transaction."""
     NodeRegistry: Address | None = None
     """The node registry, which holds the roles."""
     RevenueRouter: Address | None = None
     """The revenue router, which holds and splits the stablecoin."""
     PaymentChannels: Address | None = None
     """Customers' prepaid channels to nodes, redeemed by signed vouchers."""
+    BasketBlueprint: Address | None = None
+    """EIP-5202 blueprint from which every Basket is created."""
+    BasketFactory: Address | None = None
+    """Creates baskets over the suite's node shares."""
+    ShareMarket: Address | None = None
+    """Fills signed orders for shares and basket units, delivery against payment."""
+    ShareOfferingBlueprint: Address | None = None
+    """EIP-5202 blueprint from which every ShareOffering is created."""
+    OfferingFactory: Address | None = None
+    """Creates offerings through which operators sell their nodes' shares."""
 
 
 class PendingDeployment(StrictModel):

@@ -104,6 +104,10 @@ class Suite:
     router: Contract
     stablecoin: Contract
     channels: Contract
+    claimer: Contract
+    baskets: Contract
+    offerings: Contract
+    market: Contract
     _share_tokens: dict[int, str] = field(default_factory=dict, repr=False)
     _stablecoin_token: Token | None = field(default=None, repr=False)
 
@@ -142,6 +146,10 @@ class Suite:
             router=reader.contract("RevenueRouter", str(c.RevenueRouter)),
             stablecoin=reader.contract("MockStablecoin", str(c.Stablecoin)),
             channels=reader.contract("PaymentChannels", str(c.PaymentChannels)),
+            claimer=reader.contract("PortfolioClaimer", str(c.PortfolioClaimer)),
+            baskets=reader.contract("BasketFactory", str(c.BasketFactory)),
+            offerings=reader.contract("OfferingFactory", str(c.OfferingFactory)),
+            market=reader.contract("ShareMarket", str(c.ShareMarket)),
         )
 
     @property

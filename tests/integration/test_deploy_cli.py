@@ -85,7 +85,8 @@ def test_deploy__writes_manifest_with_every_contract(
     assert registry.functions.EPOCH_LENGTH().call() == 600
     router = w3.eth.contract(address=manifest.contracts.RevenueRouter, abi=_abi("RevenueRouter"))
     assert router.functions.channels().call() == manifest.contracts.PaymentChannels
-    assert [s["action"] for s in out["steps"]] == ["deployed"] * 5 + ["linked"] * 2
+    assert registry.functions.CLAIMER().call() == manifest.contracts.PortfolioClaimer
+    assert [s["action"] for s in out["steps"]] == ["deployed"] * 11 + ["linked"] * 2
 
 
 def _abi(name: str) -> Any:
@@ -114,7 +115,7 @@ def test_deploy__second_run__reuses_everything_and_sends_nothing(
     nonce = _nonce(anvil, deployer)
     again = run_cli(*args, env=deployer_env)
     assert again.returncode == 0, again.stderr
-    assert [s["action"] for s in json.loads(again.stdout)["steps"]] == ["reused"] * 5
+    assert [s["action"] for s in json.loads(again.stdout)["steps"]] == ["reused"] * 11
     assert _nonce(anvil, deployer) == nonce
     assert manifest_path.read_text() == first
 
@@ -148,9 +149,15 @@ def test_deploy__missing_contract__is_redeployed_with_what_depends_on_it(
     assert steps == [
         ("Stablecoin", "reused"),
         ("NodeShareBlueprint", "reused"),
+        ("PortfolioClaimer", "reused"),
         ("NodeRegistry", "deployed"),
         ("RevenueRouter", "deployed"),
         ("PaymentChannels", "deployed"),  # built on the new router
+        ("BasketBlueprint", "deployed"),  # everything after a new contract is new
+        ("BasketFactory", "deployed"),
+        ("ShareMarket", "deployed"),
+        ("ShareOfferingBlueprint", "deployed"),
+        ("OfferingFactory", "deployed"),
         ("NodeRegistry.set_router", "linked"),
         ("RevenueRouter.set_channels", "linked"),
     ]

@@ -44,7 +44,7 @@ EPOCH = 60
 PRICE = 3_000
 KEYS = build_dev_keys(4)
 DEPLOYER, PAYER = KEYS[0], KEYS[3]
-SUITE_TXS = 7  # five contract creations and the two links
+SUITE_TXS = 13  # eleven contract creations and the two links
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -153,7 +153,7 @@ def test_chain_killed_mid_deploy__restarted_from_its_dump__rerun_finishes(tmp_pa
             deploy_suite(tx, build_params(None, epoch_length=EPOCH), path)
     assert state.exists()
     with LocalChain("anvil", extra_args=("--load-state", str(state))) as restarted:
-        assert _tx_count(restarted.url, DEPLOYER) == 3  # what was mined before the kill
+        assert _tx_count(restarted.url, DEPLOYER) == 4  # what was mined before the kill
         rerun = run_cli("deploy", "--rpc-url", restarted.url, "--private-key-env",
                         "DEPLOYER_KEY", "--manifest", str(path), "--json")  # fmt: skip
         assert rerun.returncode == 0, rerun.stderr

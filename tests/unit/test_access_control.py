@@ -178,6 +178,12 @@ def _rules(registry: Any, router: Any, share: Any, channels: Any) -> list[Rule]:
             "share: caller is not the router",
         ),
         Rule(
+            "NodeShare.claim_by",
+            lambda r, who: share.claim_by(r["investor"], who, {"from": who}),
+            (),
+            "share: caller is not the claimer",
+        ),
+        Rule(
             "RevenueRouter.set_channels",
             lambda r, who: router.set_channels(channels, {"from": who}),
             ("owner",),
@@ -207,7 +213,7 @@ RULE_NAMES = [
     "NodeRegistry.set_node_status", "RevenueRouter.dispute", "RevenueRouter.set_treasury",
     "RevenueRouter.recover_excess", "RevenueRouter.set_channels",
     "RevenueRouter.credit_channel_revenue", "NodeShare.set_revenue_receiver",
-    "NodeShare.notify_revenue", "PaymentChannels.recover_excess",
+    "NodeShare.notify_revenue", "NodeShare.claim_by", "PaymentChannels.recover_excess",
 ]  # fmt: skip
 
 

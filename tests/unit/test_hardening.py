@@ -267,7 +267,7 @@ def test_periods_below_minimum_are_refused(
 ) -> None:
     blueprint = suite.manifest.contracts.NodeShareBlueprint
     with pytest.raises(Exception, match="registry: unlock period shorter than an epoch"):
-        _deploy_raw("NodeRegistry", deployer, blueprint, 3_600, 3_599)
+        _deploy_raw("NodeRegistry", deployer, blueprint, 3_600, 3_599, ZERO)
     with pytest.raises(Exception, match="router: challenge period too short"):
         _deploy_raw("RevenueRouter", deployer, suite.registry.address, stablecoin.address, 500,
                     treasury.address, 3_599)  # fmt: skip
@@ -307,7 +307,7 @@ def test_just_in_time_capture_gets_only_what_vests_while_held(
 
 def test_set_router_checks_the_router(deployer: Any, suite: Suite, stablecoin: Any) -> None:
     blueprint = suite.manifest.contracts.NodeShareBlueprint
-    registry = _deploy_raw("NodeRegistry", deployer, blueprint, 60, 60)
+    registry = _deploy_raw("NodeRegistry", deployer, blueprint, 60, 60, ZERO)
     with brownie.reverts("registry: router is for another registry"):
         registry.set_router(suite.router.address, {"from": deployer})
     router = _deploy_raw("RevenueRouter", deployer, registry.address, stablecoin.address, 500,

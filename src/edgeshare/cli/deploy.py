@@ -62,6 +62,18 @@ def deploy(
     protocol_fee_bps: Annotated[
         int | None, typer.Option(help="Protocol fee, basis points of gross (default 500).")
     ] = None,
+    market_fee_bps: Annotated[
+        int | None,
+        typer.Option(
+            help="Share market fee, bps of a fill's stablecoin leg, max 100 (default 10)."
+        ),
+    ] = None,
+    offering_fee_bps: Annotated[
+        int | None,
+        typer.Option(
+            help="Offering fee, bps of a successful offering's proceeds, max 1000 (default 100)."
+        ),
+    ] = None,
     treasury: Annotated[
         str | None, typer.Option(help="Where protocol fees accrue (default: the deployer).")
     ] = None,
@@ -82,6 +94,8 @@ def deploy(
         "challenge_period": challenge_period,
         "unlock_period": unlock_period,
         "protocol_fee_bps": protocol_fee_bps,
+        "market_fee_bps": market_fee_bps,
+        "offering_fee_bps": offering_fee_bps,
         "treasury": treasury,
         "evm_version": evm_version,
     }
