@@ -17,6 +17,7 @@ from sqlalchemy import Connection, func, select
 from web3 import Web3
 
 from edgeshare import indexer as idx
+from edgeshare.baskets import fetch_basket_holdings
 from edgeshare.chain import is_local_chain_id
 from edgeshare.errors import NodeNotFound
 from edgeshare.metadata import MetadataError, MetadataNotFetched, NodeMetadata, fetch_metadata
@@ -211,14 +212,23 @@ def fetch_portfolio(
     return out
 
 
+MAX_CLAIM_TOKENS = 64
+"""PortfolioClaimer.MAX_TOKENS: share tokens and baskets per portfolio claim."""
+
+
 @dataclass
 class ClaimResult:
-    """What one claim paid."""
+    """What one token paid in a portfolio claim."""
 
-    node_id: int
+    node_id: int | None
+    """The node whose shares paid (None for a basket)."""
     amount: int
     receiver: str
     transaction: str
+    basket: str | None = None
+    """The basket that paid (None for a node's shares)."""
+    token: str = ""
+    """The share token or basket address."""
 
 
 def send_claims(
@@ -227,21 +237,37 @@ def send_claims(
     node_ids: Sequence[int] | None = None,
     receiver: str | None = None,
     on_progress: Callable[[str, int, int], None] | None = None,
+    *,
+    baskets: bool | None = None,
 ) -> list[ClaimResult]:
-    """Claim every node with something claimable (or the named ones): one transaction per
-    node (each share token pays its own holders), sent with consecutive nonces."""
-    holdings = [h for h in fetch_portfolio(suite, tx.signer.address, node_ids) if h.claimable > 0]
-    if not holdings:
+    """Claim everything the signer can claim, from every node (or the named ones) and,
+    unless ``baskets`` is False, every basket: one PortfolioClaimer transaction per
+    MAX_CLAIM_TOKENS tokens, sent with consecutive nonces. ``baskets`` defaults to
+    True when no nodes are named, False when some are."""
+    holder = tx.signer.address
+    holdings = [h for h in fetch_portfolio(suite, holder, node_ids) if h.claimable > 0]
+    with_baskets = baskets if baskets is not None else not node_ids
+    units = (
+        [b for b in fetch_basket_holdings(suite, holder) if b.claimable > 0] if with_baskets else []
+    )
+    entries: list[tuple[int | None, str | None, str]] = [
+        (h.node_id, None, Web3.to_checksum_address(h.share_token)) for h in holdings
+    ] + [(None, b.basket, b.basket) for b in units]
+    if not entries:
         return []
-    to = Web3.to_checksum_address(receiver) if receiver else None
-    shares = [suite.share_at(h.share_token) for h in holdings]
-    datas = [s.calldata("claim_to", to) if to else s.calldata("claim") for s in shares]
+    to = Web3.to_checksum_address(receiver) if receiver else holder
+    claimer = suite.claimer
+    batches = [entries[i : i + MAX_CLAIM_TOKENS] for i in range(0, len(entries), MAX_CLAIM_TOKENS)]
+    datas = [claimer.calldata("claim_many", [e[2] for e in batch], to) for batch in batches]
     receipts = send_pipelined(
-        tx, suite.rpc, [s.address for s in shares], datas, "claim revenue",
-        on_progress or (lambda *_: None),
-    )  # fmt: skip
+        tx, suite.rpc, claimer.address, datas, "claim revenue", on_progress or (lambda *_: None)
+    )
     results = []
-    for holding, share, receipt in zip(holdings, shares, receipts, strict=True):
-        paid = sum(int(e["amount"]) for e in share.events(receipt, "RevenueClaimed"))
-        results.append(ClaimResult(holding.node_id, paid, to or tx.signer.address, receipt.tx_hash))
+    for batch, receipt in zip(batches, receipts, strict=True):
+        for node_id, basket, token in batch:
+            paying = (
+                suite.share_at(token) if basket is None else suite.reader.contract("Basket", token)
+            )
+            paid = sum(int(e["amount"]) for e in paying.events(receipt, "RevenueClaimed"))
+            results.append(ClaimResult(node_id, paid, to, receipt.tx_hash, basket, token))
     return results

@@ -6,7 +6,9 @@ from typing import Annotated
 
 import typer
 
+from edgeshare.baskets import fetch_basket_holdings
 from edgeshare.cli import console
+from edgeshare.cli.basket import UNITS
 from edgeshare.cli.common import (
     BaseUnits,
     Confirmations,
@@ -21,7 +23,7 @@ from edgeshare.cli.common import (
     open_suite,
 )
 from edgeshare.errors import InputError
-from edgeshare.market import fetch_portfolio, send_claims
+from edgeshare.market import ClaimResult, fetch_portfolio, send_claims
 from edgeshare.models import parse_address
 from edgeshare.suite import get_share_token, send_transfer_shares
 from edgeshare.units import format_bps
@@ -92,27 +94,36 @@ def portfolio(
     holder = parse_address(address, "ADDRESS")
     with open_suite(rpc_url, network, manifest) as suite:
         holdings = fetch_portfolio(suite, holder)
+        units = fetch_basket_holdings(suite, holder)
         coin = suite.fetch_stablecoin_token()
-    total = sum(h.claimable for h in holdings)
+    total = sum(h.claimable for h in holdings) + sum(b.claimable for b in units)
     vesting = sum(h.vesting for h in holdings)
     if json_output:
         data = {"holder": holder, "total_claimable": total, "total_vesting": vesting,
                 "decimals": coin.decimals, "symbol": coin.symbol,
-                "holdings": [h.__dict__ for h in holdings]}  # fmt: skip
-        amounts = {"shares", "supply", "claimable", "total_claimable", "vesting", "total_vesting"}
+                "holdings": [h.__dict__ for h in holdings],
+                "baskets": [b.__dict__ for b in units]}  # fmt: skip
+        amounts = {"shares", "supply", "claimable", "total_claimable", "vesting", "total_vesting",
+                   "units"}  # fmt: skip
         console.print_json(console.amounts_as_strings(data, amounts))
         return
-    if not holdings:
-        console.note(f"{holder} holds no shares and has nothing to claim on any node")
+    if not holdings and not units:
+        console.note(f"{holder} holds no shares or basket units and has nothing to claim")
         return
     console.print_table(
         f"Portfolio of {holder}",
-        ["node", "shares", "of supply", "claimable", "vesting"],
+        ["holding", "amount", "of supply", "claimable", "vesting"],
         [
-            [h.node_id, get_share_token(h.node_id).format(h.shares),
+            [f"node {h.node_id}", get_share_token(h.node_id).format(h.shares),
              format_bps(h.shares * 10_000 // h.supply), coin.format(h.claimable),
              coin.format(h.vesting)]
             for h in holdings
+        ]
+        + [
+            [f"basket {b.symbol}", UNITS.format(b.units),
+             format_bps(b.units * 10_000 // b.supply) if b.supply else "-",
+             coin.format(b.claimable), "-"]
+            for b in units
         ]
         + [["total", "", "", coin.format(total), coin.format(vesting)]],
     )  # fmt: skip
@@ -134,7 +145,8 @@ def claim(
     dry_run: DryRun = False,
     json_output: Json = False,
 ) -> None:
-    """Claim every node with revenue to claim (or the named ones), one transaction per node."""
+    """Claim everything you can claim, from every node and basket (or the named nodes), in
+    one transaction per 64 tokens (the PortfolioClaimer)."""
     receiver = parse_address(to, "--to") if to else None
     opened = open_sender(
         rpc_url, network, private_key_env, keystore, manifest, confirmations, dry_run=dry_run
@@ -157,7 +169,13 @@ def claim(
         return
     console.print_table(
         "Claimed",
-        ["node", "amount", "receiver", "transaction"],
-        [[r.node_id, coin.format(r.amount), r.receiver, r.transaction] for r in results]
+        ["from", "amount", "receiver", "transaction"],
+        [[_source(r), coin.format(r.amount), r.receiver, r.transaction] for r in results]
         + [["total", coin.format(total), "", ""]],
     )
+    transactions = len({r.transaction for r in results})
+    console.note(f"{len(results)} claim(s) in {transactions} transaction(s)")
+
+
+def _source(result: ClaimResult) -> str:
+    return f"node {result.node_id}" if result.basket is None else f"basket {result.basket}"
