@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 from brownie import web3
 
+from edgeshare.errors import InputError
+
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 
 
@@ -127,3 +129,13 @@ def test_role_scripts__operator_guardian_registrar_owner_act_through_the_library
     assert result.amount == 15 * decimals_unit // 10
     assert channel.redeem(str(vouchers), manifest).amount == 0
     channel.close(str(node_id), manifest)
+    # a basket over the node: create, mint, harvest (nothing owed yet: refused), redeem
+    basket = load_script("basket")
+    made = basket.create("Dhaka basket", "ESBD", f"{node_id}:2", manifest)
+    address = made.details["basket"]
+    basket.mint(address, "3", manifest)
+    assert int(suite.share(node_id).call("balanceOf", address)) == 6 * 10**18
+    with pytest.raises(InputError, match="nothing to harvest"):
+        basket.harvest(address, manifest)
+    basket.redeem(address, "3", manifest)
+    assert int(suite.share(node_id).call("balanceOf", address)) == 0
