@@ -20,6 +20,7 @@ from edgeshare.channels import SKIP_NOT_NODE
 from tests.conftest import (
     SHARES,
     Payer,
+    brownie_contract,
     make_voucher,
     report_args,
     set_next_timestamp,
@@ -66,7 +67,40 @@ class Rule:
     reason: str
 
 
-def _rules(registry: Any, router: Any, share: Any, channels: Any) -> list[Rule]:
+@pytest.fixture(scope="module")
+def capital(suite: Any, node: Any, roles: dict[str, Any]) -> dict[str, Any]:
+    """The capital contracts of the suite, a basket over node 1 and an offering of one of
+    its shares."""
+    factory = brownie_contract("BasketFactory", suite.baskets.address)
+    tx = factory.create_basket("Basket", "B", [node[1]], [SHARES], {"from": roles["stranger"]})
+    offerings = brownie_contract("OfferingFactory", suite.offerings.address)
+    made = _create_offering(offerings, node[1], roles["operator"]).events["OfferingCreated"]
+    return {
+        "market": brownie_contract("ShareMarket", suite.market.address),
+        "offerings": offerings,
+        "baskets": factory,
+        "basket": brownie_contract("Basket", tx.events["BasketCreated"]["basket"]),
+        "claimer": brownie_contract("PortfolioClaimer", suite.claimer.address),
+        "offering": brownie_contract("ShareOffering", made["offering"]),
+    }
+
+
+def _order_of(maker: Any, share: Any) -> tuple[Any, ...]:
+    """An order of ``maker``'s (market.cancel takes it unsigned)."""
+    return (maker.address, share.address, True, SHARES, 10**6, 0, 2**40, 0, 7)
+
+
+def _create_offering(factory: Any, share: Any, who: Any) -> Any:
+    share.approve(factory, SHARES, {"from": who})
+    now = brownie.chain.time()
+    return factory.create_offering(
+        1, SHARES, 10**6, 1, 10**6, now + 100, now + 10_000, 0, {"from": who}
+    )
+
+
+def _rules(
+    registry: Any, router: Any, share: Any, channels: Any, capital: dict[str, Any]
+) -> list[Rule]:
     new_terms = ("0x" + "11" * 20, "0x" + "22" * 20, SHARES, 1_000, 100, "Lima", "ipfs://x")
     return [
         Rule(
@@ -184,6 +218,24 @@ def _rules(registry: Any, router: Any, share: Any, channels: Any) -> list[Rule]:
             "share: caller is not the claimer",
         ),
         Rule(
+            "Basket.claim_by",
+            lambda r, who: capital["basket"].claim_by(r["investor"], who, {"from": who}),
+            (),
+            "share: caller is not the claimer",
+        ),
+        Rule(
+            "ShareMarket.cancel",
+            lambda r, who: capital["market"].cancel(_order_of(r["investor"], share), {"from": who}),
+            ("investor",),
+            "market: not the maker",
+        ),
+        Rule(
+            "OfferingFactory.create_offering",
+            lambda r, who: _create_offering(capital["offerings"], share, who),
+            ("operator",),
+            "factory: not operator",
+        ),
+        Rule(
             "RevenueRouter.set_channels",
             lambda r, who: router.set_channels(channels, {"from": who}),
             ("owner",),
@@ -214,15 +266,17 @@ RULE_NAMES = [
     "RevenueRouter.recover_excess", "RevenueRouter.set_channels",
     "RevenueRouter.credit_channel_revenue", "NodeShare.set_revenue_receiver",
     "NodeShare.notify_revenue", "NodeShare.claim_by", "PaymentChannels.recover_excess",
+    "Basket.claim_by", "ShareMarket.cancel", "OfferingFactory.create_offering",
 ]  # fmt: skip
 
 
 @pytest.mark.parametrize("name", RULE_NAMES)
 def test_privileged_function__every_other_role__reverts(
-    name: str, roles: dict[str, Any], registry: Any, router: Any, node: Any, channels: Any
-) -> None:
+    name: str, roles: dict[str, Any], registry: Any, router: Any, node: Any, channels: Any,
+    capital: dict[str, Any],
+) -> None:  # fmt: skip
     _, share = node
-    rule = next(r for r in _rules(registry, router, share, channels) if r.name == name)
+    rule = next(r for r in _rules(registry, router, share, channels, capital) if r.name == name)
     denied = [role for role in roles if role not in rule.allowed]
     assert denied, "every function has someone it refuses"
     for role in denied:
@@ -244,12 +298,14 @@ def test_privileged_function__every_other_role__reverts(
 
 
 def test_rule_table__covers_every_privileged_function(
-    registry: Any, router: Any, node: Any, channels: Any
+    registry: Any, router: Any, node: Any, channels: Any, capital: dict[str, Any]
 ) -> None:
     """A new privileged function must get a row: the table's names are checked against
     each contract's ABI, minus the functions open to everyone (a customer's channel
     functions act on the caller's own channel; redeem_many pays only the node's operator
-    or attestor and skips every other caller's vouchers, see below)."""
+    or attestor and skips every other caller's vouchers, see below; an offering's,
+    basket's and market's functions act on the caller's own money, shares or orders, or
+    pay only the investor they name)."""
     _, share = node
     open_to_all = {
         "NodeRegistry.accept_ownership", "NodeRegistry.unpause",
@@ -261,10 +317,20 @@ def test_rule_table__covers_every_privileged_function(
         "PaymentChannels.revoke_signer", "PaymentChannels.set_low_balance_threshold",
         "PaymentChannels.request_close", "PaymentChannels.withdraw",
         "PaymentChannels.redeem_many",
+        "Basket.transfer", "Basket.transferFrom", "Basket.approve", "Basket.permit",
+        "Basket.claim", "Basket.claim_to", "Basket.mint", "Basket.redeem", "Basket.harvest",
+        "BasketFactory.create_basket", "PortfolioClaimer.claim_many",
+        "ShareMarket.fill", "ShareMarket.cancel_all",
+        "ShareOffering.commit", "ShareOffering.cancel", "ShareOffering.claim_shares",
+        "ShareOffering.claim_shares_for", "ShareOffering.refund", "ShareOffering.refund_for",
+        "ShareOffering.finish",
     }  # fmt: skip
     contracts = {
         "NodeRegistry": registry, "RevenueRouter": router, "NodeShare": share,
-        "PaymentChannels": channels,
+        "PaymentChannels": channels, "Basket": capital["basket"],
+        "BasketFactory": capital["baskets"], "PortfolioClaimer": capital["claimer"],
+        "ShareMarket": capital["market"], "ShareOffering": capital["offering"],
+        "OfferingFactory": capital["offerings"],
     }  # fmt: skip
     writes = {
         f"{label}.{item['name']}"
@@ -273,8 +339,9 @@ def test_rule_table__covers_every_privileged_function(
         if item["type"] == "function" and item["stateMutability"] not in ("view", "pure")
     }
     assert open_to_all <= writes  # no stale names
-    assert writes - open_to_all == {r.name for r in _rules(registry, router, share, channels)}
-    assert sorted(RULE_NAMES) == sorted(r.name for r in _rules(registry, router, share, channels))
+    rules = _rules(registry, router, share, channels, capital)
+    assert writes - open_to_all == {r.name for r in rules}
+    assert sorted(RULE_NAMES) == sorted(r.name for r in rules)
 
 
 def test_redeem_many__pays_only_the_nodes_operator_or_attestor(
