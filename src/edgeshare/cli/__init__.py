@@ -9,7 +9,7 @@ from typing import Annotated, NoReturn
 import requests
 import typer
 
-from edgeshare.cli import attest, basket, channel, console, holders, nodes, roles
+from edgeshare.cli import attest, basket, channel, console, holders, nodes, offering, roles
 from edgeshare.cli.demo import demo
 from edgeshare.cli.deploy import deploy
 from edgeshare.cli.index import index, report_app
@@ -49,6 +49,7 @@ app.command()(demo)
 app.add_typer(attest.app, name="attest")
 app.add_typer(channel.app, name="channel")
 app.add_typer(basket.app, name="basket")
+app.add_typer(offering.app, name="offering")
 app.add_typer(nodes.app, name="nodes")
 app.add_typer(holders.shares_app, name="shares")
 app.add_typer(report_app, name="report")
