@@ -1,14 +1,17 @@
 """The EdgeShare story on a local chain, end to end, through the same library functions
 as the command line.
 
-Deploy; register nodes across regions at different prices; place shares with investors;
+Deploy; register nodes across regions at different prices; finance two nodes through
+offerings (one meets its soft cap and delivers the shares, the other refunds every backer
+in full); place shares with investors; two investors mint a basket over five nodes in
+five regions;
 simulate each node's inferences per epoch with a seeded daily pattern in the region's
 local time; a few customers pay some nodes directly through payment channels (a deposit,
 a signed voucher per batch of requests, the node's operator redeeming each epoch, one
 customer closing and withdrawing); attestors sign every node's usage, channel customers'
 inferences included; a payer settles in batches, paying only what channels did not; the
 guardian disputes one report; the challenge window passes; revenue is finalized and
-vests; investors claim; operators, the treasury and the refunded payer withdraw; the
+vests; the basket harvests; investors claim (nodes and baskets in one transaction each); operators, the treasury and the refunded payer withdraw; the
 operator and investor reports are written. The same seed gives the same numbers. The run
 ends by checking that every base unit paid in, for reports and into channels, is
 accounted for.
@@ -24,6 +27,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 from web3 import Web3
 
+from edgeshare import baskets, offerings
 from edgeshare.attestation import SignedReport, sign
 from edgeshare.channels import (
     SignedVoucher,
@@ -83,6 +87,16 @@ CUSTOMERS = 3
 """Customers who pay through channels, each to up to two nodes."""
 CHANNEL_DEPOSIT = 25 * USDC
 BATCHES_PER_EPOCH = 3
+OFFERED = 100_000 * SHARES
+"""Shares each of the two financed nodes offers (10% of its supply)."""
+OFFER_PRICE = 50_000
+"""Stablecoin base units per whole share in the offerings (0.05 USDC)."""
+BACKERS = 3
+"""Investors who commit to the offerings (and trade; the first two also hold the basket)."""
+BASKET_NODES = 5
+"""Nodes in the basket, each in its own region."""
+BASKET_SHARES = 20_000 * SHARES
+"""Shares of each basket node its operator sells to each basket holder."""
 
 
 class NodeLine(BaseModel):
@@ -122,6 +136,12 @@ class DemoSummary(BaseModel):
     withdrawn_by_customers: int
     still_in_channels: int
     refunded_to_payer: int
+    offering_raised: int
+    """What the successful offering raised (its operator got it less the fee)."""
+    offering_refunded: int
+    """What the failed offering paid back to its investors, in full."""
+    basket: str
+    basket_harvested: int
     claimed_by_investors: int
     withdrawn_by_operators_and_treasury: int
     still_claimable: int
@@ -187,12 +207,15 @@ def run_demo(
     story = _Story.cast(w3, keys, nodes, investors, random.Random(seed), log)
     story.deploy(workdir / "manifest.json")
     story.register_nodes()
+    raised, refunded_offering = story.finance_nodes()
     story.place_shares()
+    basket = story.build_basket()
     story.open_channels()
     reports = story.sign_usage(epochs)
     posted = story.settle(reports)
     disputed, refunded = story.dispute_one(reports)
     story.finalize(reports, disputed)
+    harvested = story.harvest(basket)
     claimed, withdrawn = story.claim_and_withdraw()
     customers_withdrew = story.close_a_channel()
     operator_view, investor_view = story.build_reports(workdir / "index.db")
@@ -201,7 +224,7 @@ def run_demo(
         log(f"wrote {len(written)} reports to {reports_dir}/")
     paid_in = posted.revenue + story.deposited
     claimable, unvested, dust, in_channels = story.check_accounting(
-        paid_in, claimed + withdrawn + customers_withdrew
+        paid_in, claimed + withdrawn + customers_withdrew, basket
     )
     prices = {n.node_id: n.price_per_1k for n in story.suite.fetch_nodes(story.node_ids)}
     lines = [
@@ -228,6 +251,10 @@ def run_demo(
         withdrawn_by_customers=customers_withdrew,
         still_in_channels=in_channels,
         refunded_to_payer=refunded,
+        offering_raised=raised,
+        offering_refunded=refunded_offering,
+        basket=basket,
+        basket_harvested=harvested,
         claimed_by_investors=claimed,
         withdrawn_by_operators_and_treasury=withdrawn - refunded,
         still_claimable=claimable,
@@ -345,6 +372,89 @@ class _Story:
             send_share_transfers(operator, self.suite, node_id, lots)
             placed += len(lots)
         self.log(f"operators placed shares with investors in {placed} transfers")
+
+    def finance_nodes(self) -> tuple[int, int]:
+        """The first two operators each offer 10% of their node for a quarter of an epoch
+        (before any usage): three backers commit enough for the first to reach its soft
+        cap, not the second. After the end the first delivers the shares and pays its
+        operator (less the fee); the second refunds every backer in full and returns the
+        shares. Returns (raised, refunded); (0, 0) with fewer than two nodes."""
+        suite, backers = self.suite, self.holders[:BACKERS]
+        if len(self.node_ids) < 2:
+            return 0, 0
+        commitments = [amount * USDC for amount in (1_000, 800, 600)][: len(backers)]
+        total = sum(commitments)
+        for backer in backers:
+            send_mint_mock(self.issuer, suite, backer.signer.address, 10_000 * USDC)
+        genesis = int(suite.registry.call("GENESIS"))
+        end = genesis + EPOCH // 4  # before the first channel use, at half an epoch
+        hard_cap = OFFERED * OFFER_PRICE // SHARES  # 5,000 USDC: every share sold
+        made = []
+        for i, soft_cap in ((0, total * 3 // 4), (1, total + 1_000 * USDC)):
+            now = int(self.w3.eth.get_block("latest")["timestamp"])
+            action = offerings.send_create_offering(
+                self.operators[i], suite, self.node_ids[i], OFFERED, OFFER_PRICE, soft_cap,
+                hard_cap, now, end,
+            )  # fmt: skip
+            made.append(str(action.details["offering"]))
+        for backer, amount in zip(backers, commitments, strict=True):
+            for offering in made:
+                offerings.send_commit(backer, suite, offering, amount)
+        now = int(self.w3.eth.get_block("latest")["timestamp"])
+        send_increase_time(self.w3, end - now)
+        succeeded, failed = made
+        for backer in backers:
+            offerings.send_claim_shares(backer, suite, succeeded)
+            offerings.send_refund(backer, suite, failed)
+        for offering in made:
+            offerings.send_finish(self.issuer, suite, offering)
+        views = {v.address: v for v in offerings.fetch_offerings(suite)}
+        raised, refunded = views[succeeded].total_committed, views[failed].total_refunded
+        self.log(
+            f"node {self.node_ids[0]} raised {MOCK_USDC.format(raised)} in its offering "
+            f"(soft cap met: shares delivered to {len(backers)} backers); node "
+            f"{self.node_ids[1]}'s offering missed its soft cap and refunded "
+            f"{MOCK_USDC.format(refunded)} in full"
+        )
+        return raised, refunded
+
+    def build_basket(self) -> str:
+        """A basket over five nodes in five regions: the first two backers buy shares of
+        each from its operator and mint units; the basket earns all five nodes' revenue."""
+        suite, chosen, seen = self.suite, [], set()
+        for index, node_id in enumerate(self.node_ids):
+            region = REGIONS[index % len(REGIONS)][0]
+            if region not in seen and index >= 2:  # not the two offered nodes
+                seen.add(region)
+                chosen.append((index, node_id))
+            if len(chosen) == BASKET_NODES:
+                break
+        holders = self.holders[:2]
+        if len(chosen) < BASKET_NODES or len(holders) < 2:
+            return ""
+        for index, node_id in chosen:
+            send_share_transfers(
+                self.operators[index], suite, node_id,
+                [(h.signer.address, BASKET_SHARES) for h in holders],
+            )  # fmt: skip
+        components = baskets.build_components(suite, [(n, SHARES) for _, n in chosen])
+        action = baskets.send_create_basket(
+            holders[0], suite, "EdgeShare Five Regions", "ESB5", components
+        )
+        address = str(action.details["basket"])
+        for holder, units in zip(holders, (BASKET_SHARES, BASKET_SHARES // 2), strict=True):
+            baskets.send_mint(holder, suite, address, units)
+        regions = ", ".join(REGIONS[i % len(REGIONS)][0] for i, _ in chosen)
+        self.log(f"two investors minted basket ESB5 ({address}) over nodes in {regions}")
+        return address
+
+    def harvest(self, basket: str) -> int:
+        """Anyone (the issuer) harvests the basket: its holders can then claim."""
+        if not basket:
+            return 0
+        amount = int(baskets.send_harvest(self.issuer, self.suite, basket).details["amount"])
+        self.log(f"the basket harvested {MOCK_USDC.format(amount)} of its nodes' revenue")
+        return amount
 
     def sign_usage(self, epochs: int) -> list[SignedReport]:
         """Move the clock past ``epochs`` epochs; each attestor signs its node's usage."""
@@ -495,19 +605,31 @@ class _Story:
             investor_view = build_report(db, self.suite, investor=self.holders[0].signer.address)
         return operator_view, investor_view
 
-    def check_accounting(self, paid_in: int, paid_out: int) -> tuple[int, int, int, int]:
+    def check_accounting(
+        self, paid_in: int, paid_out: int, basket: str
+    ) -> tuple[int, int, int, int]:
         """Every base unit paid in (for reports and into channels) is paid out or held for
-        someone; returns (claimable, unvested, dust) still in the share tokens and what is
-        still unredeemed in the channels."""
+        someone; returns (claimable, unvested, dust) still in the share tokens and the
+        basket, and what is still unredeemed in the channels. The basket is a holder of
+        its nodes' shares and holds what it harvested for its own holders."""
         suite = self.suite
         everyone = [a.signer.address for a in self.holders + self.operators]
-        shares = [suite.share(n) for n in self.node_ids]
-        reads = [("claimable", a) for a in everyone] + [("unvested",)]
+        offered = [str(v.address) for v in offerings.fetch_offerings(suite)]
+        tokens = [suite.share(n) for n in self.node_ids]
+        share_holders = everyone + offered + ([basket] if basket else [])
+        reads = [("claimable", a) for a in share_holders] + [("unvested",)]
+        revenue_tokens = tokens + ([suite.reader.contract("Basket", basket)] if basket else [])
         claimable = unvested = 0
-        for values in suite.reader.each(shares, *reads):
+        for values in suite.reader.each(tokens, *reads):
             claimable += sum(values[:-1])
             unvested += values[-1]
-        holders = [*shares, suite.router, suite.channels]
+        if basket:
+            holding = suite.reader.contract("Basket", basket)
+            values = suite.reader.each([holding], *[("claimable", a) for a in everyone],
+                                       ("unvested",))[0]  # fmt: skip
+            claimable += sum(values[:-1])
+            unvested += values[-1]
+        holders = [*revenue_tokens, suite.router, suite.channels]
         balances = suite.reader.each(
             [suite.stablecoin], *[("balanceOf", s.address) for s in holders]
         )[0]

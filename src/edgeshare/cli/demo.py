@@ -81,4 +81,13 @@ def demo(
         f"node {node_id} epoch {epoch} disputed and refunded; "
         f"{summary.investors} investors claimed. Reports: {', '.join(summary.reports_written)}"
     )
+    capital = [
+        f"an offering raised {usdc(summary.offering_raised)}",
+        f"another missed its soft cap and refunded {usdc(summary.offering_refunded)} in full",
+    ]
+    if summary.basket:
+        capital.append(
+            f"basket {summary.basket} harvested {usdc(summary.basket_harvested)} for its holders"
+        )
+    console.out.print("Capital: " + "; ".join(capital) + ".")
     console.note("the local chain has been stopped")
