@@ -4,17 +4,16 @@ as the command line.
 Deploy; register nodes across regions at different prices; finance two nodes through
 offerings (one meets its soft cap and delivers the shares, the other refunds every backer
 in full); place shares with investors; two investors mint a basket over five nodes in
-five regions;
-simulate each node's inferences per epoch with a seeded daily pattern in the region's
-local time; a few customers pay some nodes directly through payment channels (a deposit,
-a signed voucher per batch of requests, the node's operator redeeming each epoch, one
-customer closing and withdrawing); attestors sign every node's usage, channel customers'
-inferences included; a payer settles in batches, paying only what channels did not; the
-guardian disputes one report; the challenge window passes; revenue is finalized and
-vests; the basket harvests; investors claim (nodes and baskets in one transaction each); operators, the treasury and the refunded payer withdraw; the
-operator and investor reports are written. The same seed gives the same numbers. The run
-ends by checking that every base unit paid in, for reports and into channels, is
-accounted for.
+five regions; simulate each node's inferences per epoch with a seeded daily pattern in
+the region's local time; a few customers pay some nodes directly through payment channels
+(a deposit, a signed voucher per batch of requests, the node's operator redeeming each
+epoch, one customer closing and withdrawing); attestors sign every node's usage, channel
+customers' inferences included; a payer settles in batches, paying only what channels did
+not; the guardian disputes one report; the challenge window passes; revenue is finalized
+and vests; the basket harvests; investors claim (nodes and baskets in one transaction
+each); operators, the treasury and the refunded payer withdraw; the operator and investor
+reports are written. The same seed gives the same numbers. The run ends by checking that
+every base unit paid in, for reports and into channels, is accounted for.
 """
 
 from __future__ import annotations
