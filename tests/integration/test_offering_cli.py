@@ -170,6 +170,17 @@ def test_success__commit_cancel_claim_finish__pays_everyone_exactly(
         str(25 * SHARE),
         "0",
     )
+    # the investor's portfolio shows the commitment and what it is due now
+    code, out = cli(None, "portfolio", investor, "--json")
+    assert code == 0, out
+    (held,) = json.loads(out)["offerings"]
+    assert (held["offering"], held["committed"], held["shares_due"]) == (
+        offering,
+        "50000000",
+        str(25 * SHARE),
+    )
+    code, out = cli(None, "portfolio", investor)
+    assert "Offerings committed to" in out and "(offering claim)" in out, out
     # the investor claims its own; a stranger delivers the other's (to that investor)
     code, out = cli(INVESTOR, "offering", "claim", offering)
     assert code == 0, out

@@ -25,8 +25,9 @@ from edgeshare.cli.common import (
 from edgeshare.errors import InputError
 from edgeshare.market import ClaimResult, fetch_portfolio, send_claims
 from edgeshare.models import parse_address
+from edgeshare.offerings import Commitment, fetch_commitments
 from edgeshare.suite import get_share_token, send_transfer_shares
-from edgeshare.units import format_bps
+from edgeshare.units import Token, format_bps
 
 shares_app = typer.Typer(help="Move node shares.", no_args_is_help=True)
 
@@ -89,12 +90,14 @@ def portfolio(
     manifest: ManifestPath = None,
     json_output: Json = False,
 ) -> None:
-    """An investor's shares across all nodes, with claimable and vesting revenue (usage
-    reports' and channels') per node and in total."""
+    """An investor's shares across all nodes and its basket units, with claimable and
+    vesting revenue per node and basket and in total, and its offering commitments with
+    what each is due now."""
     holder = parse_address(address, "ADDRESS")
     with open_suite(rpc_url, network, manifest) as suite:
         holdings = fetch_portfolio(suite, holder)
         units = fetch_basket_holdings(suite, holder)
+        commitments = fetch_commitments(suite, holder)
         coin = suite.fetch_stablecoin_token()
     total = sum(h.claimable for h in holdings) + sum(b.claimable for b in units)
     vesting = sum(h.vesting for h in holdings)
@@ -102,13 +105,17 @@ def portfolio(
         data = {"holder": holder, "total_claimable": total, "total_vesting": vesting,
                 "decimals": coin.decimals, "symbol": coin.symbol,
                 "holdings": [h.__dict__ for h in holdings],
-                "baskets": [b.__dict__ for b in units]}  # fmt: skip
+                "baskets": [b.__dict__ for b in units],
+                "offerings": [_commitment_json(c) for c in commitments]}  # fmt: skip
         amounts = {"shares", "supply", "claimable", "total_claimable", "vesting", "total_vesting",
-                   "units"}  # fmt: skip
+                   "units", "committed", "shares_due", "refund_due"}  # fmt: skip
         console.print_json(console.amounts_as_strings(data, amounts))
         return
-    if not holdings and not units:
-        console.note(f"{holder} holds no shares or basket units and has nothing to claim")
+    if not holdings and not units and not commitments:
+        console.note(
+            f"{holder} holds no shares or basket units, has nothing to claim and no offering "
+            "commitments"
+        )
         return
     console.print_table(
         f"Portfolio of {holder}",
@@ -127,6 +134,43 @@ def portfolio(
         ]
         + [["total", "", "", coin.format(total), coin.format(vesting)]],
     )  # fmt: skip
+    _print_commitments(commitments, coin)
+
+
+def _commitment_json(c: Commitment) -> dict[str, object]:
+    view = c.offering
+    return {
+        "offering": view.address, "node_id": view.node_id, "state": view.state, "end": view.end,
+        "committed": c.committed, "shares": c.shares, "claimed": c.claimed,
+        "shares_due": c.shares_due, "refund_due": c.refund_due,
+    }  # fmt: skip
+
+
+def _print_commitments(commitments: list[Commitment], coin: Token) -> None:
+    if not commitments:
+        return
+    console.print_table(
+        "Offerings committed to",
+        ["offering", "node", "state", "committed", "buys", "due now"],
+        [
+            [c.offering.address, c.offering.node_id, c.offering.state.lower(),
+             coin.format(c.committed), get_share_token(c.offering.node_id).format(c.shares),
+             _due(c, coin)]
+            for c in commitments
+        ],
+    )  # fmt: skip
+
+
+def _due(c: Commitment, coin: Token) -> str:
+    if c.shares_due:
+        return f"{get_share_token(c.offering.node_id).format(c.shares_due)} (offering claim)"
+    if c.refund_due:
+        return f"{coin.format(c.refund_due)} (offering refund)"
+    return (
+        "delivered"
+        if c.claimed and c.offering.state == "SUCCEEDED"
+        else ("refunded" if c.claimed else "-")
+    )
 
 
 def claim(
