@@ -18,10 +18,11 @@ from typing import Any
 
 from web3 import Web3
 
-from edgeshare.contracts import Contract
+from edgeshare.contracts import BlockId, Contract, get_codec
 from edgeshare.errors import InputError
 from edgeshare.models import parse_address
 from edgeshare.roles import Action
+from edgeshare.rpc import RpcError
 from edgeshare.suite import Suite
 from edgeshare.tx import Planned, Transactor
 
@@ -78,13 +79,13 @@ def _basket(suite: Suite, address: str) -> Contract:
     return suite.reader.contract("Basket", address)
 
 
-def fetch_basket_addresses(suite: Suite) -> list[str]:
+def fetch_basket_addresses(suite: Suite, block: BlockId = "latest") -> list[str]:
     """Every basket of the suite's factory, in creation order (one batch)."""
-    count = int(suite.baskets.call("basket_count"))
+    count = int(suite.baskets.call("basket_count", block=block))
     if count == 0:
         return []
     reads = [suite.baskets.read("basket_at", i) for i in range(1, count + 1)]
-    return [Web3.to_checksum_address(a) for a in suite.reader.many(reads)]
+    return [Web3.to_checksum_address(a) for a in suite.reader.many(reads, block=block)]
 
 
 def require_basket(suite: Suite, address: str, what: str = "--basket") -> str:
@@ -130,20 +131,47 @@ def fetch_baskets(suite: Suite, addresses: Sequence[str] | None = None) -> list[
     return out
 
 
-def fetch_basket_holdings(suite: Suite, holder: str) -> list[BasketHolding]:
+def fetch_basket_holdings(
+    suite: Suite, holder: str, block: BlockId = "latest"
+) -> list[BasketHolding]:
     """Every basket where ``holder`` has units or revenue to claim (one batch)."""
     holder = Web3.to_checksum_address(holder)
-    baskets = [_basket(suite, a) for a in fetch_basket_addresses(suite)]
+    baskets = [_basket(suite, a) for a in fetch_basket_addresses(suite, block)]
     if not baskets:
         return []
     rows = suite.reader.each(
-        baskets, ("symbol",), ("balanceOf", holder), ("totalSupply",), ("claimable", holder)
-    )
+        baskets, ("symbol",), ("balanceOf", holder), ("totalSupply",), ("claimable", holder),
+        block=block,
+    )  # fmt: skip
     return [
         BasketHolding(b.address, str(symbol), int(units), int(supply), int(claimable))
         for b, (symbol, units, supply, claimable) in zip(baskets, rows, strict=True)
         if units or claimable
     ]
+
+
+def fetch_claimed(
+    suite: Suite, baskets: Sequence[str], holder: str, to_block: int
+) -> dict[str, int]:
+    """What ``holder`` claimed from each basket up to ``to_block`` (its RevenueClaimed
+    logs: no on-chain counter), by basket address."""
+    if not baskets:
+        return {}
+    event = get_codec("Basket").event("RevenueClaimed")
+    topics = ["0x" + event.topic.hex(), "0x" + bytes(12).hex() + holder.lower()[2:]]
+    params = {"address": list(baskets), "fromBlock": hex(suite.manifest.block),
+              "toBlock": hex(to_block), "topics": topics}  # fmt: skip
+    try:
+        logs = suite.rpc.call("eth_getLogs", [params])
+    except RpcError as exc:
+        raise RpcError(
+            exc.code, f"the node refused the baskets' claim logs ({exc.message})"
+        ) from None
+    claimed: dict[str, int] = {Web3.to_checksum_address(b): 0 for b in baskets}
+    for log in logs:
+        args = event.decode(log["topics"], log["data"])
+        claimed[Web3.to_checksum_address(log["address"])] += int(args["amount"])
+    return claimed
 
 
 def build_components(suite: Suite, weights: Sequence[tuple[int, int]]) -> list[Component]:

@@ -53,7 +53,13 @@ from sqlalchemy import Connection, Select, select
 from web3 import Web3
 
 from edgeshare import indexer as idx
+from edgeshare.baskets import fetch_basket_holdings, fetch_claimed
 from edgeshare.errors import NodeNotFound
+from edgeshare.offerings import (
+    fetch_commitments,
+    fetch_offering_addresses,
+    fetch_offering_views,
+)
 from edgeshare.suite import Suite
 from edgeshare.units import (
     SHARE_DECIMALS,
@@ -84,9 +90,9 @@ MONEY_FIELDS = frozenset({
     "revenue", "operator_cut", "protocol_fee", "holders", "disputed_revenue", "pending_revenue",
     "holders_claimed", "holders_unclaimed", "claimed", "claimable", "vesting", "earned",
     "total_earned", "earned_in_epochs", "annualised", "cost_basis", "usage_revenue",
-    "channel_revenue", "redeemed",
+    "channel_revenue", "redeemed", "committed", "refund_due",
 })  # fmt: skip
-SHARE_FIELDS = frozenset({"shares", "supply"})
+SHARE_FIELDS = frozenset({"shares", "supply", "units", "shares_due"})
 
 
 @dataclass
@@ -195,6 +201,38 @@ class Position:
 
 
 @dataclass
+class BasketPosition:
+    """An investor's units of one basket, and what they earned."""
+
+    basket: str
+    symbol: str
+    units: int
+    supply: int
+    claimed: int
+    """Claimed from the basket, ever (its RevenueClaimed logs)."""
+    claimable: int
+    earned: int = field(init=False)
+    """Everything the units earned: claimed plus claimable."""
+
+    def __post_init__(self) -> None:
+        self.earned = self.claimed + self.claimable
+
+
+@dataclass
+class OfferingPosition:
+    """An investor's commitment to one offering, and what it is due."""
+
+    offering: str
+    node_id: int
+    state: str
+    committed: int
+    shares: int
+    """Share base units the commitment buys (rounded down)."""
+    shares_due: int
+    refund_due: int
+
+
+@dataclass
 class Earning:
     """An investor's share of one node's holders' revenue in one epoch."""
 
@@ -260,6 +298,10 @@ class Report:
     earnings: list[Earning] = field(default_factory=list)
     customers: list[CustomerRevenue] = field(default_factory=list)
     """What each customer's vouchers paid each node (not in an investor's report)."""
+    baskets: list[BasketPosition] = field(default_factory=list)
+    """An investor's basket units (only in an investor's report)."""
+    offerings: list[OfferingPosition] = field(default_factory=list)
+    """An investor's offering commitments (only in an investor's report)."""
 
     @property
     def token(self) -> Token:
@@ -280,7 +322,8 @@ class Report:
         data: dict[str, Any] = {}
         for name in REPORT_FIELDS:
             value = getattr(self, name)
-            if name in ("rows", "nodes", "positions", "earnings", "customers"):
+            if name in ("rows", "nodes", "positions", "earnings", "customers", "baskets",
+                        "offerings"):  # fmt: skip
                 value = [_json_item(item) for item in value]
             elif name == "summary":
                 value = None if value is None else _json_item(value)
@@ -396,11 +439,34 @@ def build_report(
     _add_holder_claims(db, suite, report, {n: nodes[n][3] for n in selected})
     if investor is not None:
         _add_earnings(db, report, {n: int(nodes[n][4] or 0) for n in selected}, channel)
+        _add_capital(suite, report)
         report.summary = build_investor_summary(report, cost_basis)
     else:
         _add_customers(db, report, selected)
     report.empty_reason = _get_empty_reason(report, len(nodes))
     return report
+
+
+def _add_capital(suite: Suite, report: Report) -> None:
+    """The investor's basket units (with what they earned) and offering commitments, read
+    from the chain at the report's block."""
+    holder = report.subject
+    held = fetch_basket_holdings(suite, holder, report.block)
+    claimed = fetch_claimed(suite, [b.basket for b in held], holder, report.block)
+    report.baskets = [
+        BasketPosition(b.basket, b.symbol, b.units, b.supply, claimed[b.basket], b.claimable)
+        for b in held
+    ]
+    views = fetch_offering_views(
+        suite,
+        fetch_offering_addresses(suite, block=report.block),
+        (report.block, report.block_time),
+    )
+    report.offerings = [
+        OfferingPosition(c.offering.address, c.offering.node_id, c.offering.state, c.committed,
+                         c.shares, c.shares_due, c.refund_due)
+        for c in fetch_commitments(suite, holder, views)
+    ]  # fmt: skip
 
 
 def _check_node_ids(node_ids: list[int], nodes: dict[int, Any]) -> list[int]:
@@ -811,6 +877,8 @@ def build_sections(report: Report, *, human: bool = True) -> list[Section]:
                             [[k, v] for k, v in get_headline(report, human)]))  # fmt: skip
     if report.kind == "investor":
         sections.append(_positions_section(report, human))
+        sections.append(_baskets_section(report, human))
+        sections.append(_offerings_section(report, human))
     sections.append(Section(
         "nodes", "Totals per node",
         ["node", "region", "inferences", "revenue" + unit, "from usage reports" + unit,
@@ -937,6 +1005,30 @@ def _positions_section(report: Report, human: bool) -> Section:
           format_bps(p.shares * MAX_BPS // max(1, p.supply)), money(p.claimed),
           money(p.claimable), money(p.vesting), _time(p.vesting_ends_at), money(p.earned)]
          for p in report.positions],
+    )  # fmt: skip
+
+
+def _baskets_section(report: Report, human: bool) -> Section:
+    money, shares = _cells(human, report.decimals)
+    unit = f" ({report.symbol})"
+    return Section(
+        "baskets", "Baskets",
+        ["basket", "symbol", "units", "of supply", "claimed" + unit, "claimable" + unit,
+         "earned" + unit],
+        [[b.basket, b.symbol, shares(b.units), format_bps(b.units * MAX_BPS // max(1, b.supply)),
+          money(b.claimed), money(b.claimable), money(b.earned)] for b in report.baskets],
+    )  # fmt: skip
+
+
+def _offerings_section(report: Report, human: bool) -> Section:
+    money, shares = _cells(human, report.decimals)
+    unit = f" ({report.symbol})"
+    return Section(
+        "offerings", "Offerings committed to",
+        ["offering", "node", "state", "committed" + unit, "buys (shares)",
+         "shares to claim", "refund due" + unit],
+        [[o.offering, str(o.node_id), o.state.lower(), money(o.committed), shares(o.shares),
+          shares(o.shares_due), money(o.refund_due)] for o in report.offerings],
     )  # fmt: skip
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -97,7 +98,7 @@ def _create(cli: Any) -> str:
 
 
 def test_basket__create_mint_harvest_and_one_claim_for_everything(
-    world: dict[str, Any], cli: Any
+    world: dict[str, Any], cli: Any, tmp_path: Path
 ) -> None:
     suite, keys = world["suite"], world["keys"]
     investor = address(keys, INVESTOR)
@@ -129,6 +130,14 @@ def test_basket__create_mint_harvest_and_one_claim_for_everything(
     assert len({c["transaction"] for c in claimed["claims"]}) == 1  # one transaction
     assert {c["basket"] for c in claimed["claims"]} == {None, basket}
     assert int(suite.stablecoin.call("balanceOf", investor)) - before == expected
+    # the investor report shows the basket units and what they earned (all claimed now)
+    basket_paid = sum(int(c["amount"]) for c in claimed["claims"] if c["basket"] == basket)
+    db = f"sqlite:///{tmp_path / 'index.db'}"
+    code, out = cli(None, "report", "investor", investor, "--json", "--db", db)
+    assert code == 0, out
+    (held,) = json.loads(out)["baskets"]
+    assert (held["basket"], held["units"]) == (basket, str(10 * SHARES))
+    assert held["claimed"] == held["earned"] == str(basket_paid) and held["claimable"] == "0"
     # redeem gives the shares back
     code, out = cli(INVESTOR, "basket", "redeem", basket, "10")
     assert code == 0, out

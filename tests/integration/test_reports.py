@@ -347,7 +347,10 @@ def test_investor_report__csv_and_table_carry_the_same_content(
     for block in csv_text.stdout.strip().split("\n\n"):
         lines = block.splitlines()
         sections[lines[0].removeprefix("# ")] = lines[1:]
-    assert list(sections) == ["report", "summary", "positions", "nodes", "epochs", "earnings"]
+    assert list(sections) == [
+        "report", "summary", "positions", "baskets", "offerings", "nodes", "epochs", "earnings",
+    ]  # fmt: skip
+    assert len(sections["baskets"]) == len(report["baskets"]) + 1
     assert len(sections["positions"]) == len(report["positions"]) + 1
     assert len(sections["earnings"]) == len(report["earnings"]) + 1
     sold = next(p for p in report["positions"] if p["node_id"] == world["sold"])
