@@ -9,7 +9,7 @@ from typing import Annotated, NoReturn
 import requests
 import typer
 
-from edgeshare.cli import attest, basket, channel, console, holders, nodes, offering, roles
+from edgeshare.cli import attest, basket, channel, console, holders, nodes, offering, roles, trade
 from edgeshare.cli.demo import demo
 from edgeshare.cli.deploy import deploy
 from edgeshare.cli.index import index, report_app
@@ -48,6 +48,7 @@ app.command()(deploy)
 app.command()(demo)
 app.add_typer(attest.app, name="attest")
 app.add_typer(channel.app, name="channel")
+app.add_typer(trade.app, name="trade")
 app.add_typer(basket.app, name="basket")
 app.add_typer(offering.app, name="offering")
 app.add_typer(nodes.app, name="nodes")
