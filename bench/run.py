@@ -1,7 +1,8 @@
 """`make bench`: gas against the EVM floor, flat cost at scale, attestation and indexing
-throughput, payment channels (redeem_many gas, the gateway's voucher check rate). Starts
-its own anvil, writes bench/results.json and bench/RESULTS.md, and refreshes the results
-table in README.md and docs/GAS.md.
+throughput, payment channels (redeem_many gas, the gateway's voucher check rate), the
+capital contracts (portfolio claim, basket, market and offering gas). Starts its own
+anvil, writes bench/results.json and bench/RESULTS.md, and refreshes the results table
+in README.md and docs/GAS.md.
 
 Every figure is measured in the same run as its reference (a floor, the smallest case,
 the raw rate of the same chain), so each ratio holds even on a noisy machine. Gas is
@@ -31,7 +32,7 @@ import floors
 import reads
 
 from edgeshare import models as models_module
-from edgeshare.attestation import Eip712Domain, SignedReport, sign
+from edgeshare.attestation import Eip712Domain, SignedReport, sign, sign_digest
 from edgeshare.chain import LocalChain, build_dev_keys, connect
 from edgeshare.channels import (
     MAX_BATCH,
@@ -70,6 +71,14 @@ REDEEM_MARGINAL_BOUND = 30_000
 """redeem_many: gas per voucher after the 10th, at most (the channels issue's bound)."""
 CHECKS_TARGET = 10_000
 """VoucherChecker.check_fields: checks per second on one core, at least, without RPC."""
+PORTFOLIO_SIZES = (1, 5, 20, 64)
+"""Tokens per measured claim_many (64: the claimer's MAX_TOKENS)."""
+PORTFOLIO_BASE, PORTFOLIO_PER_TOKEN = 21_000, 32_000
+"""The portfolio claim's target (its issue): claim_many over N tokens costs at most
+21,000 + 32,000 x N gas."""
+BASKET_COMPONENTS = 5
+USDC = 10**6  # the mock stablecoin has 6 decimals
+UNLIMITED = 2**256 - 1  # an allowance that is read, never written
 
 
 class Bench:
@@ -189,6 +198,30 @@ class Bench:
                  for _ in range(holders)]  # fmt: skip
         for i in range(0, len(datas), 500):
             self.send(self.operator, share.address, datas[i : i + 500])
+
+    def pay_all(self, node_ids: list[int]) -> None:
+        """``pay`` for many nodes at once: one report each (50 per settle_many), the
+        challenge window waited out, one finalize each, then the revenue vested in full
+        and released (the operator claims each)."""
+        reports = [self.signed(n, 1)[0] for n in node_ids]
+        self.settle_now(reports)
+        send_increase_time(self.w3, CHALLENGE)
+        router = self.suite.router
+        self.send(self.issuer, router.address,
+                  [router.calldata("finalize", r.node_id, [r.epoch]) for r in reports])  # fmt: skip
+        send_increase_time(self.w3, EPOCH)
+        shares = [self.share(n) for n in node_ids]
+        self.send(self.operator, [s.address for s in shares], [s.calldata("claim") for s in shares])
+
+    def account(self, name: str, stablecoin: int = 0) -> tuple[Transactor, str]:
+        """A deterministic account of its own (the same calldata, so the same gas, every
+        run) with ether, and ``stablecoin`` minted to it; returns it and its key."""
+        key = "0x" + keccak(text=f"edgeshare bench capital {name}").hex()
+        tx = Transactor(self.w3, Signer.from_key(key))
+        self.rpc.call("anvil_setBalance", [tx.signer.address, hex(10**20)])
+        if stablecoin:
+            send_mint_mock(self.issuer, self.suite, tx.signer.address, stablecoin)
+        return tx, key
 
     # ------------------------------------------------------------- sections
 
@@ -511,6 +544,233 @@ class Bench:
                 "target_per_second": CHECKS_TARGET,
                 "meets_target": check_rate >= CHECKS_TARGET}  # fmt: skip
 
+    def capital_section(self) -> dict[str, Any]:
+        """The capital contracts' gas against their floors: the portfolio claim (against
+        the same claims sent one transaction each, and the issue's target), a basket of
+        5 nodes (mint, redeem, harvest, a holder's claim), market fills and an offering
+        (commit, claim_shares, refund, finish). Each case's steady state is in its
+        method's docstring and its floor's (bench/floors.py). Every node here is
+        registered for the section and paid before anything is measured, so every
+        accumulator is non-zero, and so is every correction a measured transaction
+        touches (its holder claimed, minted or received shares after revenue) but a new
+        holder's where the case says so; nothing is vesting when a share moves (its last
+        revenue vested in full and the operator's claim released it)."""
+        rows: list[dict[str, Any]] = []
+        floor_items: dict[str, list[tuple[str, int]]] = {}
+
+        def record(floor: floors.Floor, gas: int, calldata: bytes, note: str = "",
+                   **extra: Any) -> dict[str, Any]:  # fmt: skip
+            low = floor.total(calldata)
+            floor_items[floor.name] = [("transaction base", floors.TX_BASE),
+                                       ("calldata", floors.calldata_cost(calldata)), *floor.items]  # fmt: skip
+            row = {"operation": floor.name, "gas": gas, "floor": low,
+                   "ratio": _ratio(gas, low), "note": note, **extra}  # fmt: skip
+            rows.append(row)
+            return row
+
+        portfolio = self._portfolio_claims(record, rows)
+        self._basket_ops(record)
+        self._market_fills(record)
+        self._offering_ops(record)
+        return {"gas": rows, "floors": floor_items, "portfolio": portfolio}
+
+    def _portfolio_claims(self, record: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """claim_many over the investor's first N of 64 node shares, against the same N
+        claims sent one transaction each. The investor holds 1,000 shares of each node
+        since before their revenue and has claimed from each before (a claim_many over
+        all 64); before each measurement every one of the N nodes is paid once more and
+        its revenue released, so each token has revenue to pay and nothing vesting. The
+        claimer pays the investor itself, who holds stablecoin."""
+        ids, _ = self.register(max(PORTFOLIO_SIZES))
+        shares = [self.share(n) for n in ids]
+        tokens = [s.address for s in shares]
+        holder = self.investor.signer.address
+        self.send(self.operator, tokens, [s.calldata("transfer", holder, 1_000 * SHARES) for s in shares])  # fmt: skip
+        claimer = self.suite.claimer
+        self.pay_all(ids)
+        self.send(self.investor, claimer.address, [claimer.calldata("claim_many", tokens, holder)])
+        claim = shares[0].calldata("claim")
+        claim_floor = floors.claim(first=False).total(bytes(HexBytes(claim)))
+        sizes: list[dict[str, Any]] = []
+        measured: dict[int, tuple[int, int]] = {}
+        references: list[dict[str, Any]] = []
+        for n in PORTFOLIO_SIZES:
+            self.pay_all(ids[:n])
+            data = claimer.calldata("claim_many", tokens[:n], holder)
+            (receipt,) = self.send(self.investor, claimer.address, [data])
+            paid = sum(len(s.events(receipt, "RevenueClaimed")) for s in shares[:n])
+            assert paid == n, f"claim_many paid {paid} of {n} tokens"
+            self.pay_all(ids[:n])
+            receipts = self.send(self.investor, tokens[:n], [claim] * n)
+            assert all(
+                s.events(r, "RevenueClaimed") for s, r in zip(shares[:n], receipts, strict=True)
+            )
+            separate = sum(r.gas_used for r in receipts)
+            gas, bound = receipt.gas_used, PORTFOLIO_BASE + PORTFOLIO_PER_TOKEN * n
+            met = gas <= bound
+            floor = floors.portfolio_claim(n)
+            measured[n] = (gas, floor.total(bytes(HexBytes(data))))
+            verdict = f"target: at most {bound:,} ({'met' if met else 'NOT met'})"
+            if n == 1:
+                versus = f"a claim of its own: {separate:,}"
+            else:
+                versus = f"{(separate - gas) * 100 // separate}% less than {n} separate claims"
+            record(floor, gas, bytes(HexBytes(data)), f"{verdict}; {versus}",
+                   bound=bound, meets_bound=met, separate_claims_gas=separate)  # fmt: skip
+            references.append({"operation": f"{n} separate claim(s) (reference)",
+                               "gas": separate, "floor": n * claim_floor,
+                               "ratio": _ratio(separate, n * claim_floor),
+                               "note": "each as `claim (has claimed before)`"})  # fmt: skip
+            sizes.append({"tokens": n, "gas": gas, "bound": bound, "meets_bound": met,
+                          "separate_claims_gas": separate})  # fmt: skip
+        low, high = 5, 20
+        extra = high - low
+        marginal = (measured[high][0] - measured[low][0]) // extra
+        marginal_floor = (measured[high][1] - measured[low][1]) // extra
+        within = marginal <= PORTFOLIO_PER_TOKEN
+        rows.append({"operation": "claim_many, each token after the 5th", "gas": marginal,
+                     "floor": marginal_floor, "ratio": _ratio(marginal, marginal_floor),
+                     "note": f"the target's {PORTFOLIO_PER_TOKEN:,} per token "
+                             f"({'met' if within else 'NOT met'}); the floor counts each token's calldata",
+                     "bound": PORTFOLIO_PER_TOKEN, "meets_bound": within})  # fmt: skip
+        rows.extend(references)
+        return {"sizes": sizes, "marginal_gas": marginal, "per_token_bound": PORTFOLIO_PER_TOKEN,
+                "base_bound": PORTFOLIO_BASE, "claim_gas": references[0]["gas"],
+                "meets_target": all(s["meets_bound"] for s in sizes)}  # fmt: skip
+
+    def _basket_ops(self, record: Any) -> None:
+        """A basket of 5 node shares, weight one whole share each per whole unit. The
+        investor holds 1,000 shares of each since before their revenue, approved the
+        basket without limit on each, minted 10 units before and claimed the basket's
+        revenue once. Mint (10 units) and redeem (5) find nothing owed to the basket (it
+        harvested since the components' last revenue); then every component is paid and
+        its revenue released, and harvest finds all 5 owing; the investor's claim
+        follows that harvest."""
+        ids, _ = self.register(BASKET_COMPONENTS)
+        shares = [self.share(n) for n in ids]
+        tokens = [s.address for s in shares]
+        tx = self.investor
+        self.send(self.operator, tokens, [s.calldata("transfer", tx.signer.address, 1_000 * SHARES) for s in shares])  # fmt: skip
+        self.pay_all(ids)
+        factory = self.suite.baskets
+        (created,) = self.send(tx, factory.address, [factory.calldata(
+            "create_basket", "EdgeShare bench basket", "ESBB", tokens, [SHARES] * len(tokens))])  # fmt: skip
+        address = str(factory.events(created, "BasketCreated")[0]["basket"])
+        basket = self.suite.reader.contract("Basket", address)
+        self.send(tx, tokens, [s.calldata("approve", address, UNLIMITED) for s in shares])
+        units = 10 * SHARES
+        self.send(tx, address, [basket.calldata("mint", units)])  # the basket's first mint
+        self.pay_all(ids)
+        self.send(tx, address, [basket.calldata("harvest")])
+        self.send(tx, address, [basket.calldata("claim")])
+        n = len(tokens)
+        gas, calldata = self.gas(tx, address, basket.calldata("mint", units))
+        record(
+            floors.basket_mint(n), gas, calldata, "not the first mint; nothing owed to the basket"
+        )
+        gas, calldata = self.gas(tx, address, basket.calldata("redeem", units // 2))
+        record(floors.basket_redeem(n), gas, calldata, "half the units just minted; nothing owed")
+        self.pay_all(ids)
+        data = basket.calldata("harvest")
+        (receipt,) = self.send(tx, address, [data])
+        owing = sum(len(s.events(receipt, "RevenueClaimed")) for s in shares)
+        assert owing == n and basket.events(receipt, "Harvested"), f"{owing} of {n} paid"
+        record(floors.basket_harvest(n), receipt.gas_used, bytes(HexBytes(data)),
+               "revenue released on every component")  # fmt: skip
+        gas, calldata = self.gas(tx, address, basket.calldata("claim"))
+        record(floors.basket_claim(), gas, calldata, "after a harvest")
+
+    def _market_fills(self, record: Any) -> None:
+        """Fills of a maker's signed orders by a taker, the suite's market fee (10 bps)
+        on. Both traders bought 1,000 shares of a node after its revenue (their
+        corrections are non-zero; nothing is vesting) and hold stablecoin, and approved
+        the market without limit for both; the treasury holds stablecoin. A sell order
+        of 10 shares filled in full (its first fill), then a buy order of 10 shares
+        filled 3 at a time: its first fill and a second."""
+        (node_id,), _ = self.register(1)
+        share, market, coin = self.share(node_id), self.suite.market, self.suite.stablecoin
+        (maker, maker_key), (taker, _) = (self.account(f"market {who}", 10**12) for who in ("maker", "taker"))  # fmt: skip
+        self.pay_all([node_id])  # before the shares move: a holder's correction is set on receipt
+        self.send(self.operator, share.address,
+                  [share.calldata("transfer", t.signer.address, 1_000 * SHARES) for t in (maker, taker)])  # fmt: skip
+        for t in (maker, taker):
+            self.send(t, [share.address, coin.address],
+                      [c.calldata("approve", market.address, UNLIMITED) for c in (share, coin)])  # fmt: skip
+
+        def fill(order: tuple[Any, ...], amount: int) -> tuple[int, bytes]:
+            signature = sign_digest(bytes(HexBytes(market.call("order_hash", order))), maker_key)
+            cost, reason = market.call("check", order, signature, amount, taker.signer.address)
+            assert int(reason) == 0 and int(cost) > 0, f"the market refuses the fill: {reason}"
+            return self.gas(
+                taker, market.address, market.calldata("fill", order, signature, amount)
+            )
+
+        def order(sell: bool, salt: int) -> tuple[Any, ...]:
+            # maker, share, sell, amount, price per whole share (2.5), min_fill, expiry, nonce, salt
+            return (maker.signer.address, share.address, sell, 10 * SHARES, 5 * USDC // 2,
+                    0, 2**63, 0, salt)  # fmt: skip
+
+        sell, buy = order(True, 1), order(False, 2)
+        gas, calldata = fill(sell, 10 * SHARES)
+        record(floors.market_fill(sell=True, first=True), gas, calldata, "the taker buys 10 shares")
+        gas, calldata = fill(buy, 3 * SHARES)
+        record(
+            floors.market_fill(sell=False, first=True),
+            gas,
+            calldata,
+            "the taker sells 3 of 10 shares",
+        )
+        gas, calldata = fill(buy, 3 * SHARES)
+        record(floors.market_fill(sell=False, first=False), gas, calldata, "3 more; 4 remain")
+
+    def _offering_ops(self, record: Any) -> None:
+        """Two offerings of 100 shares of one node at 2 stablecoin each (hard cap 200),
+        created together by its operator after the node was paid (the operator holds
+        stablecoin and shares; the escrowed shares' correction is non-zero), and three
+        investors who approved both without limit and hold stablecoin, none of them any
+        share. One succeeds (soft cap 100): investors 0 and 2 commit 50 and 30, investor
+        1, after investor 0, commits 20 (its first) and 20 more (adding to it): 120, so
+        40 shares stay unsold. After the end investor 0 claims its shares, then finish (by
+        anyone) is measured, then investor 1's claim_shares (a new holder of the node's
+        shares; investor 2's stay in escrow). The other fails (soft cap 200, 20 from
+        each): investor 0 is refunded, then investor 1 (measured; investor 2's stay)."""
+        (node_id,), _ = self.register(1)
+        share, factory = self.share(node_id), self.suite.offerings
+        self.pay_all([node_id])
+        investors = [self.account(f"offering investor {i}", 10**12)[0] for i in range(3)]
+        offered, price = 100 * SHARES, 2 * USDC
+        self.send(self.operator, share.address, [share.calldata("approve", factory.address, 2 * offered)])  # fmt: skip
+        now = int(self.w3.eth.get_block("latest")["timestamp"])
+        end = now + 7 * 86_400
+        offerings = []
+        for soft_cap in (100 * USDC, 200 * USDC):
+            (receipt,) = self.send(self.operator, factory.address, [factory.calldata(
+                "create_offering", node_id, offered, price, soft_cap, 200 * USDC, now, end, 0)])  # fmt: skip
+            address = str(factory.events(receipt, "OfferingCreated")[0]["offering"])
+            offerings.append(self.suite.reader.contract("ShareOffering", address))
+        won, lost = offerings
+        coin = self.suite.stablecoin
+        for tx in investors:
+            self.send(tx, coin.address, [coin.calldata("approve", o.address, UNLIMITED) for o in offerings])  # fmt: skip
+        self.send(investors[0], won.address, [won.calldata("commit", 50 * USDC)])
+        gas, calldata = self.gas(investors[1], won.address, won.calldata("commit", 20 * USDC))
+        record(floors.offering_commit(first=True), gas, calldata, "others committed before")
+        gas, calldata = self.gas(investors[1], won.address, won.calldata("commit", 20 * USDC))
+        record(floors.offering_commit(first=False), gas, calldata, "its second commitment")
+        self.send(investors[2], won.address, [won.calldata("commit", 30 * USDC)])
+        for tx in investors:
+            self.send(tx, lost.address, [lost.calldata("commit", 20 * USDC)])
+        send_increase_time(self.w3, end - int(self.w3.eth.get_block("latest")["timestamp"]))
+        self.send(investors[0], won.address, [won.calldata("claim_shares")])
+        gas, calldata = self.gas(self.issuer, won.address, won.calldata("finish"))
+        record(floors.offering_finish(), gas, calldata,
+               "120 of 200 committed; gas is after the refund for the emptied stablecoin balance")  # fmt: skip
+        gas, calldata = self.gas(investors[1], won.address, won.calldata("claim_shares"))
+        record(floors.offering_claim_shares(), gas, calldata, "another investor claimed before")
+        self.send(investors[0], lost.address, [lost.calldata("refund")])
+        gas, calldata = self.gas(investors[1], lost.address, lost.calldata("refund"))
+        record(floors.offering_refund(), gas, calldata, "another investor refunded before")
+
 
 # the last 256 states only (as the reads world): with none kept, a read at "latest" could
 # miss a block mined just before it ("block height is N but requested was N - 1")
@@ -570,6 +830,23 @@ def render_markdown(results: dict[str, Any]) -> str:
         lines.append(
             f"| {row['operation']} | {row['gas']:,} | {row['floor']:,} | {row['ratio']} | {row['note']} |"
         )
+    capital = results.get("capital")
+    if capital:
+        lines += ["", "| capital operation | gas | EVM floor | ratio | note |",
+                  "| --- | ---: | ---: | ---: | --- |"]  # fmt: skip
+        for row in capital["gas"]:
+            lines.append(
+                f"| {row['operation']} | {row['gas']:,} | {row['floor']:,} | {row['ratio']} | {row['note']} |"
+            )
+        p = capital["portfolio"]
+        met = [str(s["tokens"]) for s in p["sizes"] if s["meets_bound"]]
+        missed = [f"{s['tokens']} ({s['gas']:,} gas against {s['bound']:,})"
+                  for s in p["sizes"] if not s["meets_bound"]]  # fmt: skip
+        verdict = ", ".join(([f"met for N = {', '.join(met)}"] if met else [])
+                            + ([f"NOT met for N = {', '.join(missed)}"] if missed else []))  # fmt: skip
+        lines += ["", f"Portfolio claim target, `claim_many` over N tokens at most {p['base_bound']:,} + "
+                  f"{p['per_token_bound']:,} x N gas: {verdict}; each token after the 5th costs "
+                  f"{p['marginal_gas']:,} gas, against {p['claim_gas']:,} for a claim of its own."]  # fmt: skip
     lines += [
         "",
         "| scale | claim | transfer | settle one report |",
@@ -643,6 +920,12 @@ def main() -> None:
         save(results)
         write_docs(results)
         return
+    if "--capital-only" in sys.argv:  # the capital section, on the last run's results
+        results = json.loads((ROOT / "bench" / "results.json").read_text())
+        results["capital"] = run_capital_section()
+        save(results)
+        write_docs(results)
+        return
     results: dict[str, Any] = {}
     if "--reads-only" in sys.argv:  # the other sections as the last run wrote them
         results = json.loads((ROOT / "bench" / "results.json").read_text())
@@ -696,6 +979,7 @@ def run_chain_sections() -> dict[str, Any]:
         results["indexing"] = bench.indexing_section(Path(tmp), 10_000 if QUICK else 50_000)
         print(json.dumps(results["indexing"]), flush=True)
         results["channels"] = _channels(bench)
+        results["capital"] = _capital(bench)
     return results
 
 
@@ -708,6 +992,24 @@ def run_channels_section() -> dict[str, Any]:
         bench = Bench(connect(chain.url, timeout=300), build_dev_keys(8), Path(tmp))
         bench.issuer.timeout = bench.operator.timeout = 600
         return _channels(bench)
+
+
+def run_capital_section() -> dict[str, Any]:
+    """The capital section alone, on a fresh anvil started as the whole run's is."""
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        LocalChain("anvil", accounts=8, extra_args=ANVIL_ARGS) as chain,
+    ):
+        bench = Bench(connect(chain.url, timeout=300), build_dev_keys(8), Path(tmp))
+        bench.issuer.timeout = bench.operator.timeout = 600
+        return _capital(bench)
+
+
+def _capital(bench: Bench) -> dict[str, Any]:
+    print("capital: portfolio claim, basket, market, offerings ...", flush=True)
+    section = bench.capital_section()
+    print(json.dumps({"gas": section["gas"], "portfolio": section["portfolio"]}), flush=True)
+    return section
 
 
 def _channels(bench: Bench) -> dict[str, Any]:
@@ -729,7 +1031,8 @@ def write_docs(results: dict[str, Any]) -> None:
     gas_doc = ROOT / "docs" / "GAS.md"
     breakdown = []
     channel_floors = results["channels"]["floors"] if "channels" in results else {}
-    for name, items in {**results["floors"], **channel_floors}.items():
+    capital_floors = results["capital"]["floors"] if "capital" in results else {}
+    for name, items in {**results["floors"], **channel_floors, **capital_floors}.items():
         breakdown += [f"**{name}**: {sum(g for _, g in items):,}", ""]
         counted: dict[tuple[str, int], int] = {}
         for item, gas in items:  # a batch repeats its per-report items: list them once

@@ -26,7 +26,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 from web3 import Web3
 
-from edgeshare import baskets, offerings
+from edgeshare import baskets, offerings, orders
 from edgeshare.attestation import SignedReport, sign
 from edgeshare.channels import (
     SignedVoucher,
@@ -139,6 +139,10 @@ class DemoSummary(BaseModel):
     """What the successful offering raised (its operator got it less the fee)."""
     offering_refunded: int
     """What the failed offering paid back to its investors, in full."""
+    traded: int
+    """Shares that changed hands through signed orders (base units)."""
+    trade_volume: int
+    """What buyers paid for them (the market fee included)."""
     basket: str
     basket_harvested: int
     claimed_by_investors: int
@@ -209,6 +213,7 @@ def run_demo(
     raised, refunded_offering = story.finance_nodes()
     story.place_shares()
     basket = story.build_basket()
+    traded = story.trade_shares()
     story.open_channels()
     reports = story.sign_usage(epochs)
     posted = story.settle(reports)
@@ -252,6 +257,8 @@ def run_demo(
         refunded_to_payer=refunded,
         offering_raised=raised,
         offering_refunded=refunded_offering,
+        traded=traded[0],
+        trade_volume=traded[1],
         basket=basket,
         basket_harvested=harvested,
         claimed_by_investors=claimed,
@@ -446,6 +453,39 @@ class _Story:
         regions = ", ".join(REGIONS[i % len(REGIONS)][0] for i, _ in chosen)
         self.log(f"two investors minted basket ESB5 ({address}) over nodes in {regions}")
         return address
+
+    def trade_shares(self) -> tuple[int, int]:
+        """Backers trade the shares the offering delivered through signed orders: the
+        first signs a sell order (with a permit, so it approves nothing) that the second
+        fills in two parts; the third signs a buy order that the first fills. Returns
+        (shares traded, stablecoin paid)."""
+        backers = self.holders[:BACKERS]
+        if len(backers) < 3 or len(self.node_ids) < 2:
+            return 0, 0
+        suite, node_id = self.suite, self.node_ids[0]
+        token = suite.fetch_share_tokens([node_id])[0]
+        seller, buyer, bidder = backers
+        lot = 4_000 * SHARES
+        sell = orders.build_order(suite, seller.signer.address, token, True, lot,
+                                  OFFER_PRICE * 6 // 5, min_fill=1_000 * SHARES)  # fmt: skip
+        _, offer = orders.sign_market_order(
+            suite, seller.signer.export_key(), sell, with_permit=True
+        )
+        bid = orders.build_order(suite, bidder.signer.address, token, False, 2_000 * SHARES,
+                                 OFFER_PRICE * 11 // 10)  # fmt: skip
+        _, wanted = orders.sign_market_order(suite, bidder.signer.export_key(), bid)
+        orders.send_approve_market(bidder, suite, suite.stablecoin, 10**12, "approve the market")
+        shares = paid = 0
+        for taker, signed, amount in ((buyer, offer, 1_500 * SHARES), (buyer, offer, None),
+                                      (seller, wanted, None)):  # fmt: skip
+            action = orders.send_fill(taker, suite, signed, amount)
+            shares += int(action.details["amount"])
+            paid += int(action.details["cost"])
+        self.log(
+            f"backers traded {shares // SHARES:,} shares of node {node_id} through signed orders "
+            f"(one sell order filled in two parts, one buy order) for {MOCK_USDC.format(paid)}"
+        )
+        return shares, paid
 
     def harvest(self, basket: str) -> int:
         """Anyone (the issuer) harvests the basket: its holders can then claim."""

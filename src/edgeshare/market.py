@@ -242,7 +242,8 @@ def send_claims(
 ) -> list[ClaimResult]:
     """Claim everything the signer can claim, from every node (or the named ones) and,
     unless ``baskets`` is False, every basket: one PortfolioClaimer transaction per
-    MAX_CLAIM_TOKENS tokens, sent with consecutive nonces. ``baskets`` defaults to
+    MAX_CLAIM_TOKENS tokens (a lone token's own ``claim``, which costs less), sent with
+    consecutive nonces. ``baskets`` defaults to
     True when no nodes are named, False when some are."""
     holder = tx.signer.address
     holdings = [h for h in fetch_portfolio(suite, holder, node_ids) if h.claimable > 0]
@@ -258,9 +259,20 @@ def send_claims(
     to = Web3.to_checksum_address(receiver) if receiver else holder
     claimer = suite.claimer
     batches = [entries[i : i + MAX_CLAIM_TOKENS] for i in range(0, len(entries), MAX_CLAIM_TOKENS)]
-    datas = [claimer.calldata("claim_many", [e[2] for e in batch], to) for batch in batches]
+    targets, datas = [], []
+    for batch in batches:
+        if len(batch) == 1:  # one token: its own claim is cheaper than through the claimer
+            token = batch[0][2]
+            contract = suite.share_at(token)  # NodeShare and Basket share claim/claim_to
+            targets.append(token)
+            datas.append(
+                contract.calldata("claim_to", to) if to != holder else contract.calldata("claim")
+            )
+        else:
+            targets.append(claimer.address)
+            datas.append(claimer.calldata("claim_many", [e[2] for e in batch], to))
     receipts = send_pipelined(
-        tx, suite.rpc, claimer.address, datas, "claim revenue", on_progress or (lambda *_: None)
+        tx, suite.rpc, targets, datas, "claim revenue", on_progress or (lambda *_: None)
     )
     results = []
     for batch, receipt in zip(batches, receipts, strict=True):

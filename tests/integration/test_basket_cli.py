@@ -200,3 +200,23 @@ def test_basket_mint__dry_run__sends_nothing(world: dict[str, Any], cli: Any) ->
     code, out = cli(INVESTOR, "basket", "mint", basket, "1", "--dry-run")
     assert code == 0, out
     assert world["w3"].eth.get_transaction_count(address(world["keys"], INVESTOR)) == nonce
+
+
+def test_claim__one_token__uses_its_own_claim_not_the_claimer(
+    world: dict[str, Any], cli: Any
+) -> None:
+    """A lone claim goes to the token itself (cheaper than through the PortfolioClaimer,
+    docs/GAS.md); two or more go through the claimer in one transaction."""
+    suite, w3 = world["suite"], world["w3"]
+    for node_id in (1, 2):
+        _pay(world, node_id, 1_000_000)
+    code, out = cli(INVESTOR, "claim", "--node", "1", "--json")
+    assert code == 0, out
+    (only,) = json.loads(out)["claims"]
+    assert int(only["amount"]) > 0
+    assert w3.eth.get_transaction(only["transaction"])["to"] == suite.share(1).address
+    _pay(world, 1, 1_000_000)
+    code, out = cli(INVESTOR, "claim", "--json")
+    claims = json.loads(out)["claims"]
+    assert len(claims) == 2 and len({c["transaction"] for c in claims}) == 1
+    assert w3.eth.get_transaction(claims[0]["transaction"])["to"] == suite.claimer.address

@@ -85,6 +85,11 @@ def demo(
         f"an offering raised {usdc(summary.offering_raised)}",
         f"another missed its soft cap and refunded {usdc(summary.offering_refunded)} in full",
     ]
+    if summary.traded:
+        capital.append(
+            f"{summary.traded // 10**18:,} shares traded through signed orders for "
+            f"{usdc(summary.trade_volume)}"
+        )
     if summary.basket:
         capital.append(
             f"basket {summary.basket} harvested {usdc(summary.basket_harvested)} for its holders"
