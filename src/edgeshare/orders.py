@@ -1080,3 +1080,32 @@ def sign_market_order(
     if with_permit:
         permit = sign_permit(suite, key, order.maker, order.share, order.amount, order.expiry)
     return domain, sign_order(order, key, domain, permit)
+
+
+@dataclass(frozen=True)
+class MakerOrder:
+    """One of a maker's orders from its files, as the market stands now."""
+
+    filed: FiledOrder
+    status: OrderStatus
+    label: TokenLabel
+
+
+def fetch_orders_of(suite: Suite, maker: str, paths: Sequence[Path]) -> list[MakerOrder]:
+    """``maker``'s open orders among the orders files (or folders) ``paths``, checked
+    against the chain (any taker): what the portfolio and the investor report list.
+
+    Raises:
+        InputError: a malformed file (every problem named).
+    """
+    who = parse_address(maker, "maker").lower()
+    mine = [f for f in read_orders(paths) if f.order.maker.lower() == who]
+    if not mine:
+        return []
+    statuses = check_orders(suite, [f.order for f in mine])
+    labels = fetch_token_labels(suite, [f.order.share for f in mine])
+    return [
+        MakerOrder(f, s, labels[f.order.share])
+        for f, s in zip(mine, statuses, strict=True)
+        if s.is_open
+    ]

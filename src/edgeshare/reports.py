@@ -43,10 +43,11 @@ import io
 import json
 from bisect import bisect_right
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from operator import attrgetter
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Select, select
@@ -60,6 +61,7 @@ from edgeshare.offerings import (
     fetch_offering_addresses,
     fetch_offering_views,
 )
+from edgeshare.orders import fetch_orders_of
 from edgeshare.suite import Suite
 from edgeshare.units import (
     SHARE_DECIMALS,
@@ -90,9 +92,9 @@ MONEY_FIELDS = frozenset({
     "revenue", "operator_cut", "protocol_fee", "holders", "disputed_revenue", "pending_revenue",
     "holders_claimed", "holders_unclaimed", "claimed", "claimable", "vesting", "earned",
     "total_earned", "earned_in_epochs", "annualised", "cost_basis", "usage_revenue",
-    "channel_revenue", "redeemed", "committed", "refund_due",
+    "channel_revenue", "redeemed", "committed", "refund_due", "price_per_share",
 })  # fmt: skip
-SHARE_FIELDS = frozenset({"shares", "supply", "units", "shares_due"})
+SHARE_FIELDS = frozenset({"shares", "supply", "units", "shares_due", "remaining"})
 
 
 @dataclass
@@ -233,6 +235,21 @@ class OfferingPosition:
 
 
 @dataclass
+class OpenOrder:
+    """One of the investor's signed orders that could fill now (from its orders files)."""
+
+    order_hash: str
+    side: str
+    token: str
+    symbol: str
+    remaining: int
+    """Share (or basket) base units still to fill."""
+    price_per_share: int
+    expiry: int
+    file: str
+
+
+@dataclass
 class Earning:
     """An investor's share of one node's holders' revenue in one epoch."""
 
@@ -302,6 +319,8 @@ class Report:
     """An investor's basket units (only in an investor's report)."""
     offerings: list[OfferingPosition] = field(default_factory=list)
     """An investor's offering commitments (only in an investor's report)."""
+    orders: list[OpenOrder] = field(default_factory=list)
+    """An investor's open orders, among the orders files given (as the market is now)."""
 
     @property
     def token(self) -> Token:
@@ -323,7 +342,7 @@ class Report:
         for name in REPORT_FIELDS:
             value = getattr(self, name)
             if name in ("rows", "nodes", "positions", "earnings", "customers", "baskets",
-                        "offerings"):  # fmt: skip
+                        "offerings", "orders"):  # fmt: skip
                 value = [_json_item(item) for item in value]
             elif name == "summary":
                 value = None if value is None else _json_item(value)
@@ -401,6 +420,7 @@ def build_report(
     from_epoch: int | None = None,
     to_epoch: int | None = None,
     cost_basis: int | None = None,
+    orders: Sequence[Path] = (),
 ) -> Report:
     """Build the report of an operator (all their nodes), of given nodes, or of an investor.
 
@@ -415,6 +435,7 @@ def build_report(
         to_epoch: Last epoch shown (default: the last with either).
         cost_basis: What the investor paid for its shares (stablecoin base units), for a
             yield in basis points.
+        orders: Orders files or folders, where the investor's open orders are looked for.
 
     Returns:
         The report; ``empty_reason`` says why when it has nothing to show.
@@ -439,7 +460,7 @@ def build_report(
     _add_holder_claims(db, suite, report, {n: nodes[n][3] for n in selected})
     if investor is not None:
         _add_earnings(db, report, {n: int(nodes[n][4] or 0) for n in selected}, channel)
-        _add_capital(suite, report)
+        _add_capital(suite, report, orders)
         report.summary = build_investor_summary(report, cost_basis)
     else:
         _add_customers(db, report, selected)
@@ -447,9 +468,10 @@ def build_report(
     return report
 
 
-def _add_capital(suite: Suite, report: Report) -> None:
+def _add_capital(suite: Suite, report: Report, orders: Sequence[Path]) -> None:
     """The investor's basket units (with what they earned) and offering commitments, read
-    from the chain at the report's block."""
+    from the chain at the report's block, and its open orders among ``orders`` (as the
+    market stands now: orders live off chain)."""
     holder = report.subject
     held = fetch_basket_holdings(suite, holder, report.block)
     claimed = fetch_claimed(suite, [b.basket for b in held], holder, report.block)
@@ -466,6 +488,13 @@ def _add_capital(suite: Suite, report: Report) -> None:
         OfferingPosition(c.offering.address, c.offering.node_id, c.offering.state, c.committed,
                          c.shares, c.shares_due, c.refund_due)
         for c in fetch_commitments(suite, holder, views)
+    ]  # fmt: skip
+    report.orders = [
+        OpenOrder(o.status.order_hash, "sell" if o.status.order.sell else "buy",
+                  o.status.order.share, o.label.symbol, o.status.remaining,
+                  o.status.order.price_per_share, o.status.order.expiry,
+                  f"{o.filed.path}#{o.filed.index}")
+        for o in (fetch_orders_of(suite, holder, orders) if orders else [])
     ]  # fmt: skip
 
 
@@ -879,6 +908,7 @@ def build_sections(report: Report, *, human: bool = True) -> list[Section]:
         sections.append(_positions_section(report, human))
         sections.append(_baskets_section(report, human))
         sections.append(_offerings_section(report, human))
+        sections.append(_orders_section(report, human))
     sections.append(Section(
         "nodes", "Totals per node",
         ["node", "region", "inferences", "revenue" + unit, "from usage reports" + unit,
@@ -1029,6 +1059,17 @@ def _offerings_section(report: Report, human: bool) -> Section:
          "shares to claim", "refund due" + unit],
         [[o.offering, str(o.node_id), o.state.lower(), money(o.committed), shares(o.shares),
           shares(o.shares_due), money(o.refund_due)] for o in report.offerings],
+    )  # fmt: skip
+
+
+def _orders_section(report: Report, human: bool) -> Section:
+    money, shares = _cells(human, report.decimals)
+    return Section(
+        "orders", "Open orders",
+        ["side", "token", "remaining", f"price per share ({report.symbol})", "expires (UTC)",
+         "file"],
+        [[o.side, o.symbol, shares(o.remaining), money(o.price_per_share), _time(o.expiry),
+          o.file] for o in report.orders],
     )  # fmt: skip
 
 

@@ -348,7 +348,8 @@ def test_investor_report__csv_and_table_carry_the_same_content(
         lines = block.splitlines()
         sections[lines[0].removeprefix("# ")] = lines[1:]
     assert list(sections) == [
-        "report", "summary", "positions", "baskets", "offerings", "nodes", "epochs", "earnings",
+        "report", "summary", "positions", "baskets", "offerings", "orders", "nodes", "epochs",
+        "earnings",
     ]  # fmt: skip
     assert len(sections["baskets"]) == len(report["baskets"]) + 1
     assert len(sections["positions"]) == len(report["positions"]) + 1

@@ -145,6 +145,21 @@ def test_sell_order__book_open__filled_in_two_parts__book_filled(
     assert (row["state"], row["filled"], row["remaining"], row["cost"]) == (
         "open", str(4 * SHARES), str(6 * SHARES), str(15 * USDC),
     )  # fmt: skip
+    # the maker's portfolio lists the open order with what remains
+    seller = address(world["keys"], SELLER)
+    code, out = cli(None, "portfolio", seller, "--orders", str(path), "--json")
+    assert code == 0, out
+    (listed,) = json.loads(out)["orders"]
+    assert (listed["side"], listed["remaining"], listed["node_id"]) == ("sell", str(6 * SHARES), 1)
+    db = f"sqlite:///{tmp_path / 'index.db'}"
+    code, out = cli(None, "report", "investor", seller, "--orders", str(path), "--json", "--db", db)
+    assert code == 0, out
+    # (stdout's JSON, then stderr's note that no epoch has revenue yet)
+    (reported,) = json.JSONDecoder().raw_decode(out)[0]["orders"]
+    assert (reported["order_hash"], reported["remaining"]) == (
+        listed["order_hash"],
+        str(6 * SHARES),
+    )
     # the rest, without --amount: the whole remainder (the permit is used up, the
     # allowance it set covers it)
     code, out = cli(BUYER, "trade", "fill", str(path), "--json")
@@ -157,6 +172,8 @@ def test_sell_order__book_open__filled_in_two_parts__book_filled(
     assert shares_of(world, BUYER) - before[BUYER][0] == 10 * SHARES
     (row,) = book(cli, path)
     assert (row["state"], row["remaining"]) == ("filled", "0")
+    code, out = cli(None, "portfolio", seller, "--orders", str(path), "--json")
+    assert json.loads(out)["orders"] == []  # filled: no longer open
     code, out = cli(None, "trade", "book", str(path))
     assert code == 0 and "filled" in out, out
     # a replay is refused before anything is sent

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -26,8 +27,9 @@ from edgeshare.errors import InputError
 from edgeshare.market import ClaimResult, fetch_portfolio, send_claims
 from edgeshare.models import parse_address
 from edgeshare.offerings import Commitment, fetch_commitments
+from edgeshare.orders import MakerOrder, fetch_orders_of
 from edgeshare.suite import get_share_token, send_transfer_shares
-from edgeshare.units import Token, format_bps
+from edgeshare.units import Token, format_bps, format_utc
 
 shares_app = typer.Typer(help="Move node shares.", no_args_is_help=True)
 
@@ -85,6 +87,15 @@ def transfer(
 
 def portfolio(
     address: Annotated[str, typer.Argument(help="The investor.")],
+    orders: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--orders",
+            help="Orders files or folders: list the investor's open orders among them "
+            "(repeatable).",
+            show_default=False,
+        ),
+    ] = None,
     rpc_url: RpcUrl = None,
     network: Network = None,
     manifest: ManifestPath = None,
@@ -92,12 +103,13 @@ def portfolio(
 ) -> None:
     """An investor's shares across all nodes and its basket units, with claimable and
     vesting revenue per node and basket and in total, and its offering commitments with
-    what each is due now."""
+    what each is due now; with ``--orders``, its open orders among those files."""
     holder = parse_address(address, "ADDRESS")
     with open_suite(rpc_url, network, manifest) as suite:
         holdings = fetch_portfolio(suite, holder)
         units = fetch_basket_holdings(suite, holder)
         commitments = fetch_commitments(suite, holder)
+        open_orders = fetch_orders_of(suite, holder, orders) if orders else []
         coin = suite.fetch_stablecoin_token()
     total = sum(h.claimable for h in holdings) + sum(b.claimable for b in units)
     vesting = sum(h.vesting for h in holdings)
@@ -106,12 +118,14 @@ def portfolio(
                 "decimals": coin.decimals, "symbol": coin.symbol,
                 "holdings": [h.__dict__ for h in holdings],
                 "baskets": [b.__dict__ for b in units],
-                "offerings": [_commitment_json(c) for c in commitments]}  # fmt: skip
+                "offerings": [_commitment_json(c) for c in commitments],
+                "orders": [_order_json(o) for o in open_orders]}  # fmt: skip
         amounts = {"shares", "supply", "claimable", "total_claimable", "vesting", "total_vesting",
-                   "units", "committed", "shares_due", "refund_due"}  # fmt: skip
+                   "units", "committed", "shares_due", "refund_due", "remaining", "cost",
+                   "price_per_share"}  # fmt: skip
         console.print_json(console.amounts_as_strings(data, amounts))
         return
-    if not holdings and not units and not commitments:
+    if not holdings and not units and not commitments and not open_orders:
         console.note(
             f"{holder} holds no shares or basket units, has nothing to claim and no offering "
             "commitments"
@@ -135,6 +149,7 @@ def portfolio(
         + [["total", "", "", coin.format(total), coin.format(vesting)]],
     )  # fmt: skip
     _print_commitments(commitments, coin)
+    _print_orders(open_orders, coin)
 
 
 def _commitment_json(c: Commitment) -> dict[str, object]:
@@ -157,6 +172,31 @@ def _print_commitments(commitments: list[Commitment], coin: Token) -> None:
              coin.format(c.committed), get_share_token(c.offering.node_id).format(c.shares),
              _due(c, coin)]
             for c in commitments
+        ],
+    )  # fmt: skip
+
+
+def _order_json(o: MakerOrder) -> dict[str, object]:
+    order = o.status.order
+    return {
+        "file": str(o.filed.path), "index": o.filed.index, "order_hash": o.status.order_hash,
+        "side": "sell" if order.sell else "buy", "token": order.share, "symbol": o.label.symbol,
+        "node_id": o.label.node_id, "price_per_share": order.price_per_share,
+        "remaining": o.status.remaining, "cost": o.status.cost, "expiry": order.expiry,
+    }  # fmt: skip
+
+
+def _print_orders(open_orders: list[MakerOrder], coin: Token) -> None:
+    if not open_orders:
+        return
+    console.print_table(
+        "Open orders",
+        ["side", "token", "remaining", "price per share", "expires (UTC)", "file"],
+        [
+            ["sell" if o.status.order.sell else "buy", o.label.symbol,
+             o.label.token.format(o.status.remaining), coin.format(o.status.order.price_per_share),
+             format_utc(o.status.order.expiry), f"{o.filed.path}#{o.filed.index}"]
+            for o in open_orders
         ],
     )  # fmt: skip
 

@@ -228,6 +228,15 @@ def investor_report(
             show_default=False,
         ),
     ] = None,
+    orders: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--orders",
+            help="Orders files or folders: list the investor's open orders among them "
+            "(repeatable).",
+            show_default=False,
+        ),
+    ] = None,
     fmt: Format = None,
     output: Output = None,
     force: Force = False,
@@ -238,8 +247,9 @@ def investor_report(
     db: DbUrl = None,
 ) -> None:
     """The investor's own claimed, claimable, vesting and earned revenue; its positions
-    (every node with shares or revenue to claim); per epoch its share of each node's
-    holders' revenue; the trailing yield, annualised from the epochs shown."""
+    (every node with shares or revenue to claim), basket units, offering commitments and
+    (with --orders) open orders; per epoch its share of each node's holders' revenue;
+    the trailing yield, annualised from the epochs shown."""
     address = parse_address(address, "ADDRESS")
     chosen = get_format(fmt, json_output, output)
     check_epochs(from_epoch, to_epoch)
@@ -251,7 +261,7 @@ def investor_report(
             if cost == 0:
                 raise InputError("--cost-basis must be more than 0")
         report = _build(suite, db, network, investor=address, from_epoch=from_epoch,
-                        to_epoch=to_epoch, cost_basis=cost)  # fmt: skip
+                        to_epoch=to_epoch, cost_basis=cost, orders=orders or [])  # fmt: skip
     _emit(report, chosen, output)
 
 
