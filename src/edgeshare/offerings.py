@@ -16,7 +16,6 @@ its problem and sends nothing (docs/SPEC.md, "Offerings"). Reads go through
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from enum import IntFlag
@@ -28,7 +27,7 @@ from edgeshare.models import Address, StrictModel, parse_address
 from edgeshare.roles import Action
 from edgeshare.suite import Suite, get_share_token
 from edgeshare.tx import Planned, Receipt, Transactor
-from edgeshare.units import Token, format_duration
+from edgeshare.units import Token, format_duration, parse_duration
 from edgeshare.units import format_utc as _format_utc
 
 MAX_BPS = 10_000
@@ -296,25 +295,6 @@ def fetch_commitments(
 
 # ----------------------------------------------------------------- parsing times ----
 
-_DURATION = re.compile(
-    r"^\+?(?:(?P<w>\d+)w)?(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$",
-    re.ASCII,
-)
-_UNIT_SECONDS = {"w": 7 * 86_400, "d": 86_400, "h": 3_600, "m": 60, "s": 1}
-
-
-def parse_duration(text: str, name: str) -> int:
-    """Seconds of a duration typed as ``7d``, ``12h``, ``1d12h``, ``90m``, ``2w`` or ``45s``.
-
-    Raises:
-        InputError: anything else (a bare number is not a duration: its unit is unclear).
-    """
-    raw = text.strip().lower().replace(" ", "")
-    found = _DURATION.match(raw)
-    if not raw.lstrip("+") or found is None or not any(found.groupdict().values()):
-        raise InputError(f"{name}: expected a duration like 7d, 12h or 1d12h, got {text!r}")
-    return sum(int(v) * _UNIT_SECONDS[k] for k, v in found.groupdict().items() if v)
-
 
 def parse_time(text: str, name: str, *, now: int, after: int | None = None) -> int:
     """Unix seconds of a time typed as unix seconds (``1767225600``), ISO-8601
@@ -329,8 +309,10 @@ def parse_time(text: str, name: str, *, now: int, after: int | None = None) -> i
         return now
     if raw.isascii() and raw.isdigit():
         return int(raw)
-    if _DURATION.match(raw.lower().replace(" ", "")) and raw.lstrip("+"):
-        return (now if after is None else after) + parse_duration(raw, name)
+    try:
+        return (now if after is None else after) + parse_duration(raw, name, bare_seconds=False)
+    except InputError:
+        pass  # not a duration: a date and time
     try:
         when = datetime.fromisoformat(raw)
     except ValueError:

@@ -35,7 +35,6 @@ strings or integers.
 from __future__ import annotations
 
 import json
-import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -369,22 +368,6 @@ def sign_permit(
 
 
 # --------------------------------------------------------------- building ----
-
-
-def parse_duration(text: str, name: str) -> int:
-    """Seconds of a duration typed as ``3600``, ``90m``, ``12h``, ``7d`` or ``1d12h``
-    (a bare number is seconds; several parts each need a unit).
-
-    Raises:
-        InputError: anything else (naming ``name``).
-    """
-    raw = text.strip().replace(" ", "").lower()
-    parts = re.findall(r"(\d+)([dhms]?)", raw)
-    spelled = "".join(n + u for n, u in parts)
-    if not raw or spelled != raw or (len(parts) > 1 and any(not u for _, u in parts)):
-        raise InputError(f"{name}: expected seconds or a duration like 90m, 12h, 7d, got {text!r}")
-    size = {"d": 86_400, "h": 3_600, "m": 60, "s": 1, "": 1}
-    return sum(int(n) * size[u] for n, u in parts)
 
 
 def build_order(

@@ -148,3 +148,25 @@ def parse_bps(text: str, name: str) -> int:
             raise InputError(f"{name}: expected basis points like '1250 bps', got {text!r}")
         return int(digits)
     return parse_amount(raw.removesuffix("%").strip(), 2, name)
+
+
+_DURATION_PART = re.compile(r"(\d+)([wdhms]?)", re.ASCII)
+_UNIT_SECONDS = {"w": 7 * 86_400, "d": 86_400, "h": 3_600, "m": 60, "s": 1, "": 1}
+
+
+def parse_duration(text: str, name: str, *, bare_seconds: bool = True) -> int:
+    """Seconds of a duration typed as ``90m``, ``12h``, ``7d``, ``2w``, ``1d12h`` or
+    ``1h 30m`` (a leading ``+`` is allowed); a bare number is seconds when
+    ``bare_seconds``, and refused otherwise (where a bare number means a unix time).
+
+    Raises:
+        InputError: anything else, naming ``name``.
+    """
+    raw = text.strip().replace(" ", "").lower().removeprefix("+")
+    parts = _DURATION_PART.findall(raw)
+    spelled = "".join(n + u for n, u in parts)
+    bare = [u for _, u in parts if not u]
+    if not raw or spelled != raw or (bare and (len(parts) > 1 or not bare_seconds)):
+        example = "seconds or a duration" if bare_seconds else "a duration"
+        raise InputError(f"{name}: expected {example} like 90m, 12h, 7d or 1d12h, got {text!r}")
+    return sum(int(n) * _UNIT_SECONDS[u] for n, u in parts)

@@ -16,7 +16,6 @@ import pytest
 from edgeshare.chain import LocalChain, build_dev_keys, connect
 from edgeshare.deploy import build_params, deploy_suite
 from edgeshare.errors import InputError
-from edgeshare.orders import parse_duration
 from edgeshare.roles import advance_time
 from edgeshare.signer import Signer
 from edgeshare.suite import (
@@ -27,6 +26,7 @@ from edgeshare.suite import (
     send_transfer_shares,
 )
 from edgeshare.tx import Transactor
+from edgeshare.units import parse_duration
 from tests.inproc import make_cli, snapshot_and_revert
 
 USDC = 10**6

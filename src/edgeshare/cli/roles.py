@@ -92,13 +92,26 @@ _AMOUNTS = frozenset({"price_per_1k", "revenue", "amount", "unredeemed", "thresh
 
 
 def _print(tx: Transactor, action: Action, sentence: str, json_output: bool, decimals: int) -> None:
+    print_action(tx, action, sentence, json_output, decimals)
+
+
+def print_action(
+    tx: Transactor,
+    action: Action,
+    sentence: str,
+    json_output: bool,
+    decimals: int | dict[str, int],
+    amounts: frozenset[str] = _AMOUNTS,
+) -> None:
+    """What a sending command prints: the plan of a dry run, the action as JSON (the
+    details under ``amounts`` as exact strings), or the sentence and the transaction."""
     if tx.dry_run:
         console.print_planned(tx.planned, json_output)
         if not json_output:
             console.note(f"would: {sentence}")
         return
     if json_output:
-        details = console.amounts_as_strings(action.details, _AMOUNTS)
+        details = console.amounts_as_strings(action.details, amounts)
         console.print_json(
             {"what": action.what, "transaction": action.transaction, "gas_used": action.gas,
              "details": details, "decimals": decimals}

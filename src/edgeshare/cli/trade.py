@@ -34,12 +34,13 @@ from edgeshare.cli.common import (
     open_sender,
     open_suite,
 )
+from edgeshare.cli.roles import print_action
 from edgeshare.errors import InputError, KeyUnavailable, raise_problems
 from edgeshare.models import parse_address
 from edgeshare.roles import Action, fetch_chain_time
 from edgeshare.suite import Suite
 from edgeshare.tx import Transactor
-from edgeshare.units import Token, format_utc
+from edgeshare.units import Token, format_utc, parse_duration
 
 app = typer.Typer(
     help="Trade node shares and baskets on signed orders: sell, buy, fill, cancel, book.",
@@ -122,7 +123,7 @@ def _make(
     base_units: bool,
     sending: dict[str, Any],
 ) -> None:
-    lifetime = lib.parse_duration(expires_in, "--expires-in")
+    lifetime = parse_duration(expires_in, "--expires-in")
     if lifetime < MIN_LIFETIME:
         raise InputError(f"--expires-in: at least {MIN_LIFETIME} seconds, got {lifetime}")
     if out is not None and out.exists():
@@ -294,20 +295,7 @@ def _pick(parsed: lib.OrdersFile, path: Path, index: int | None) -> lib.FiledOrd
 def _print_action(
     tx: Transactor, action: Action, sentence: str, json_output: bool, decimals: dict[str, int]
 ) -> None:
-    if tx.dry_run:
-        console.print_planned(tx.planned, json_output)
-        if not json_output:
-            console.note(f"would: {sentence}")
-        return
-    if json_output:
-        details = console.amounts_as_strings(action.details, _AMOUNTS)
-        console.print_json(
-            {"what": action.what, "transaction": action.transaction, "gas_used": action.gas,
-             "details": details, "decimals": decimals}
-        )  # fmt: skip
-        return
-    console.out.print(sentence)
-    console.note(f"transaction {action.transaction} ({action.gas:,} gas)")
+    print_action(tx, action, sentence, json_output, decimals, _AMOUNTS)
 
 
 # ------------------------------------------------------------------ takers ----
