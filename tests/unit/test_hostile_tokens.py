@@ -4,7 +4,9 @@ Each test deploys a suite on one of the test tokens in contracts/testing/: one w
 return values (USDT-style), one that can answer ``false`` instead of reverting, block
 an address (USDC-style blocklist), or call back into the suite in the middle of a
 transfer (ERC-777-style hooks). Fee-on-transfer is in test_revenue_router.py for
-settlements and here for channel deposits. The payment channels are run on each too.
+settlements and here for channel deposits (test_share_offering.py and
+test_share_market.py refuse it too). The payment channels, an offering, the share
+market and a basket are run on each too.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import pytest
 import vyper
 from brownie import Contract, project, web3
 
+from edgeshare.chain import build_dev_keys
+from edgeshare.orders import build_order, sign_market_order
 from edgeshare.signer import Signer
 from edgeshare.suite import NodeSpec, Suite, send_register_node
 from edgeshare.tx import Transactor
@@ -401,3 +405,146 @@ def test_channels_views_during_stablecoin_callback__agree_with_the_channel(
     token.arm_hook(probe, check, {"from": deployer})
     channels.withdraw(node_id, {"from": customer})  # the refund out
     assert token.hook_calls() == 3 and token.hook_succeeded()
+
+
+# ------------------------------------------------------------------- capital ----
+
+
+INVESTOR_KEY = build_dev_keys(4)[3]  # accounts[3], the investor
+
+
+def _offering_on(suite: Suite, share: Any, operator: Any, soft_cap: int) -> Any:
+    """An offering of 100 of the operator's shares at 10,000 base units (0.01 USDC) per
+    share, open from now for a day."""
+    factory = brownie_contract("OfferingFactory", suite.offerings.address)
+    share.approve(factory, 100 * SHARES, {"from": operator})
+    now = web3.eth.get_block("latest")["timestamp"]
+    tx = factory.create_offering(
+        1, 100 * SHARES, 10_000, soft_cap, 1_000_000, now, now + 86_400, 0, {"from": operator}
+    )
+    return brownie_contract("ShareOffering", tx.events["OfferingCreated"]["offering"])
+
+
+def _end(offering: Any) -> None:
+    set_next_timestamp(offering.END())
+    web3.provider.make_request("evm_mine", [])
+
+
+def _sell_order(suite: Suite, share: Any, amount: int, price: int) -> tuple[Any, bytes]:
+    """The investor's signed order selling ``amount`` of ``share`` at ``price``."""
+    order = build_order(suite, brownie.accounts[3].address, share.address, True, amount, price)
+    _, signed = sign_market_order(suite, INVESTOR_KEY, order)
+    return signed.as_tuple(), signed.get_signature_bytes()
+
+
+def test_capital_on_token_without_return_values__offering_market_and_basket_pay(
+    on_token: Any, deployer: Any, operator: Any, investor: Any, investor2: Any
+) -> None:
+    """USDT-style: a commitment, a refund, a fill with its fee, a harvest and a basket
+    claim each move exactly what they say."""
+    token = _contracts().NoReturnToken.deploy({"from": deployer})
+    suite, node_id, share, pay = on_token(token)
+    for who in (investor, investor2):
+        token.mint(who, 10**9, {"from": deployer})
+    offering = _offering_on(suite, share, operator, soft_cap=1_000_000)
+    token.approve(offering, 300_000, {"from": investor})
+    offering.commit(300_000, {"from": investor})
+    assert token.balanceOf(offering) == 300_000
+    _end(offering)  # below the soft cap: refunded in full
+    offering.refund({"from": investor})
+    assert token.balanceOf(investor) == 10**9 and token.balanceOf(offering) == 0
+    # the market: the investor sells 10 shares to investor2 at 0.5 USDC each
+    share.transfer(investor, 10 * SHARES, {"from": operator})
+    market = brownie_contract("ShareMarket", suite.market.address)
+    share.approve(market, 10 * SHARES, {"from": investor})
+    token.approve(market, 5_000_000, {"from": investor2})
+    order, signature = _sell_order(suite, share, 10 * SHARES, 500_000)
+    treasury = suite.router.call("treasury")
+    before = token.balanceOf(treasury)
+    market.fill(order, signature, 10 * SHARES, {"from": investor2})
+    fee = 5_000_000 * market.FEE_BPS() // 10_000
+    assert token.balanceOf(investor) == 10**9 + 5_000_000 - fee
+    assert token.balanceOf(treasury) - before == fee
+    # a basket of the node's shares harvests and its holder claims
+    factory = brownie_contract("BasketFactory", suite.baskets.address)
+    tx = factory.create_basket("B", "B", [share], [SHARES], {"from": investor2})
+    basket = brownie_contract("Basket", tx.events["BasketCreated"]["basket"])
+    share.approve(basket, 10 * SHARES, {"from": investor2})
+    basket.mint(10 * SHARES, {"from": investor2})
+    pay(node_id, AMOUNT)
+    harvested = basket.harvest({"from": deployer}).events["Harvested"]["amount"]
+    assert harvested == token.balanceOf(basket) > 0
+    owed = basket.claimable(investor2)
+    before = token.balanceOf(investor2)
+    basket.claim({"from": investor2})
+    assert token.balanceOf(investor2) - before == owed >= harvested - 1
+
+
+def test_capital_on_token_returning_false__nothing_booked(
+    on_token: Any, deployer: Any, operator: Any, investor: Any, investor2: Any
+) -> None:
+    """A token that answers false: a commitment, a fill and a harvest revert and book
+    nothing; once the token works they go through."""
+    token = _contracts().QuirkyToken.deploy({"from": deployer})
+    suite, node_id, share, pay = on_token(token)
+    for who in (investor, investor2):
+        token.mint(who, 10**9, {"from": deployer})
+    offering = _offering_on(suite, share, operator, soft_cap=100_000)
+    token.approve(offering, 300_000, {"from": investor})
+    share.transfer(investor, 10 * SHARES, {"from": operator})
+    market = brownie_contract("ShareMarket", suite.market.address)
+    share.approve(market, 10 * SHARES, {"from": investor})
+    token.approve(market, 5_000_000, {"from": investor2})
+    order, signature = _sell_order(suite, share, 10 * SHARES, 500_000)
+    factory = brownie_contract("BasketFactory", suite.baskets.address)
+    tx = factory.create_basket("B", "B", [share], [SHARES], {"from": investor2})
+    basket = brownie_contract("Basket", tx.events["BasketCreated"]["basket"])
+    share.transfer(investor2, 10 * SHARES, {"from": operator})
+    share.approve(basket, 10 * SHARES, {"from": investor2})
+    basket.mint(10 * SHARES, {"from": investor2})
+    pay(node_id, AMOUNT)
+    token.set_returns_false(True, {"from": deployer})
+    with brownie.reverts():
+        offering.commit(300_000, {"from": investor})
+    with brownie.reverts():
+        market.fill(order, signature, 10 * SHARES, {"from": investor2})
+    with brownie.reverts("share: stablecoin transfer failed"):
+        basket.harvest({"from": deployer})
+    assert offering.total_committed() == 0 and market.filled(market.order_hash(order)) == 0
+    assert basket.total_distributed() == 0
+    token.set_returns_false(False, {"from": deployer})
+    offering.commit(300_000, {"from": investor})
+    market.fill(order, signature, 10 * SHARES, {"from": investor2})
+    assert basket.harvest({"from": deployer}).events["Harvested"]["amount"] > 0
+
+
+def test_capital_token_calling_back__cannot_refund_or_fill_twice(
+    on_token: Any, deployer: Any, operator: Any, investor2: Any
+) -> None:
+    """The token itself commits to a failed offering; while its refund is paid it asks for
+    the refund again: the reentry reverts and it is refunded once. While a fill moves its
+    stablecoin, it fills the same order again: that reverts too and the order fills once."""
+    token = _contracts().QuirkyToken.deploy({"from": deployer})
+    suite, _node_id, share, _pay = on_token(token)
+    token.mint(token, 10**9, {"from": deployer})
+    offering = _offering_on(suite, share, operator, soft_cap=1_000_000)
+    token.execute(token, token.approve.encode_input(offering, 300_000), {"from": deployer})
+    token.execute(offering, offering.commit.encode_input(300_000), {"from": deployer})
+    _end(offering)
+    token.arm_hook(offering, offering.refund.encode_input(), {"from": deployer})
+    token.execute(offering, offering.refund.encode_input(), {"from": deployer})
+    assert token.hook_calls() == 1 and not token.hook_succeeded()
+    assert token.balanceOf(token) == 10**9 and token.balanceOf(offering) == 0
+    # the market: investor2 fills the investor's sell order; the token re-fills it mid-way
+    market = brownie_contract("ShareMarket", suite.market.address)
+    share.transfer(brownie.accounts[3], 10 * SHARES, {"from": operator})
+    share.approve(market, 10 * SHARES, {"from": brownie.accounts[3]})
+    token.mint(investor2, 10**9, {"from": deployer})
+    token.approve(market, 10**9, {"from": investor2})
+    order, signature = _sell_order(suite, share, 10 * SHARES, 500_000)
+    token.arm_hook(market, market.fill.encode_input(order, signature, 10 * SHARES),
+                   {"from": deployer})  # fmt: skip
+    market.fill(order, signature, 10 * SHARES, {"from": investor2})
+    assert token.hook_calls() == 2 and not token.hook_succeeded()
+    assert market.filled(market.order_hash(order)) == 10 * SHARES
+    assert share.balanceOf(investor2) == 10 * SHARES
