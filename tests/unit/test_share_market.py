@@ -85,18 +85,6 @@ ORDER_TYPE = [
 _SALTS = itertools.count(1)
 
 # A basket factory for the test: the market only asks it `is_basket`.
-BASKET_FACTORY_SOURCE = """# pragma version 0.4.3
-baskets: public(HashMap[address, bool])
-
-@external
-def set_basket(token: address, yes: bool):
-    self.baskets[token] = yes
-
-@external
-@view
-def is_basket(token: address) -> bool:
-    return self.baskets[token]
-"""
 
 
 # ------------------------------------------------------------------------ helpers ----
@@ -641,21 +629,17 @@ def test_fill__share_of_another_suite__reverts(
             desk.fill(desk.order(share=token), SHARES)
 
 
-def test_fill__basket_of_the_basket_factory__trades(
-    deploy_market: Callable[..., Any], stablecoin: Any, deployer: Any, investor: Any,
-    investor2: Any, treasury: Any,
-) -> None:  # fmt: skip
-    factory = brownie.project.compile_source(
-        BASKET_FACTORY_SOURCE, vyper_version="0.4.3"
-    ).Vyper.deploy({"from": deployer})
-    basket = project.get_loaded_projects()[0].MockStablecoin.deploy(
-        "Basket", "BSK", 18, {"from": deployer}
-    )
-    market = deploy_market(stablecoin, basket_factory=factory)
-    assert not market.is_tradable(basket)
-    factory.set_basket(basket, True, {"from": deployer})
-    assert market.is_tradable(basket)
-    basket.mint(investor, 10 * SHARES, {"from": deployer})
+def test_fill__basket_of_the_suites_factory__trades(
+    market: Any, suite: Suite, share: Any, stablecoin: Any, investor: Any, investor2: Any
+) -> None:
+    """A basket of the suite's BasketFactory is tradable (a token it did not create is
+    not); units move maker to taker like shares, and the market holds nothing."""
+    factory = brownie_contract("BasketFactory", suite.baskets.address)
+    tx = factory.create_basket("Basket", "BSK", [share], [SHARES], {"from": investor})
+    basket = brownie_contract("Basket", tx.events["BasketCreated"]["basket"])
+    assert market.is_tradable(basket) and not market.is_tradable(stablecoin)
+    share.approve(basket, 10 * SHARES, {"from": investor})
+    basket.mint(10 * SHARES, {"from": investor})
     basket.approve(market, 2**256 - 1, {"from": investor})
     stablecoin.approve(market, 2**256 - 1, {"from": investor2})
     desk = Desk(market, basket, investor, investor2)
