@@ -234,7 +234,9 @@ def redeem(units: uint256) -> DynArray[uint256, MAX_COMPONENTS]:
     @return Share base units given of each component (rounded down).
     """
     assert units > 0, "basket: units is zero"
-    supply: uint256 = share_accounting.totalSupply - units
+    assert units <= share_accounting.balanceOf[msg.sender], "basket: redeem exceeds your units"
+    # cannot underflow: a balance is part of the supply
+    supply: uint256 = unsafe_sub(share_accounting.totalSupply, units)
     assert supply == 0 or supply >= MIN_SUPPLY, "basket: supply below the minimum"
     self._harvest()
     share_accounting._burn(msg.sender, units)

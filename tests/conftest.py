@@ -261,6 +261,19 @@ def assert_floor_share(claimable: int, numerator: int, denominator: int) -> None
 
 
 FAR_DEADLINE = 2**63
+# ShareMarket's EIP-712 Order type, written out here (not taken from edgeshare.orders) so
+# that the tests sign orders independently of the library
+ORDER_TYPE = [
+    {"name": "maker", "type": "address"},
+    {"name": "share", "type": "address"},
+    {"name": "sell", "type": "bool"},
+    {"name": "amount", "type": "uint256"},
+    {"name": "price_per_share", "type": "uint256"},
+    {"name": "min_fill", "type": "uint256"},
+    {"name": "expiry", "type": "uint64"},
+    {"name": "nonce", "type": "uint256"},
+    {"name": "salt", "type": "uint256"},
+]
 
 
 def sign_report(suite: Suite, key: str, **fields: Any) -> SignedReport:

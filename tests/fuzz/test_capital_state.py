@@ -89,7 +89,7 @@ from edgeshare.channels import Voucher, fetch_channels_domain, sign_voucher
 from edgeshare.signer import Signer
 from edgeshare.suite import NodeSpec, fetch_domain_of, send_register_node
 from edgeshare.tx import Transactor
-from tests.conftest import SHARES, USDC, brownie_contract, get_now, mine_at
+from tests.conftest import ORDER_TYPE, SHARES, USDC, brownie_contract, get_now, mine_at
 from tests.fuzz.test_accounting_state import _patient, read_all
 
 LONG = os.environ.get("EDGESHARE_FUZZ") == "long"
@@ -145,17 +145,6 @@ FILL_MESSAGES = [
     "market: maker allowance too low",
     "market: taker balance too low",
     "market: taker allowance too low",
-]
-ORDER_TYPE = [
-    {"name": "maker", "type": "address"},
-    {"name": "share", "type": "address"},
-    {"name": "sell", "type": "bool"},
-    {"name": "amount", "type": "uint256"},
-    {"name": "price_per_share", "type": "uint256"},
-    {"name": "min_fill", "type": "uint256"},
-    {"name": "expiry", "type": "uint64"},
-    {"name": "nonce", "type": "uint256"},
-    {"name": "salt", "type": "uint256"},
 ]
 # stablecoin base units per whole share; the last overflows amount * price
 ORDER_PRICES = [1, 999_999, 2_500_000, 3_333_333, 10**13, 2**200]

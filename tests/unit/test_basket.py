@@ -222,6 +222,15 @@ def test_mint__outside_the_supply_bounds__refused(
         basket.mint(units, {"from": investor})
 
 
+def test_redeem__more_than_the_caller_holds__refused_with_the_reason(
+    basket: Any, investor: Any, investor2: Any
+) -> None:
+    basket.mint(UNIT, {"from": investor})
+    for units, who in ((UNIT + 1, investor), (UNIT, investor2), (2**86, investor)):
+        with brownie.reverts("basket: redeem exceeds your units"):
+            basket.redeem(units, {"from": who})
+
+
 def test_redeem__leaving_a_supply_below_the_minimum__refused(basket: Any, investor: Any) -> None:
     basket.mint(UNIT, {"from": investor})
     with brownie.reverts("basket: supply below the minimum"):

@@ -28,6 +28,7 @@ from edgeshare.signer import Signer
 from edgeshare.suite import NodeSpec, Suite, send_register_node
 from edgeshare.tx import Transactor
 from tests.conftest import (
+    ORDER_TYPE,
     SHARES,
     USDC,
     brownie_contract,
@@ -71,17 +72,6 @@ REASONS = {
 CODE = {name: code for name, (code, _) in REASONS.items()}
 MESSAGE = {name: message for name, (_, message) in REASONS.items()}
 
-ORDER_TYPE = [
-    {"name": "maker", "type": "address"},
-    {"name": "share", "type": "address"},
-    {"name": "sell", "type": "bool"},
-    {"name": "amount", "type": "uint256"},
-    {"name": "price_per_share", "type": "uint256"},
-    {"name": "min_fill", "type": "uint256"},
-    {"name": "expiry", "type": "uint64"},
-    {"name": "nonce", "type": "uint256"},
-    {"name": "salt", "type": "uint256"},
-]
 _SALTS = itertools.count(1)
 
 # A basket factory for the test: the market only asks it `is_basket`.
