@@ -9,7 +9,20 @@ from typing import Annotated, NoReturn
 import requests
 import typer
 
-from edgeshare.cli import attest, basket, channel, console, holders, nodes, offering, roles, trade
+from edgeshare.cli import (
+    agent,
+    attest,
+    basket,
+    call,
+    channel,
+    console,
+    gateway,
+    holders,
+    nodes,
+    offering,
+    roles,
+    trade,
+)
 from edgeshare.cli.demo import demo
 from edgeshare.cli.deploy import deploy
 from edgeshare.cli.index import index, report_app
@@ -65,6 +78,9 @@ app.add_typer(roles.owner_app, name="owner")
 roles.withdraw_command(app)
 app.add_typer(roles.dev_app, name="dev")
 app.command()(status)
+app.add_typer(agent.app, name="agent")
+app.command()(gateway.gateway)
+app.command()(call.call)
 
 
 def main() -> None:
