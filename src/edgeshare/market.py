@@ -67,22 +67,23 @@ class Board:
     """Why ``rows`` is empty (None when it is not)."""
 
 
-def fetch_recent_usage(db: Connection, recent: int) -> dict[int, list[tuple[int, int]]]:
+def fetch_recent_usage(db: Connection, recent: int) -> dict[int, list[tuple[int | None, int]]]:
     """(latency ms, uptime bps) of each node's ``recent`` latest undisputed epochs, in one
-    query (a window per node)."""
+    query (a window per node). The latency of an epoch without inferences is None: with
+    nothing served there was nothing to measure (the agent reports 0 there)."""
     u = idx.usage
     rank = func.row_number().over(partition_by=u.c.node_id, order_by=u.c.epoch.desc())
     ranked = (
-        select(u.c.node_id, u.c.latency_ms, u.c.uptime_bps, rank.label("rank"))
+        select(u.c.node_id, u.c.inferences, u.c.latency_ms, u.c.uptime_bps, rank.label("rank"))
         .where(u.c.state != "disputed")
         .subquery()
     )
-    query = select(ranked.c.node_id, ranked.c.latency_ms, ranked.c.uptime_bps).where(
-        ranked.c.rank <= recent
-    )
-    found: dict[int, list[tuple[int, int]]] = {}
-    for node_id, latency, uptime in db.execute(query):
-        found.setdefault(node_id, []).append((latency, uptime))
+    query = select(
+        ranked.c.node_id, ranked.c.inferences, ranked.c.latency_ms, ranked.c.uptime_bps
+    ).where(ranked.c.rank <= recent)
+    found: dict[int, list[tuple[int | None, int]]] = {}
+    for node_id, inferences, latency, uptime in db.execute(query):
+        found.setdefault(node_id, []).append((latency if inferences else None, uptime))
     return found
 
 
@@ -135,8 +136,9 @@ def build_board(
             continue
         if max_price is not None and node.price_per_1k > max_price:
             continue
-        latencies = [latency for latency, _ in attested.get(node.node_id, [])]
-        uptimes = [uptime for _, uptime in attested.get(node.node_id, [])]
+        recent_rows = attested.get(node.node_id, [])
+        latencies = [latency for latency, _ in recent_rows if latency is not None]
+        uptimes = [uptime for _, uptime in recent_rows]
         median = sorted(latencies)[len(latencies) // 2] if latencies else None
         mean_uptime = sum(uptimes) // len(uptimes) if uptimes else None
         if max_latency is not None and (median is None or median > max_latency):
@@ -144,7 +146,7 @@ def build_board(
         rows.append(
             BoardRow(
                 node.node_id, node.region, node.price_per_1k, node.next_price_per_1k, median,
-                mean_uptime, len(latencies), node.operator_cut_bps, node.operator,
+                mean_uptime, len(recent_rows), node.operator_cut_bps, node.operator,
                 node.metadata_uri,
             )
         )  # fmt: skip

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -20,6 +21,9 @@ from edgeshare.cli.common import (
 from edgeshare.indexer import open_db, sync_index
 from edgeshare.market import Board, BoardRow, build_board
 from edgeshare.units import amount_json, format_bps, format_price
+
+if TYPE_CHECKING:
+    from edgeshare.client import SeenLatency
 
 
 def market(
@@ -41,10 +45,21 @@ def market(
     network: Network = None,
     manifest: ManifestPath = None,
     db: DbUrl = None,
+    client_db: Annotated[
+        Path | None,
+        typer.Option(
+            "--client-db",
+            help="The client database whose calls give the 'seen p50' column "
+            "(default: $EDGESHARE_CLIENT_DB or ~/.edgeshare/client.db).",
+            show_default=False,
+        ),
+    ] = None,
     json_output: Json = False,
 ) -> None:
     """Active nodes, cheapest first, then lowest attested latency, then highest uptime;
-    nodes with no attested usage yet come last, marked new."""
+    nodes with no attested usage yet come last, marked new. When this machine has called
+    nodes (`edgeshare call`, `edgeshare.client`), the p50 latency it saw is shown next to
+    the attested one."""
     for name, value in (("--max-latency", max_latency), ("--top", top)):
         if value is not None and value < (1 if name == "--top" else 0):
             raise typer.BadParameter(
@@ -69,22 +84,30 @@ def market(
                 recent=recent,
                 token=token,
             )
+        from edgeshare.client import fetch_seen_latency  # HTTP libraries: only when used
+
+        seen = fetch_seen_latency(client_db, suite)
     if board.empty_reason:
         console.note(board.empty_reason)
     if json_output:
-        console.print_json([build_row_json(row, board) for row in board.rows])
+        console.print_json(
+            [build_row_json(row, board, seen.get(row.node_id)) for row in board.rows]
+        )
         return
     if not board.rows:
         return
+    seen_column = ["seen p50"] if any(r.node_id in seen for r in board.rows) else []
     console.print_table(
         "EdgeShare price board",
-        ["node", "region", "price", "p50 latency", "uptime", "epochs", "GPU", "capacity"],
+        ["node", "region", "price", "p50 latency", *seen_column, "uptime", "epochs", "GPU",
+         "capacity"],
         [
             [
                 r.node_id,
                 r.region,
                 _price_text(r, board),
                 "-" if r.latency_ms is None else f"{r.latency_ms} ms",
+                *([_seen_text(seen.get(r.node_id))] if seen_column else []),
                 "-" if r.uptime_bps is None else format_bps(r.uptime_bps),
                 "new" if r.is_new else r.epochs_attested,
                 _meta(r, "gpu"),
@@ -115,13 +138,21 @@ def _price_text(row: BoardRow, board: Board) -> str:
     return text
 
 
+def _seen_text(seen: SeenLatency | None) -> str:
+    if seen is None:
+        return "-"
+    return f"{seen.p50_ms} ms ({seen.count:,} call{'s' if seen.count != 1 else ''})"
+
+
 def _meta(row: BoardRow, name: str) -> str:
     value = getattr(row.metadata, name, None) if row.metadata else None
     return "-" if value is None else str(value)
 
 
-def build_row_json(row: BoardRow, board: Board) -> dict[str, Any]:
-    """A board row for ``--json``: amounts as exact base units (strings) with decimals."""
+def build_row_json(row: BoardRow, board: Board, seen: SeenLatency | None = None) -> dict[str, Any]:
+    """A board row for ``--json``: amounts as exact base units (strings) with decimals;
+    ``seen_latency_ms`` and ``seen_calls`` are what this machine's client saw (null and 0
+    when it never called the node)."""
     decimals = board.token.decimals
     meta = row.metadata
     return {
@@ -134,6 +165,8 @@ def build_row_json(row: BoardRow, board: Board) -> dict[str, Any]:
         "symbol": board.token.symbol,
         "operator_cut_bps": row.operator_cut_bps,
         "latency_ms": row.latency_ms,
+        "seen_latency_ms": seen.p50_ms if seen else None,
+        "seen_calls": seen.count if seen else 0,
         "uptime_bps": row.uptime_bps,
         "epochs_attested": row.epochs_attested,
         "new": row.is_new,
