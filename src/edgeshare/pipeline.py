@@ -26,6 +26,7 @@ over waits for an arrival that may not come.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -69,6 +70,9 @@ BUMP_NUM, BUMP_DEN = 9, 8  # a replacement offers at least 12.5% more
 _UNDERPRICED = ("underpriced", "less than block base fee", "fee too low", "fee cap too low")
 _ALREADY_IN = ("already known", "already imported", "known transaction")
 _NONCE_TOO_LOW = "nonce too low"
+_GANACHE_NONCE = re.compile(r"account has nonce of: (\d+) tx has nonce of: (\d+)")
+"""Ganache's refusal of a nonce ("the tx doesn't have the correct nonce. account has nonce
+of: 12 tx has nonce of: 5"): too low when the second is below the first."""
 
 
 @dataclass
@@ -322,7 +326,7 @@ def _send_signed(tx: Transactor, rpc: RpcClient, flights: Sequence[Flight], what
         for flight, reply in zip(flights, replies, strict=True):
             if not isinstance(reply, RpcError) or _says(reply, _ALREADY_IN):
                 continue
-            if _says(reply, (_NONCE_TOO_LOW,)):
+            if _is_nonce_too_low(reply):
                 # can answer a retried request about our own transaction: looked up below
                 maybe_ours.append(flight)
             elif _says(reply, _UNDERPRICED):
@@ -370,7 +374,11 @@ def _reprice(tx: Transactor, rpc: RpcClient, refused: Sequence[Flight], what: st
         replies = rpc.batch([("eth_sendRawTransaction", [f.raw]) for f in todo], chunk=100)
         again = []
         for flight, reply in zip(todo, replies, strict=True):
-            if not isinstance(reply, RpcError) or _says(reply, (*_ALREADY_IN, _NONCE_TOO_LOW)):
+            if (
+                not isinstance(reply, RpcError)
+                or _says(reply, _ALREADY_IN)
+                or _is_nonce_too_low(reply)
+            ):
                 continue
             if _says(reply, _UNDERPRICED):
                 again.append(flight)
@@ -392,6 +400,15 @@ def _sign(tx: Transactor, flight: Flight) -> None:
 def _says(error: RpcError, words: Sequence[str]) -> bool:
     message = error.message.lower()
     return any(w in message for w in words)
+
+
+def _is_nonce_too_low(error: RpcError) -> bool:
+    """The node refused a nonce already used (geth, anvil: "nonce too low"; Ganache: its
+    own words, with both nonces)."""
+    found = _GANACHE_NONCE.search(error.message)
+    return _says(error, (_NONCE_TOO_LOW,)) or (
+        found is not None and int(found.group(2)) < int(found.group(1))
+    )
 
 
 @dataclass

@@ -40,3 +40,27 @@ def test_rpc_timeout__from_environment_or_default() -> None:
     for bad in ("0", "-1", "soon", "99999"):
         with pytest.raises(InputError, match=RPC_TIMEOUT_ENV):
             load_settings({RPC_TIMEOUT_ENV: bad})
+
+
+@pytest.mark.parametrize(
+    ("message", "too_low"),
+    [
+        ("nonce too low", True),  # geth, anvil
+        ("Nonce too low: next nonce 12, tx nonce 5", True),
+        # Ganache: the demo's agents send with an operator's key the demo also uses
+        (
+            "the tx doesn't have the correct nonce. account has nonce of: 12 tx has nonce of: 5",
+            True,
+        ),
+        (
+            "the tx doesn't have the correct nonce. account has nonce of: 5 tx has nonce of: 12",
+            False,
+        ),
+        ("insufficient funds for gas * price + value", False),
+    ],
+)
+def test_nonce_too_low__every_node_s_words(message: str, too_low: bool) -> None:
+    from edgeshare.pipeline import _is_nonce_too_low
+    from edgeshare.rpc import RpcError
+
+    assert _is_nonce_too_low(RpcError(-32000, message)) is bool(too_low)
