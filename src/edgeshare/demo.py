@@ -14,6 +14,12 @@ and vests; the basket harvests; investors claim (nodes and baskets in one transa
 each); operators, the treasury and the refunded payer withdraw; the operator and investor
 reports are written. The same seed gives the same numbers. The run ends by checking that
 every base unit paid in, for reports and into channels, is accounted for.
+
+The last few nodes run the node software over real HTTP (``edgeshare.demo_node``): an
+OpenAI-speaking upstream with a gateway in front of each, two customers calling them
+through the client and paying per request with vouchers, and an agent per node that
+meters its gateway slot by slot, signs and posts each epoch's report and redeems the
+vouchers; their usage is what was served, not simulated.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from edgeshare.attestation import SignedReport, sign
 from edgeshare.channels import (
     SignedVoucher,
     Voucher,
+    fetch_channels,
     fetch_channels_domain,
     redeem_vouchers,
     send_deposit,
@@ -38,6 +45,7 @@ from edgeshare.channels import (
     send_withdraw_channel,
     sign_voucher,
 )
+from edgeshare.demo_node import GRACE, LIVE_CUSTOMERS, LIVE_DEPOSIT, LIVE_NODES, LiveNodes
 from edgeshare.deploy import MOCK_DECIMALS, MOCK_SYMBOL, build_params, deploy_suite
 from edgeshare.errors import EdgeShareError, InputError
 from edgeshare.indexer import open_db, sync_index
@@ -86,6 +94,10 @@ CUSTOMERS = 3
 """Customers who pay through channels, each to up to two nodes."""
 CHANNEL_DEPOSIT = 25 * USDC
 BATCHES_PER_EPOCH = 3
+SCRAPE_INTERVAL = EPOCH // 4
+"""The live nodes' agents scrape four times an epoch (each a slot of their uptime)."""
+LIVE_OPERATOR_FUNDS = 1_000 * USDC
+"""What each live node's operator holds to pay the part of its reports channels did not."""
 OFFERED = 100_000 * SHARES
 """Shares each of the two financed nodes offers (10% of its supply)."""
 OFFER_PRICE = 50_000
@@ -125,10 +137,21 @@ class DemoSummary(BaseModel):
     investors: int
     epochs: int
     reports_settled: int
+    """Every settled report: the payer's and the live nodes' agents'."""
     settle_transactions: int
+    """The payer's settlement transactions."""
+    live_nodes: list[int]
+    """The nodes metered from real requests by their agents."""
+    live_requests: int
+    """Requests the customers sent through the live nodes' gateways."""
+    live_reports: int
+    """Reports the live nodes' agents signed and settled."""
+    live_paid: int
+    """What the live nodes' operators paid for their reports (what channels did not)."""
     disputed_report: tuple[int, int]
     paid_in: int
-    """What the payer paid for the usage reports (what channels did not pay)."""
+    """What payers paid for the usage reports (what channels did not pay): the payer's
+    settlements and the live nodes' operators' (their agents')."""
     channel_deposits: int
     channel_redeemed: int
     """What the nodes redeemed from the customers' vouchers."""
@@ -161,8 +184,14 @@ def get_accounts_needed(nodes: int, investors: int) -> int:
 
 def get_keys_needed(nodes: int, investors: int) -> int:
     """Keys the demo derives: the funded accounts, one (unfunded) attestor per node, then
-    the channel customers (the issuer sends them gas)."""
-    return get_accounts_needed(nodes, investors) + nodes + CUSTOMERS
+    the channel customers and the live nodes' customers (the issuer sends them gas)."""
+    return get_accounts_needed(nodes, investors) + nodes + CUSTOMERS + LIVE_CUSTOMERS
+
+
+def get_live_count(nodes: int) -> int:
+    """How many nodes run the node software: up to ``LIVE_NODES``, leaving at least one
+    simulated node (the one the guardian disputes)."""
+    return min(LIVE_NODES, nodes - 1)
 
 
 def simulate_inferences(
@@ -215,10 +244,15 @@ def run_demo(
     basket = story.build_basket()
     traded = story.trade_shares()
     story.open_channels()
-    reports = story.sign_usage(epochs)
+    live = story.start_live_nodes(workdir)
+    try:
+        reports = story.sign_usage(epochs, live)
+    finally:
+        live.close()
+    live_keys = live.fetch_settled(story.suite, epochs)
     posted = story.settle(reports)
     disputed, refunded = story.dispute_one(reports)
-    story.finalize(reports, disputed)
+    story.finalize(reports, disputed, live_keys)
     harvested = story.harvest(basket)
     claimed, withdrawn = story.claim_and_withdraw()
     customers_withdrew = story.close_a_channel()
@@ -226,7 +260,7 @@ def run_demo(
     written = write_reports(operator_view, investor_view, reports_dir)
     if written:
         log(f"wrote {len(written)} reports to {reports_dir}/")
-    paid_in = posted.revenue + story.deposited
+    paid_in = posted.revenue + story.deposited + story.live_paid
     claimable, unvested, dust, in_channels = story.check_accounting(
         paid_in, claimed + withdrawn + customers_withdrew, basket
     )
@@ -246,10 +280,14 @@ def run_demo(
         nodes=lines,
         investors=investors,
         epochs=epochs,
-        reports_settled=posted.settled,
+        reports_settled=posted.settled + len(live_keys),
         settle_transactions=len(posted.transactions),
+        live_nodes=live.node_ids,
+        live_requests=sum(live.calls.values()),
+        live_reports=len(live_keys),
+        live_paid=story.live_paid,
         disputed_report=disputed,
-        paid_in=posted.revenue,
+        paid_in=posted.revenue + story.live_paid,
         channel_deposits=story.deposited,
         channel_redeemed=sum(story.redeemed_by_node.values()),
         withdrawn_by_customers=customers_withdrew,
@@ -299,6 +337,23 @@ class _Story:
     """Inferences channel customers used, per (node index, epoch)."""
     redeemed_by_node: dict[int, int] = field(default_factory=dict)
     deposited: int = 0
+    live_keys: list[str] = field(default_factory=list)
+    """The live nodes' customers."""
+    live_funds: int = 0
+    """What the live nodes' operators held when their node software started."""
+    live_paid: int = 0
+    """What the live nodes' operators paid for their reports (only reports cost them
+    stablecoin while the node software runs)."""
+
+    @property
+    def live_count(self) -> int:
+        """Nodes that run the node software (the last ones)."""
+        return get_live_count(len(self.node_ids))
+
+    @property
+    def simulated(self) -> list[int]:
+        """Indices of the nodes whose usage is simulated."""
+        return list(range(len(self.node_ids) - self.live_count))
 
     @classmethod
     def cast(
@@ -322,6 +377,7 @@ class _Story:
             holders=actors(keys[1 + nodes : 1 + nodes + investors]),
             attestor_keys=keys[1 + nodes + investors : 1 + 2 * nodes + investors],
             customer_keys=keys[1 + 2 * nodes + investors : 1 + 2 * nodes + investors + CUSTOMERS],
+            live_keys=keys[1 + 2 * nodes + investors + CUSTOMERS :][:LIVE_CUSTOMERS],
         )  # fmt: skip
 
     def deploy(self, manifest_path: Path) -> None:
@@ -495,20 +551,91 @@ class _Story:
         self.log(f"the basket harvested {MOCK_USDC.format(amount)} of its nodes' revenue")
         return amount
 
-    def sign_usage(self, epochs: int) -> list[SignedReport]:
-        """Move the clock past ``epochs`` epochs; each attestor signs its node's usage."""
+    def start_live_nodes(self, workdir: Path) -> LiveNodes:
+        """The live nodes' upstream, gateways and agents; their customers fund a channel to
+        each, and their operators hold stablecoin to pay for their reports."""
+        live = range(len(self.node_ids) - self.live_count, len(self.node_ids))
+        customers = [Transactor(self.w3, Signer.from_key(k)) for k in self.live_keys]
+        for customer in customers:
+            self.issuer.send({"to": customer.signer.address, "value": 10**18},
+                             "send a customer gas")  # fmt: skip
+            send_mint_mock(self.issuer, self.suite, customer.signer.address,
+                           self.live_count * LIVE_DEPOSIT)  # fmt: skip
+        for i in live:
+            send_mint_mock(self.issuer, self.suite, self.operators[i].signer.address,
+                           LIVE_OPERATOR_FUNDS)  # fmt: skip
+        self.live_funds = self._live_operator_funds(live)
+        nodes = LiveNodes.start(
+            self.w3, self.suite, [self.node_ids[i] for i in live],
+            [self.operators[i] for i in live], [self.attestor_keys[i] for i in live],
+            customers if live else [], workdir / "node-software", SCRAPE_INTERVAL,
+        )  # fmt: skip
+        self.deposited += len(customers) * len(live) * LIVE_DEPOSIT
+        if live:
+            self.log(
+                f"nodes {', '.join(str(n) for n in nodes.node_ids)} run the node software: a "
+                f"gateway in front of an OpenAI-speaking server each, an agent metering it; "
+                f"{len(customers)} customers deposited {MOCK_USDC.format(LIVE_DEPOSIT)} into a "
+                "channel to each"
+            )
+        return nodes
+
+    def _live_operator_funds(self, live: range) -> int:
+        coin = self.suite.stablecoin
+        return sum(int(coin.call("balanceOf", self.operators[i].signer.address)) for i in live)
+
+    def finish_live_nodes(self, live: LiveNodes, epochs: int) -> None:
+        """After the last epoch's grace, each agent reports it and redeems what is left;
+        note what the operators paid and what their channels redeemed."""
+        if not live.node_ids:
+            return
+        for agent in live.agents:
+            agent.run_once(redeem=True)
+        indices = range(len(self.node_ids) - self.live_count, len(self.node_ids))
+        self.live_paid = self.live_funds - self._live_operator_funds(indices)
+        customers = [Signer.from_key(k).address for k in self.live_keys]
+        for node_id in live.node_ids:
+            records = fetch_channels(self.suite, [(c, node_id) for c in customers])
+            self.redeemed_by_node[node_id] = sum(r.redeemed for r in records)
+        settled = live.fetch_settled(self.suite, epochs)
+        self.log(
+            f"customers sent {sum(live.calls.values()):,} paid requests through the live "
+            f"nodes' gateways; their agents signed and settled {len(settled)} reports from "
+            f"the gateways' metrics (the operators paid {MOCK_USDC.format(self.live_paid)} "
+            "that vouchers did not) and redeemed "
+            f"{MOCK_USDC.format(sum(self.redeemed_by_node[n] for n in live.node_ids))} of "
+            "vouchers"
+        )
+
+    def sign_usage(self, epochs: int, live: LiveNodes) -> list[SignedReport]:
+        """Move the clock through ``epochs`` epochs, slot by slot: the live nodes serve
+        their customers and their agents meter and report them; mid-epoch the channel
+        customers of the other nodes pay; then each simulated node's attestor signs its
+        usage."""
         suite = self.suite
         send_mint_mock(self.issuer, suite, self.issuer.signer.address, 10**12 * USDC)
         genesis = int(suite.registry.call("GENESIS"))
+        slots = EPOCH // SCRAPE_INTERVAL
         for epoch in range(epochs):
-            self.use_channels(epoch, genesis + epoch * EPOCH + EPOCH // 2)
+            for slot in range(slots):
+                at = genesis + epoch * EPOCH + slot * SCRAPE_INTERVAL + SCRAPE_INTERVAL // 2
+                if slot == slots // 2:
+                    self.use_channels(epoch, at)
+                now = int(self.w3.eth.get_block("latest")["timestamp"])
+                if at > now:
+                    send_increase_time(self.w3, at - now)
+                if live.node_ids:
+                    live.call(self.rng)
+                    live.run_agents()
         now = int(self.w3.eth.get_block("latest")["timestamp"])
-        send_increase_time(self.w3, genesis + epochs * EPOCH - now)  # every epoch has ended
+        send_increase_time(self.w3, genesis + epochs * EPOCH + GRACE - now)  # all have ended
+        self.finish_live_nodes(live, epochs)
         domain = fetch_domain_of(suite)
         separator = domain.get_separator()
         deadline = genesis + (epochs + 30) * EPOCH
         reports: list[SignedReport] = []
-        for index, node_id in enumerate(self.node_ids):
+        for index in self.simulated:
+            node_id = self.node_ids[index]
             base_latency = self.rng.randrange(25, 120)
             for epoch in range(epochs):
                 inferences = simulate_inferences(
@@ -520,7 +647,7 @@ class _Story:
                     deadline,
                 )  # fmt: skip
                 reports.append(sign(report, self.attestor_keys[index], domain, separator))
-        nodes = len(self.node_ids)
+        nodes = len(self.simulated)
         self.log(f"attestors signed {len(reports)} usage reports ({nodes} nodes x {epochs} epochs)")
         return reports
 
@@ -531,7 +658,7 @@ class _Story:
         for c, customer in enumerate(customers):
             address = customer.signer.address
             self.issuer.send({"to": address, "value": 10**18}, "send a customer gas")
-            picks = self.rng.sample(range(len(self.node_ids)), k=min(2, len(self.node_ids)))
+            picks = self.rng.sample(self.simulated, k=min(2, len(self.simulated)))
             send_mint_mock(self.issuer, self.suite, address, len(picks) * CHANNEL_DEPOSIT)
             for n in picks:
                 send_deposit(customer, self.suite, self.node_ids[n], CHANNEL_DEPOSIT)
@@ -613,10 +740,14 @@ class _Story:
         )
         return (suspicious.node_id, suspicious.epoch), refunded
 
-    def finalize(self, reports: list[SignedReport], disputed: tuple[int, int]) -> None:
-        """After the challenge window every other report is finalized; then it vests."""
+    def finalize(
+        self, reports: list[SignedReport], disputed: tuple[int, int], live: list[tuple[int, int]]
+    ) -> None:
+        """After the challenge window every other report (the live nodes' too) is
+        finalized; then it vests."""
         send_increase_time(self.w3, CHALLENGE)
         keys = [(r.node_id, r.epoch) for r in reports if (r.node_id, r.epoch) != disputed]
+        keys += [k for k in live if k != disputed]
         finalize_reports(self.issuer, self.suite, keys)
         send_increase_time(self.w3, UNLOCK)
         self.log("the challenge window passed; revenue was finalized and has fully vested")

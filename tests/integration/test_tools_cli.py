@@ -453,6 +453,12 @@ def test_demo__on_anvil__same_seed_same_numbers(tmp_path: Path) -> None:
     first, second = _demo("anvil", 11, tmp_path), _demo("anvil", 11, tmp_path)
     assert first == {**second, "reports_written": first["reports_written"]}
     assert first["reports_settled"] == 6 and first["dust"] >= 0
+    # node 2 ran the node software: its 3 epochs were metered from real requests through
+    # its gateway, signed and settled by its agent, and its vouchers redeemed
+    assert first["live_nodes"] == [2] and first["live_reports"] == 3
+    assert first["live_requests"] > 0
+    live = next(n for n in first["nodes"] if n["node_id"] == 2)
+    assert live["inferences"] == first["live_requests"] and live["channels"] > 0
     assert _demo("anvil", 12, tmp_path)["paid_in"] != first["paid_in"]
     written = [Path(p).name for p in first["reports_written"]]
     assert "operator-report.html" in written and "investor-report.json" in written
@@ -461,6 +467,7 @@ def test_demo__on_anvil__same_seed_same_numbers(tmp_path: Path) -> None:
 def test_demo__on_ganache(tmp_path: Path) -> None:
     summary = _demo("ganache", 11, tmp_path)
     assert summary["chain_id"] == 1337 and summary["reports_settled"] == 6
+    assert summary["live_reports"] == 3
     anvil = _demo("anvil", 11, tmp_path)
     assert summary["paid_in"] == anvil["paid_in"] and summary["nodes"] == anvil["nodes"]
 

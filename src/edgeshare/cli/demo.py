@@ -76,8 +76,9 @@ def demo(
           f"{summary.dust} base units"]],
     )  # fmt: skip
     console.out.print(
-        f"{summary.reports_settled} signed reports settled in {summary.settle_transactions} "
-        f"transactions; customers paid {usdc(summary.channel_redeemed)} through channels; "
+        f"{summary.reports_settled} signed reports settled ({summary.live_reports} by the live "
+        f"nodes' agents, the rest in {summary.settle_transactions} payer transactions); "
+        f"customers paid {usdc(summary.channel_redeemed)} through channels; "
         f"node {node_id} epoch {epoch} disputed and refunded; "
         f"{summary.investors} investors claimed. Reports: {', '.join(summary.reports_written)}"
     )
@@ -95,4 +96,11 @@ def demo(
             f"basket {summary.basket} harvested {usdc(summary.basket_harvested)} for its holders"
         )
     console.out.print("Capital: " + "; ".join(capital) + ".")
+    if summary.live_nodes:
+        console.out.print(
+            f"Node software: nodes {', '.join(map(str, summary.live_nodes))} served "
+            f"{summary.live_requests:,} paid requests over HTTP through their gateways; their "
+            f"agents metered them, signed and settled {summary.live_reports} reports and "
+            f"redeemed the vouchers (the operators paid {usdc(summary.live_paid)} more)."
+        )
     console.note("the local chain has been stopped")
