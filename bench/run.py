@@ -1,6 +1,7 @@
 """`make bench`: gas against the EVM floor, flat cost at scale, attestation and indexing
 throughput, payment channels (redeem_many gas, the gateway's voucher check rate), the
-capital contracts (portfolio claim, basket, market and offering gas). Starts its own
+capital contracts (portfolio claim, basket, market and offering gas), the node software
+(an epoch's metering, the gateway's overhead; bench/node.py). Starts its own
 anvil, writes bench/results.json and bench/RESULTS.md, and refreshes the results table
 in README.md and docs/GAS.md.
 
@@ -29,6 +30,7 @@ from web3 import Web3
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # for tests.pg
 import floors
+import node as node_bench
 import reads
 
 from edgeshare import models as models_module
@@ -882,6 +884,8 @@ def render_markdown(results: dict[str, Any]) -> str:
                   f"per core: {'met' if c['meets_target'] else 'NOT met'}); `redeem_many` costs "
                   f"{m['gas']:,} gas per voucher after the 10th (bound: at most {m['bound']:,}: "
                   f"{'met' if m['meets_bound'] else 'NOT met'}).", ""]  # fmt: skip
+    if "node" in results:
+        lines += node_bench.render(results["node"])
     if "reads" in results:
         r = results["reads"]
         lines += [f"Reads at scale: {r['nodes']:,} nodes with {r['epochs']} settled epochs each "
@@ -926,12 +930,20 @@ def main() -> None:
         save(results)
         write_docs(results)
         return
+    if "--node-only" in sys.argv:  # the node software section, on the last run's results
+        results = json.loads((ROOT / "bench" / "results.json").read_text())
+        results["node"] = node_bench.run_section(QUICK)
+        save(results)
+        write_docs(results)
+        return
     results: dict[str, Any] = {}
     if "--reads-only" in sys.argv:  # the other sections as the last run wrote them
         results = json.loads((ROOT / "bench" / "results.json").read_text())
     else:
         results.update(run_chain_sections())
-        save(results)  # a failure in the reads section keeps what was measured
+        save(results)  # a failure in a later section keeps what was measured
+        results["node"] = node_bench.run_section(QUICK)
+        save(results)
     print("reads at scale ...", flush=True)
     folder = find_postgres_bin()
     if folder is None:
