@@ -66,8 +66,8 @@ from edgeshare.attestation import (
     fetch_domain,
     sign,
 )
-from edgeshare.channels import fetch_channels_domain, redeem_vouchers
-from edgeshare.config import load_settings, read_secret_env
+from edgeshare.channels import check_on_chain, fetch_channels_domain, redeem_vouchers
+from edgeshare.config import load_settings, read_env, read_secret_env
 from edgeshare.errors import (
     ChainUnavailable,
     EdgeShareError,
@@ -125,6 +125,9 @@ TERMS_CHUNK = 200
 """(node, epoch) pairs whose usage terms are read per batch while catching up."""
 PRUNE_EVERY = 3_600.0
 """Seconds between two prunings of old scrapes."""
+REDEEM_MARGIN = 120
+"""Seconds before an epoch's end, at least (two scrape intervals if longer, a quarter of
+the epoch at most), when the agent redeems its gateways' vouchers."""
 RESIGN_MARGIN = 600
 """A report not settled within this many seconds (plus the poster's margin) of its
 deadline is signed again with a new deadline."""
@@ -216,8 +219,10 @@ class AgentSection(StrictModel):
     the epoch that is not settled yet."""
     batch_size: Annotated[int, Field(ge=1, le=100)] = 50
     """Reports (and vouchers) per transaction."""
-    redeem_every: Annotated[int, Field(ge=1)] = 3_600
-    """Seconds (chain time) between two redemptions of the gateways' vouchers."""
+    redeem_every: Annotated[int, Field(ge=1)] = 1_800
+    """Seconds (chain time) between two redemptions of the gateways' vouchers (keep it
+    well below the gateway's ``--min-voucher-life``, an hour by default); the agent also
+    redeems once in each epoch's last minutes."""
     listen: Annotated[str, AfterValidator(_listen_address)] = DEFAULT_LISTEN
     """Where ``/metrics`` and ``/healthz`` are served (HOST:PORT; "" for nowhere)."""
     report_validity: Annotated[int, Field(ge=3_600, le=365 * 86_400)] = 7 * 86_400
@@ -772,7 +777,7 @@ def _describe(exc: BaseException) -> str:
 
 def _failpoint(step: str) -> None:
     """SIGKILL this process if ``EDGESHARE_AGENT_FAILPOINT`` names ``step`` (test hook)."""
-    if os.environ.get(FAILPOINT_ENV) == step:
+    if read_env(FAILPOINT_ENV) == step:
         _event("failpoint", logging.WARNING, step=step)
         for handler in logging.getLogger().handlers:
             handler.flush()
@@ -1330,6 +1335,10 @@ class Agent:
         self._pool = ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(config.node)))
         self._health = _Health()
         self._next_redeem = 0
+        self._redeemed_in = -1
+        """The epoch whose closing redemption was made."""
+        self._redeem_margin = min(max(2 * self.interval, REDEEM_MARGIN), self.epoch_length // 4)
+        """Seconds before each epoch's end when its vouchers are redeemed."""
         self._last_prune = -PRUNE_EVERY
         self._channels_domain: Eip712Domain | None = None
         self._voucher_stores: dict[Path, VoucherStore] = {}
@@ -1677,10 +1686,12 @@ class Agent:
                     if self.stopping:
                         return
                     if terms["attestor"] != self.attestor.address:
-                        raise InputError(
+                        # this node waits for a person; the others are still built
+                        self._fail("build", InputError(
                             f"node {node.id}'s attestor is now {terms['attestor']}, not "
                             f"{self.attestor.address}: its epochs from {epoch} wait"
-                        )
+                        ))  # fmt: skip
+                        break
                     row = self._build_row(node, epoch, terms, monitored, view)
                     self.state.add_row(row)
                     event = {BUILT: "epoch_built", HELD: "held", SKIPPED: "skipped"}[row.state]
@@ -1864,62 +1875,101 @@ class Agent:
         return store
 
     def _redeem(self, view: ChainView, force: bool) -> None:
-        """Redeem every gateway's latest vouchers (every ``redeem_every`` seconds)."""
+        """Redeem every gateway's latest vouchers: every ``redeem_every`` seconds, and once
+        in the last ``_redeem_margin`` seconds of each epoch (what channels pay counts
+        toward the epoch it is redeemed in, so the epoch's report asks the payer only for
+        the rest). A node whose redemption fails is tried again at the next iteration;
+        the others still redeem."""
         nodes = [n for n in self.config.node if n.gateway_db is not None]
         if not nodes or self.tx is None or self._signer is None:
             return
-        if not force and view.time < self._next_redeem:
+        ends = self.epoch_start(view.current_epoch + 1)
+        closing = view.time >= ends - self._redeem_margin
+        closing = closing and self._redeemed_in != view.current_epoch
+        if not force and not closing and view.time < self._next_redeem:
             return
-        self._next_redeem = view.time + self.config.agent.redeem_every
         if self._channels_domain is None:
             self._channels_domain = fetch_channels_domain(self.suite)
-        channels = self.suite.channels.address.lower()
-        signer, tx = self._signer, self.tx
+        failed = 0
         for node in nodes:
             if self.stopping:
                 return
-            assert node.gateway_db is not None
-            last = self.state.fetch_last_redemption(node.id)
-            if last is not None and last.state in ("sending", "sent"):
-                self.state.update_redemption(
-                    last.id, "interrupted", error="the agent stopped before its receipt"
-                )
-            vouchers = self._voucher_store(node.gateway_db).fetch_latest(node.id)
-            if not vouchers:
-                continue
-            rid = self.state.start_redemption(node.id, view.time, len(vouchers))
-            signer.signed.clear()
-
-            def on_sent(rid: int = rid) -> None:
-                hashes = [h for to, h in signer.signed if to == channels]
-                self.state.update_redemption(rid, "sent", tx_hashes=hashes)
-                _failpoint("after_redeem_send")
-
-            tx.on_sent = on_sent
             try:
-                result = redeem_vouchers(
-                    tx, self.suite, vouchers, self._channels_domain,
-                    batch_size=self.config.agent.batch_size,
-                )  # fmt: skip
+                self._redeem_node(node, view, self._channels_domain)
             except Exception as exc:
-                self.state.update_redemption(rid, "failed", error=_describe(exc))
-                raise
-            finally:
-                tx.on_sent = None
+                failed += 1
+                self._fail("redeem", exc)
+        if not failed:
+            self._next_redeem = view.time + self.config.agent.redeem_every
+            if closing:
+                self._redeemed_in = view.current_epoch
+
+    def _close_interrupted(self, last: RedemptionRow) -> None:
+        """A redemption the agent stopped in before its receipt: ``done`` with what it
+        redeemed if its transactions were mined, else ``interrupted`` (what it would have
+        paid is redeemed by the next one)."""
+        receipts = [self.suite.rpc.call("eth_getTransactionReceipt", [h]) for h in last.tx_hashes]
+        if not receipts or not all(r and int(r["status"], 16) == 1 for r in receipts):
             self.state.update_redemption(
-                rid, "done", redeemed=result.redeemed, amount=result.amount,
-                tx_hashes=result.transactions,
-            )  # fmt: skip
-            self.metrics.redeemed.labels(node=str(node.id)).inc(result.amount)
-            _event(
-                "redeemed",
-                node=node.id,
-                vouchers=len(vouchers),
-                redeemed=result.redeemed,
-                amount=str(result.amount),
-                skipped=len(result.skipped),
-                transactions=result.transactions,
+                last.id, "interrupted", error="the agent stopped before its receipt"
             )
+            return
+        paid = [
+            e for r in receipts for e in self.suite.channels.events(Receipt.from_rpc(r),
+                                                                    "VoucherRedeemed")
+        ]  # fmt: skip
+        amount = sum(int(e["amount"]) for e in paid)
+        self.state.update_redemption(last.id, "done", redeemed=len(paid), amount=amount)
+        self.metrics.redeemed.labels(node=str(last.node_id)).inc(amount)
+
+    def _redeem_node(self, node: NodeSection, view: ChainView, domain: Eip712Domain) -> None:
+        """Redeem one gateway's latest vouchers, those that pay now: a voucher already
+        redeemed, or signed by an app key its customer revoked, is left out (it would pay
+        nothing, and must not stop the others)."""
+        assert node.gateway_db is not None and self.tx is not None and self._signer is not None
+        channels = self.suite.channels.address.lower()
+        signer, tx = self._signer, self.tx
+        last = self.state.fetch_last_redemption(node.id)
+        if last is not None and last.state in ("sending", "sent"):
+            self._close_interrupted(last)
+        stored = self._voucher_store(node.gateway_db).fetch_latest(node.id)
+        verdicts = check_on_chain(self.suite, stored, tx.signer.address)
+        vouchers = [v for v, (amount, reason) in zip(stored, verdicts, strict=True)
+                    if reason == 0 and amount > 0]  # fmt: skip
+        if not vouchers:
+            return
+        rid = self.state.start_redemption(node.id, view.time, len(vouchers))
+        signer.signed.clear()
+
+        def on_sent() -> None:
+            hashes = [h for to, h in signer.signed if to == channels]
+            self.state.update_redemption(rid, "sent", tx_hashes=hashes)
+            _failpoint("after_redeem_send")
+
+        tx.on_sent = on_sent
+        try:
+            result = redeem_vouchers(
+                tx, self.suite, vouchers, domain, batch_size=self.config.agent.batch_size
+            )
+        except Exception as exc:
+            self.state.update_redemption(rid, "failed", error=_describe(exc))
+            raise
+        finally:
+            tx.on_sent = None
+        self.state.update_redemption(
+            rid, "done", redeemed=result.redeemed, amount=result.amount,
+            tx_hashes=result.transactions,
+        )  # fmt: skip
+        self.metrics.redeemed.labels(node=str(node.id)).inc(result.amount)
+        _event(
+            "redeemed",
+            node=node.id,
+            vouchers=len(vouchers),
+            redeemed=result.redeemed,
+            amount=str(result.amount),
+            skipped=len(stored) - len(vouchers) + len(result.skipped),
+            transactions=result.transactions,
+        )
 
     # ---------------------------------------------------------------- prune
     def _prune(self, view: ChainView) -> None:

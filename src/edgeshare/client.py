@@ -49,7 +49,6 @@ import contextlib
 import json
 import logging
 import math
-import os
 import threading
 import time
 from collections.abc import (
@@ -98,6 +97,7 @@ from edgeshare.channels import (
     send_deposit,
     sign_voucher,
 )
+from edgeshare.config import read_env
 from edgeshare.errors import EdgeShareError, InputError, NodeNotFound
 from edgeshare.gateway import PAID_ROUTES, VOUCHER_HEADER, encode_voucher_header
 from edgeshare.indexer import Amount
@@ -277,7 +277,7 @@ _EMPTY = PaidState(0, 0, 0)
 
 def get_default_store_path() -> Path:
     """``EDGESHARE_CLIENT_DB`` if set, else ``~/.edgeshare/client.db``."""
-    named = os.environ.get(CLIENT_DB_ENV)
+    named = read_env(CLIENT_DB_ENV)
     return Path(named).expanduser() if named else Path.home() / ".edgeshare" / "client.db"
 
 
@@ -604,6 +604,9 @@ class Payer:
         self.suite_key = get_suite_key(suite)
         self.resyncs = 0
         """402s this payer settled by signing what the gateway asked."""
+        self._resynced = 0
+        """Base units this payer signed above its own count on a gateway's word (402s):
+        ``resync_limit`` bounds their sum, not each one."""
         self.last_latency_ms: int | None = None
         """The latency of the latest successful call, ms."""
         self._lock = threading.RLock()
@@ -830,12 +833,13 @@ class Payer:
                 limit = self.resync_limit
                 if limit is None:
                     limit = get_due(DEFAULT_RESYNC_REQUESTS * self.price_per_1k)
-                if target > old.cumulative + limit:
+                if target - old.cumulative + self._resynced > limit:
                     raise PaymentRefused(
                         f"node {self.node_id}'s gateway asks for a voucher of "
                         f"{unit.format(asked)}; this payer signed "
                         f"{unit.format(old.cumulative)} and resyncs at most "
-                        f"{unit.format(limit)} above that ({due.reason or 'no reason given'}); "
+                        f"{unit.format(limit)} in all ({unit.format(self._resynced)} so far; "
+                        f"{due.reason or 'no reason given'}); "
                         "if another client paid on this channel, raise resync_limit"
                     )
                 self._check_payable(target)
@@ -847,6 +851,7 @@ class Payer:
                     return None
                 voucher = self._sign(target)
                 change.new = old.synced(target)
+                self._resynced += target - old.cumulative
             self.resyncs += 1
             log.info("resynced node %s: signed %s (gateway: %s)", self.node_id, target, due.reason)
             return voucher

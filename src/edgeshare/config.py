@@ -136,6 +136,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     )
 
 
+def read_env(name: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """A setting the environment variable ``name`` holds (e.g. ``EDGESHARE_CLIENT_DB``)."""
+    return (os.environ if environ is None else environ).get(name)
+
+
 def read_secret_env(name: str, environ: Mapping[str, str] | None = None) -> str | None:
     """The value of the environment variable the user named (e.g. ``--private-key-env``)."""
     return (os.environ if environ is None else environ).get(name)

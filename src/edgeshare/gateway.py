@@ -38,7 +38,6 @@ import base64
 import binascii
 import json
 import logging
-import os
 import re
 import socket
 import time
@@ -102,6 +101,7 @@ from edgeshare.channels import (
     fetch_channels_domain,
     get_voucher_digest,
 )
+from edgeshare.config import read_secret_env
 from edgeshare.errors import InputError
 from edgeshare.models import StrictModel, to_checksum
 from edgeshare.roles import fetch_chain_time
@@ -683,7 +683,7 @@ class Gateway:
         self.node_id = config.node_id
         self._upstream_key: bytes | None = None
         if config.upstream_key_env:
-            key = os.environ.get(config.upstream_key_env, "").strip()
+            key = (read_secret_env(config.upstream_key_env) or "").strip()
             if not key or not key.isascii() or not key.isprintable():
                 raise InputError(
                     f"the upstream key variable {config.upstream_key_env} is not set "

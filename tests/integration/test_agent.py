@@ -39,12 +39,15 @@ from edgeshare.channels import (
     Voucher,
     fetch_channel,
     fetch_channels_domain,
+    send_authorize_signer,
     send_deposit,
+    send_revoke_signer,
     sign_voucher,
 )
 from edgeshare.contracts import get_codec
 from edgeshare.deploy import build_params, deploy_suite
 from edgeshare.gateway import ChannelUse, VoucherStore
+from edgeshare.roles import advance_time
 from edgeshare.signer import Signer
 from edgeshare.suite import NodeSpec, Suite, send_mint_mock, send_register_node
 from edgeshare.tx import Transactor
@@ -616,6 +619,49 @@ def _start_agent(
 def _events(stderr: str) -> list[dict[str, Any]]:
     """The agent's log lines (every one must be a JSON object)."""
     return [json.loads(line) for line in stderr.splitlines() if line.strip()]
+
+
+def test_redeem__a_revoked_app_key_s_voucher_never_blocks_the_others(
+    world: World, metrics: Metrics, tmp_path: Path
+) -> None:
+    """A customer's app key signed the voucher its gateway kept; the customer revoked the
+    key and the revocation took effect. The agent leaves that voucher out (it pays nothing
+    now) and still redeems the other customer's in the same run; before, the one bad
+    signature made every redemption of the node refuse the whole set."""
+    suite, keys = world.suite, world.keys
+    node = world.register()
+    owner = Transactor(suite.w3, Signer.from_key(keys[OWNER]))
+    revoker, other = (Transactor(suite.w3, Signer.from_key(keys[i])) for i in (29, 27))
+    app = Signer.from_key(keys[28])
+    for customer in (revoker, other):
+        send_mint_mock(owner, suite, customer.signer.address, 5 * USDC)
+        send_deposit(customer, suite, node, 5 * USDC)
+    send_authorize_signer(revoker, suite, node, app.address)
+    domain = fetch_channels_domain(suite)
+    store = VoucherStore(tmp_path / "gateway.db")
+    for customer, key in ((revoker, keys[28]), (other, keys[27])):
+        who = customer.signer.address
+        voucher = Voucher(node_id=node, customer=who, generation=0, cumulative=USDC,
+                          deadline=2**40)  # fmt: skip
+        signed = sign_voucher(voucher, key, domain)
+        use = ChannelUse(units=500, owed_k=USDC * 1_000, cumulative=USDC, deadline=2**40,
+                         signature=signed.signature)  # fmt: skip
+        store.record(node, who, 0, use)
+    store.close()
+    send_revoke_signer(revoker, suite, node, app.address)
+    advance_time(suite, int(suite.channels.call("CLOSE_GRACE")) + 1)  # the revocation holds
+    entry = {"id": node, "metrics_url": metrics.url, "preset": "vllm",
+             "gateway_db": str(tmp_path / "gateway.db")}  # fmt: skip
+    config = write_config(world, tmp_path, [entry])
+    agent = open_in_process(world, config)
+    try:
+        agent.run_once()
+    finally:
+        agent.close()
+    assert fetch_channel(suite, other.signer.address, node).redeemed == USDC
+    assert fetch_channel(suite, revoker.signer.address, node).redeemed == 0
+    (mine,) = read_status(load_agent_config(config)).nodes
+    assert mine.last_redemption is not None and mine.last_redemption.state == "done"
 
 
 def test_sigkill_at_every_step__restarts_end_with_the_reports_of_a_run_without_kills(

@@ -438,11 +438,33 @@ def test_resync__more_than_the_bound__refused_and_nothing_signed(
     wary = world.payer(customer, tmp_path / "new.db", resync_limit=500)
     with (
         httpx.Client(auth=VoucherAuth(wary), timeout=10) as http,
-        pytest.raises(PaymentRefused, match=r"resyncs at most 0\.0005 USDC above"),
+        pytest.raises(PaymentRefused, match=r"resyncs at most 0\.0005 USDC in all"),
     ):
         call(http, world)
     assert wary.signed == 334 and world.used(customer) == (3, due(3))
     assert wary.paid.units == 0  # the refused request is not counted
+
+
+def test_resync__the_bound_holds_in_all__not_per_402(world: World, tmp_path: Path) -> None:
+    """A gateway that keeps asking for a little more than the client counted gets each
+    resync only while their sum stays within the bound: a dishonest gateway cannot drain
+    the deposit 1,000 requests' worth at a time (before, the bound was per 402)."""
+    customer = world.new_customer()
+    first = world.payer(customer, tmp_path / "first.db")
+    first.ensure_funded(customer.tx, 1, 1 * USDC)
+    other = world.payer(customer, tmp_path / "other.db", resync_limit=due(1))
+    with (
+        httpx.Client(auth=VoucherAuth(first), timeout=10) as a,
+        httpx.Client(auth=VoucherAuth(other), timeout=10) as b,
+    ):
+        call(a, world)
+        call(b, world)  # signed due(1); the gateway asks due(2): one request more, the bound
+        assert other.resyncs == 1 and other.signed == due(2)
+        call(a, world)  # a resyncs in turn (its default bound)
+        with pytest.raises(PaymentRefused, match="in all"):
+            call(b, world)  # signed due(3); due(4) asked: one more request, two in all
+    # nothing more was signed on the gateway's word; the gateway served 3 requests
+    assert other.signed == due(3) and world.used(customer)[0] == 3
 
 
 def test_threads__concurrent_calls_on_one_channel_pay_exactly_what_is_due(

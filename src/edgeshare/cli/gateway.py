@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 from pathlib import Path
 from types import FrameType
@@ -13,6 +12,7 @@ from pydantic import ValidationError
 
 from edgeshare.cli import console
 from edgeshare.cli.common import ManifestPath, Network, RpcUrl, open_suite
+from edgeshare.config import read_secret_env
 from edgeshare.errors import InputError
 
 _OPTIONS = {"node_id": "--node", "db_path": "--db", "read_timeout": "--upstream-timeout"}
@@ -111,7 +111,7 @@ def gateway(
         option = _OPTIONS.get(name, "--" + name.replace("_", "-"))
         message = str(first["msg"]).removeprefix("Value error, ")
         raise InputError(f"{option}: {message}") from None
-    if upstream_key_env and not os.environ.get(upstream_key_env, "").strip():
+    if upstream_key_env and not (read_secret_env(upstream_key_env) or "").strip():
         raise InputError(f"--upstream-key-env: the variable {upstream_key_env} is not set")
     with open_suite(rpc_url, network, manifest) as suite:
         coin = suite.fetch_stablecoin_token()
