@@ -13,13 +13,13 @@ export PATH := $(CURDIR)/$(BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 # Keep brownie's data folder (network config, compiler cache) out of the way of tests.
 PYTEST_ARGS ?=
 
-.PHONY: help install install-browser install-postgres demo test lint fuzz bench compile clean
+.PHONY: help install install-browser install-postgres demo test lint fuzz bench compile clean web
 
 help:
 	@echo "make demo     install what is missing, run the EdgeShare story on a local anvil"
 	@echo "make test     install what is missing, run lint and the whole test suite"
 	@echo "make lint     ruff (lint + format check) and mypy --strict on src/"
-	@echo "make install-browser  Debian's chromium, for the HTML report test (make test does it)"
+	@echo "make install-browser  Debian's chromium, for the HTML report and web app tests (make test does it)"
 	@echo "make install-postgres Debian's postgresql, for the index database tests (make test does it)"
 	@echo "make fuzz     the accounting state machine, long profile"
 	@echo "make bench    gas vs the EVM floor, flat cost at scale, throughput; writes bench/"
@@ -27,6 +27,7 @@ help:
 	@echo "make artifacts  compile contracts/ into the package data (src/edgeshare/compiled)"
 	@echo "make dist     build dist/edgeshare-*.whl (compiled contracts inside; no Vyper needed)"
 	@echo "make docs     API reference with pdoc, into docs/api/"
+	@echo "make web      rebuild the web app's front end into src/edgeshare/web/static (committed)"
 	@echo "make clean    remove build output (keeps .venv and node_modules)"
 
 install: $(PY_STAMP) $(NODE_STAMP)
@@ -43,12 +44,12 @@ $(NODE_STAMP): package-lock.json | $(PY_STAMP)
 	ln -sf "$(CURDIR)/$$(ls -d node_modules/@foundry-rs/anvil-*/bin/anvil | head -n 1)" $(BIN)/anvil
 	@touch $@
 
-# The HTML report is checked in a real headless browser: Debian's chromium.
+# The HTML report and the web app are checked in a real headless browser: Debian's chromium.
 install-browser: $(BROWSER_STAMP)
 
 $(BROWSER_STAMP): | $(PY_STAMP)
 	@command -v chromium >/dev/null 2>&1 || { \
-	  echo "installing Debian's chromium (for the HTML report test)"; \
+	  echo "installing Debian's chromium (for the browser tests)"; \
 	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 	@touch $@
@@ -104,3 +105,8 @@ docs: $(PY_STAMP)
 
 clean:
 	rm -rf build reports/brownie .mypy_cache .ruff_cache
+
+# The web app's front end, built into the package (src/edgeshare/web/static/; committed).
+web:
+	@test -d node_modules/esbuild || $(MAKE) $(NODE_STAMP)
+	node web/build.mjs

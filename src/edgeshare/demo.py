@@ -46,9 +46,9 @@ from edgeshare.channels import (
     sign_voucher,
 )
 from edgeshare.demo_node import GRACE, LIVE_CUSTOMERS, LIVE_DEPOSIT, LIVE_NODES, LiveNodes
-from edgeshare.deploy import MOCK_DECIMALS, MOCK_SYMBOL, build_params, deploy_suite
+from edgeshare.deploy import MOCK_DECIMALS, MOCK_SYMBOL, build_params, deploy_suite, read_manifest
 from edgeshare.errors import EdgeShareError, InputError
-from edgeshare.indexer import open_db, sync_index
+from edgeshare.indexer import build_engine, open_db, sync_index
 from edgeshare.market import send_claims
 from edgeshare.metadata import NodeMetadata, build_data_uri, build_document
 from edgeshare.nodes import NodeEntry, register_nodes
@@ -838,3 +838,91 @@ def write_reports(
     for name, text in outputs.items():
         (reports_dir / name).write_text(text)
     return [str(reports_dir / name) for name in outputs]
+
+
+# ------------------------------------------------------------------ the web app
+
+WEB_OFFERED = 50_000 * SHARES
+"""What the open offering left for the web app sells (5% of a node)."""
+WEB_OFFERING_DAYS = 7
+
+
+@dataclass(frozen=True)
+class WebStage:
+    """What ``stage_web_demo`` left on the chain for the web app's pages."""
+
+    manifest: Path
+    db_url: str
+    offering: str
+    """The open offering ("" with fewer than three nodes)."""
+    orders: list[str] = field(default_factory=list)
+    """The hashes of the open orders stored in the web API's book."""
+
+
+def stage_web_demo(
+    w3: Web3,
+    keys: list[str],
+    *,
+    nodes: int,
+    investors: int,
+    workdir: Path,
+    log: Callable[[str], None] = lambda _msg: None,
+) -> WebStage:
+    """After the story (``run_demo`` on the same chain and ``workdir``): something for each
+    page of the web app. An operator opens an offering for a week (one investor commits),
+    and investors sign a sell order (with a permit) and a buy order, kept in the web API's
+    book (checked and stored through ``edgeshare.web.book``, as a browser's would be). The
+    customers' payment channels are the story's.
+    """
+    from edgeshare.web import book  # the book's table lives in the index database
+
+    manifest_path = workdir / "manifest.json"
+    found = read_manifest(manifest_path)
+    if found is None:
+        raise EdgeShareError(f"no manifest at {manifest_path}: run the demo's story first")
+    suite = Suite.load(w3, found)
+    issuer = Transactor(w3, Signer.from_key(keys[0]))
+    operators = [Transactor(w3, Signer.from_key(k)) for k in keys[1 : 1 + nodes]]
+    holders = [Transactor(w3, Signer.from_key(k)) for k in keys[1 + nodes : 1 + nodes + investors]]
+    offering = ""
+    if nodes >= 3:
+        now = int(w3.eth.get_block("latest")["timestamp"])
+        hard_cap = WEB_OFFERED * OFFER_PRICE // SHARES
+        action = offerings.send_create_offering(
+            operators[2], suite, 3, WEB_OFFERED, OFFER_PRICE, hard_cap // 2, hard_cap, now,
+            now + WEB_OFFERING_DAYS * 86_400,
+        )  # fmt: skip
+        offering = str(action.details["offering"])
+        send_mint_mock(issuer, suite, holders[0].signer.address, hard_cap // 5)
+        offerings.send_commit(holders[0], suite, offering, hard_cap // 5)
+        log(f"node 3's operator opened an offering for {WEB_OFFERING_DAYS} days ({offering})")
+    token = suite.fetch_share_tokens([1])[0]
+    balances = [int(suite.share(1).call("balanceOf", h.signer.address)) for h in holders]
+    seller = holders[max(range(len(holders)), key=lambda i: balances[i])]
+    buyer = holders[-1]
+    signed = []
+    lot = max(balances) // 4 // SHARES * SHARES
+    if lot:
+        sell = orders.build_order(suite, seller.signer.address, token, True, lot,
+                                  OFFER_PRICE * 13 // 10)  # fmt: skip
+        signed.append(orders.sign_market_order(suite, seller.signer.export_key(), sell, True)[1])
+    bid = 1_000 * SHARES
+    send_mint_mock(issuer, suite, buyer.signer.address, bid * OFFER_PRICE // SHARES)
+    orders.send_approve_market(buyer, suite, suite.stablecoin, bid * OFFER_PRICE // SHARES,
+                               "approve the market")  # fmt: skip
+    wanted = orders.build_order(suite, buyer.signer.address, token, False, bid, OFFER_PRICE)
+    signed.append(orders.sign_market_order(suite, buyer.signer.export_key(), wanted)[1])
+    db_url = f"sqlite:///{workdir / 'index.db'}"
+    domain = orders.fetch_market_domain(suite)
+    engine = build_engine(db_url)
+    try:
+        book.create_book(engine)
+        with engine.connect() as db:
+            for order in signed:
+                book.check_submission(suite, order, domain)
+                book.store_order(db, order, domain)
+    finally:
+        engine.dispose()
+    hashes = ["0x" + orders.get_order_digest(o, domain).hex() for o in signed]
+    log(f"investors signed {len(signed)} orders for node 1's shares, kept in the web app's book")
+    return WebStage(manifest_path, db_url, offering, hashes)

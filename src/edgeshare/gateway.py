@@ -1359,6 +1359,30 @@ def get_fast_server_options() -> tuple[str, str]:
     return loop, http
 
 
+def run_uvicorn(
+    app: Starlette,
+    sock: socket.socket,
+    host: str,
+    *,
+    graceful_seconds: int,
+    on_listen: Callable[[str], None] | None = None,
+    trailing_slash: bool = False,
+) -> None:
+    """Serve ``app`` on the bound ``sock`` with uvicorn (the fast loop and parser, no access
+    log, no proxy headers, no server header) until SIGINT or SIGTERM; ``on_listen`` gets
+    the URL first (``http://host:port`` of the ``host`` it was bound for, with a ``/`` when
+    ``trailing_slash``)."""
+    host = f"[{host}]" if ":" in host else host
+    if on_listen is not None:
+        on_listen(f"http://{host}:{int(sock.getsockname()[1])}" + ("/" if trailing_slash else ""))
+    loop, http = get_fast_server_options()
+    config = uvicorn.Config(
+        app, log_config=None, access_log=False, proxy_headers=False, lifespan="on",
+        server_header=False, timeout_graceful_shutdown=graceful_seconds, loop=loop, http=http,
+    )  # fmt: skip
+    uvicorn.Server(config).run(sockets=[sock])
+
+
 def serve_gateway(
     config: GatewayConfig,
     suite: Suite,
@@ -1376,25 +1400,7 @@ def serve_gateway(
     try:
         app = build_app(config, suite)
         try:
-            port = int(sock.getsockname()[1])
-            host = f"[{config.host}]" if ":" in config.host else config.host
-            if on_listen is not None:
-                on_listen(f"http://{host}:{port}")
-            loop, http = get_fast_server_options()
-            server = uvicorn.Server(
-                uvicorn.Config(
-                    app,
-                    log_config=None,
-                    access_log=False,
-                    proxy_headers=False,
-                    lifespan="on",
-                    server_header=False,
-                    timeout_graceful_shutdown=10,
-                    loop=loop,
-                    http=http,
-                )
-            )
-            server.run(sockets=[sock])
+            run_uvicorn(app, sock, config.host, graceful_seconds=10, on_listen=on_listen)
         finally:
             app.state.gateway.store.close()
     finally:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from eth_utils.crypto import keccak
 from sqlalchemy import Connection, func, select
 from web3 import Web3
 
@@ -188,13 +189,24 @@ class Holding:
 
 
 def fetch_portfolio(
-    suite: Suite, holder: str, node_ids: Sequence[int] | None = None
+    suite: Suite,
+    holder: str,
+    node_ids: Sequence[int] | None = None,
+    *,
+    among: Sequence[int] | None = None,
 ) -> list[Holding]:
     """Every node where ``holder`` has shares or claimable revenue (or the named nodes),
-    with what it can claim and its part of what still vests."""
+    with what it can claim and its part of what still vests. ``among`` (the nodes it ever
+    received shares of, ``fetch_nodes_received``) spares reading every node: it cannot
+    hold or claim anything in the others."""
     holder = Web3.to_checksum_address(holder)
     count = suite.fetch_node_count()
-    ids = list(node_ids) if node_ids else list(range(1, count + 1))
+    if node_ids:
+        ids = list(node_ids)
+    elif among is not None:
+        ids = sorted(n for n in set(among) if 1 <= n <= count)
+    else:
+        ids = list(range(1, count + 1))
     for node_id in ids:
         if not 1 <= node_id <= count:
             raise NodeNotFound(f"no node {node_id} (registered: 1..{count})")
@@ -212,6 +224,41 @@ def fetch_portfolio(
             vesting = unvested * balance // max(1, supply)  # rounds down, as a release does
             out.append(Holding(node_id, token, balance, supply, claimable, vesting))
     return out
+
+
+TRANSFER_TOPIC = "0x" + keccak(text="Transfer(address,address,uint256)").hex()
+MAX_LOG_GAP = 10_000
+"""Blocks past the index's last one that ``fetch_nodes_received`` reads logs for."""
+
+
+def fetch_nodes_received(db: Connection, suite: Suite, holder: str) -> list[int] | None:
+    """The nodes whose shares ``holder`` ever received (every share it holds or revenue it
+    can claim came with a transfer to it): the index's transfers, and for the blocks the
+    index has not read yet, the chain's ``Transfer`` logs to it from the nodes' share
+    tokens. None when the index is more than ``MAX_LOG_GAP`` blocks behind (the caller
+    reads every node)."""
+    holder = Web3.to_checksum_address(holder)
+    t, m = idx.transfers.c, idx.meta.c
+    found = {int(n) for (n,) in db.execute(
+        select(t.node_id).where(t.receiver == holder).distinct()
+    )}  # fmt: skip
+    last = db.execute(select(m.value).where(m.key == "last_block")).scalar()
+    head = int(suite.rpc.call("eth_blockNumber", []), 16)
+    start = 0 if last is None else int(last) + 1
+    if head - start + 1 > MAX_LOG_GAP:
+        return None
+    if start <= head:
+        topic = "0x" + "0" * 24 + holder[2:].lower()
+        logs = suite.rpc.call("eth_getLogs", [{
+            "fromBlock": hex(start), "toBlock": hex(head),
+            "topics": [TRANSFER_TOPIC, None, topic],
+        }])  # fmt: skip
+        count = suite.fetch_node_count()
+        ids = list(range(1, count + 1))
+        by_token = dict(zip((a.lower() for a in suite.fetch_share_tokens(ids)), ids, strict=True))
+        found |= {by_token[log["address"].lower()] for log in logs
+                  if log["address"].lower() in by_token}  # fmt: skip
+    return sorted(found)
 
 
 MAX_CLAIM_TOKENS = 64

@@ -421,6 +421,7 @@ def build_report(
     to_epoch: int | None = None,
     cost_basis: int | None = None,
     orders: Sequence[Path] = (),
+    among: Sequence[int] | None = None,
 ) -> Report:
     """Build the report of an operator (all their nodes), of given nodes, or of an investor.
 
@@ -436,6 +437,8 @@ def build_report(
         cost_basis: What the investor paid for its shares (stablecoin base units), for a
             yield in basis points.
         orders: Orders files or folders, where the investor's open orders are looked for.
+        among: With ``investor``: the only nodes it may have positions in (those it ever
+            received shares of, ``edgeshare.market.fetch_nodes_received``); default: all.
 
     Returns:
         The report; ``empty_reason`` says why when it has nothing to show.
@@ -451,7 +454,7 @@ def build_report(
         kind, subject = "nodes", ",".join(str(n) for n in node_ids or [])
     report = _start_report(db, suite, kind, subject, (from_epoch, to_epoch))
     if investor is not None:
-        selected = _investor_candidates(db, suite, report, nodes)
+        selected = _investor_candidates(db, suite, report, nodes, among)
     elif operator is not None:
         selected = sorted(n for n, r in nodes.items() if r[1] == subject)
     else:
@@ -510,7 +513,11 @@ def _check_node_ids(node_ids: list[int], nodes: dict[int, Any]) -> list[int]:
 
 
 def _investor_candidates(
-    db: Connection, suite: Suite, report: Report, nodes: dict[int, Any]
+    db: Connection,
+    suite: Suite,
+    report: Report,
+    nodes: dict[int, Any],
+    among: Sequence[int] | None = None,
 ) -> list[int]:
     """Every node where the investor holds shares, can claim, has claimed or ever held
     shares; their positions are read from the chain at the report's block."""
@@ -520,7 +527,7 @@ def _investor_candidates(
     ever_held = {
         n for (n,) in db.execute(select(t.node_id).where(t.receiver == subject).distinct())
     }
-    ids = sorted(nodes)
+    ids = sorted(nodes) if among is None else sorted(set(nodes) & set(among))
     values = suite.reader.each(
         [suite.share_at(nodes[n][3]) for n in ids],
         ("balanceOf", subject), ("totalSupply",), ("claimable", subject), ("unvested",),

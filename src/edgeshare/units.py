@@ -11,7 +11,9 @@ has). Base units are accepted only when asked for explicitly: the ``base`` suffi
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
+from typing import Any
 
 from edgeshare.errors import InputError
 
@@ -170,3 +172,16 @@ def parse_duration(text: str, name: str, *, bare_seconds: bool = True) -> int:
         example = "seconds or a duration" if bare_seconds else "a duration"
         raise InputError(f"{name}: expected {example} like 90m, 12h, 7d or 1d12h, got {text!r}")
     return sum(int(n) * _UNIT_SECONDS[u] for n, u in parts)
+
+
+def amounts_as_strings(data: Any, keys: Collection[str]) -> Any:
+    """``data`` with the integers under ``keys`` (at any depth) as strings: every
+    ``--json`` output keeps amounts as exact base units, readable by any JSON parser."""
+    if isinstance(data, list):
+        return [amounts_as_strings(d, keys) for d in data]
+    if isinstance(data, dict):
+        return {
+            k: str(v) if k in keys and type(v) is int else amounts_as_strings(v, keys)
+            for k, v in data.items()
+        }
+    return data

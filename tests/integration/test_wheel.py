@@ -132,8 +132,10 @@ def test_wheel__carries_the_compiled_contracts_and_no_dev_tools(venv: Path, tmp_
         "from edgeshare.artifacts import load_artifact\n"
         "a = load_artifact('NodeRegistry', 'shanghai')\n"
         f"missing = [m for m in {DEV_ONLY!r} if importlib.util.find_spec(m) is None]\n"
+        "from edgeshare.web.api import get_static_dir\n"
+        "web = {p.name: p.read_text() for p in get_static_dir().iterdir()}\n"
         "print(json.dumps({'file': edgeshare.__file__, 'bytecode': a.bytecode,"
-        " 'missing': missing}))\n"
+        " 'missing': missing, 'web': web}))\n"
     )
     out = json.loads(
         _ok(_run([str(venv / "bin" / "python"), "-c", probe], env=_clean_env(venv), cwd=tmp_path))
@@ -141,6 +143,10 @@ def test_wheel__carries_the_compiled_contracts_and_no_dev_tools(venv: Path, tmp_
     assert Path(out["file"]).is_relative_to(venv)  # the installed copy, not src/
     assert out["bytecode"] == load_artifact("NodeRegistry", "shanghai").bytecode
     assert out["missing"] == list(DEV_ONLY)
+    # the web app's built front end ships inside (no Node.js at run time)
+    static = ROOT / "src" / "edgeshare" / "web" / "static"
+    assert out["web"] == {p.name: p.read_text() for p in static.iterdir()}
+    assert {"index.html", "app.js", "app.css"} <= set(out["web"])
     vyper = _run(
         [str(venv / "bin" / "python"), "-c", "import vyper"], env=_clean_env(venv), cwd=tmp_path
     )

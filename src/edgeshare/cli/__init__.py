@@ -27,6 +27,7 @@ from edgeshare.cli.demo import demo
 from edgeshare.cli.deploy import deploy
 from edgeshare.cli.index import index, report_app
 from edgeshare.cli.market import market
+from edgeshare.cli.serve import serve
 from edgeshare.cli.status import status
 from edgeshare.errors import EdgeShareError, InputError
 from edgeshare.rpc import redact_urls
@@ -80,6 +81,7 @@ app.add_typer(roles.dev_app, name="dev")
 app.command()(status)
 app.add_typer(agent.app, name="agent")
 app.command()(gateway.gateway)
+app.command()(serve)
 app.command()(call.call)
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from web3 import Web3
 
 from edgeshare.chain import ENGINES, LocalChain, build_dev_keys, connect, get_network_url
@@ -206,3 +207,13 @@ def open_chain(target: Target) -> Iterator[Web3]:
         return
     with LocalChain(target.engine) as chain:  # type: ignore[arg-type]
         yield connect(chain.url, timeout)
+
+
+def get_option_error(exc: ValidationError, options: Mapping[str, str]) -> InputError:
+    """A settings model's first validation error as the command-line option it came from
+    (``options``: field name -> option; else ``--field-name``), with pydantic's prefix off."""
+    first = exc.errors()[0]
+    name = str(first["loc"][0]) if first["loc"] else ""
+    option = options.get(name, "--" + name.replace("_", "-"))
+    message = str(first["msg"]).removeprefix("Value error, ")
+    return InputError(f"{option}: {message}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -26,6 +26,7 @@ from rich.table import Table
 
 from edgeshare.rpc import redact_urls
 from edgeshare.tx import Planned
+from edgeshare.units import amounts_as_strings as amounts_as_strings  # the CLI's name
 
 out = Console(highlight=False, emoji=False, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, highlight=False, emoji=False, soft_wrap=True)
@@ -34,19 +35,6 @@ err = Console(stderr=True, highlight=False, emoji=False, soft_wrap=True)
 def print_json(data: Any) -> None:
     """Machine-readable output: plain JSON on stdout, integers kept exact."""
     print_text(json.dumps(data, indent=2, default=str))
-
-
-def amounts_as_strings(data: Any, keys: Collection[str]) -> Any:
-    """``data`` with the integers under ``keys`` (at any depth) as strings: every
-    ``--json`` output keeps amounts as exact base units, readable by any JSON parser."""
-    if isinstance(data, list):
-        return [amounts_as_strings(d, keys) for d in data]
-    if isinstance(data, dict):
-        return {
-            k: str(v) if k in keys and type(v) is int else amounts_as_strings(v, keys)
-            for k, v in data.items()
-        }
-    return data
 
 
 def print_text(text: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -10,9 +11,18 @@ import typer
 
 from edgeshare.chain import ENGINES, Engine, LocalChain, build_dev_keys, connect
 from edgeshare.cli import console
-from edgeshare.cli.common import Json
-from edgeshare.demo import MAX_NODES, MOCK_USDC, get_accounts_needed, get_keys_needed, run_demo
+from edgeshare.cli.common import Json, load_suite
+from edgeshare.demo import (
+    MAX_NODES,
+    MOCK_USDC,
+    DemoSummary,
+    get_accounts_needed,
+    get_keys_needed,
+    run_demo,
+    stage_web_demo,
+)
 from edgeshare.errors import InputError
+from edgeshare.signer import Signer
 
 
 def demo(
@@ -24,9 +34,27 @@ def demo(
     reports_dir: Annotated[Path, typer.Option(help="Where the reports are written.")] = Path(
         "reports"
     ),
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve",
+            help="After the story, keep the chain and serve the web app on it (an open "
+            "offering, orders in the book, channels) until Ctrl-C.",
+        ),
+    ] = False,
+    host: Annotated[
+        str, typer.Option("--host", help="With --serve: the address to listen on.")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int,
+        typer.Option(
+            "--port", min=0, max=65_535, help="With --serve: the port to listen on (0: any free)."
+        ),
+    ] = 8000,
     json_output: Json = False,
 ) -> None:
-    """Run the EdgeShare story end to end on a fresh local chain."""
+    """Run the EdgeShare story end to end on a fresh local chain (with --serve, then serve
+    the web app on it until Ctrl-C)."""
     if not 1 <= nodes <= MAX_NODES:
         raise InputError(f"--nodes must be 1 to {MAX_NODES}")
     if investors < 1 or epochs < 1:
@@ -51,6 +79,46 @@ def demo(
             workdir=Path(workdir),
             log=log,
         )
+        _print_summary(summary, json_output)
+        if serve:
+            _serve(chain.url, Path(workdir), nodes, investors, host, port, log)
+    if not json_output:
+        console.note("the local chain has been stopped")
+
+
+def _serve(
+    url: str,
+    workdir: Path,
+    nodes: int,
+    investors: int,
+    host: str,
+    port: int,
+    log: Callable[[str], None],
+) -> None:
+    """Leave something for each page, then serve the web app on the demo's chain."""
+    from edgeshare.web import WebConfig, serve_web  # the server libraries: only when serving
+
+    w3 = connect(url)
+    keys = build_dev_keys(get_keys_needed(nodes, investors))
+    investor, operator = Signer.from_key(keys[1 + nodes]), Signer.from_key(keys[1])
+    stage = stage_web_demo(w3, keys, nodes=nodes, investors=investors, workdir=workdir, log=log)
+    suite = load_suite(w3, stage.manifest)
+    config = WebConfig(db_url=stage.db_url, host=host, port=port, rpc_url=url)
+
+    def listening(address: str) -> None:
+        console.note(f"the web app is at {address} (chain {url}); Ctrl-C stops it and the chain")
+        console.note(
+            f"to use a browser wallet: add the network {url} (chain id "
+            f"{w3.eth.chain_id}) and import the dev mnemonic's account {1 + nodes}, an investor "
+            f"({investor.address}), or account 1, node 1's operator ({operator.address}); "
+            "the mnemonic is public: never send real money to these accounts"
+        )
+        console.out.print(address)
+
+    serve_web(config, suite, on_listen=listening)
+
+
+def _print_summary(summary: DemoSummary, json_output: bool) -> None:
     if json_output:
         console.print_json(summary.model_dump())
         return
@@ -103,4 +171,3 @@ def demo(
             f"agents metered them, signed and settled {summary.live_reports} reports and "
             f"redeemed the vouchers (the operators paid {usdc(summary.live_paid)} more)."
         )
-    console.note("the local chain has been stopped")

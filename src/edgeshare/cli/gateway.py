@@ -11,7 +11,7 @@ import typer
 from pydantic import ValidationError
 
 from edgeshare.cli import console
-from edgeshare.cli.common import ManifestPath, Network, RpcUrl, open_suite
+from edgeshare.cli.common import ManifestPath, Network, RpcUrl, get_option_error, open_suite
 from edgeshare.config import read_secret_env
 from edgeshare.errors import InputError
 
@@ -106,11 +106,7 @@ def gateway(
             min_voucher_life=min_voucher_life,
         )
     except ValidationError as exc:
-        first = exc.errors()[0]
-        name = str(first["loc"][0]) if first["loc"] else ""
-        option = _OPTIONS.get(name, "--" + name.replace("_", "-"))
-        message = str(first["msg"]).removeprefix("Value error, ")
-        raise InputError(f"{option}: {message}") from None
+        raise get_option_error(exc, _OPTIONS) from None
     if upstream_key_env and not (read_secret_env(upstream_key_env) or "").strip():
         raise InputError(f"--upstream-key-env: the variable {upstream_key_env} is not set")
     with open_suite(rpc_url, network, manifest) as suite:

@@ -30,6 +30,7 @@ from edgeshare.offerings import Commitment, fetch_commitments
 from edgeshare.orders import MakerOrder, fetch_orders_of
 from edgeshare.suite import get_share_token, send_transfer_shares
 from edgeshare.units import Token, format_bps, format_utc
+from edgeshare.web.views import build_open_order_json, build_portfolio_json
 
 shares_app = typer.Typer(help="Move node shares.", no_args_is_help=True)
 
@@ -111,20 +112,13 @@ def portfolio(
         commitments = fetch_commitments(suite, holder)
         open_orders = fetch_orders_of(suite, holder, orders) if orders else []
         coin = suite.fetch_stablecoin_token()
+    if json_output:
+        rows = [build_open_order_json(o.status, o.label, str(o.filed.path), o.filed.index)
+                for o in open_orders]  # fmt: skip
+        console.print_json(build_portfolio_json(holder, holdings, units, commitments, rows, coin))
+        return
     total = sum(h.claimable for h in holdings) + sum(b.claimable for b in units)
     vesting = sum(h.vesting for h in holdings)
-    if json_output:
-        data = {"holder": holder, "total_claimable": total, "total_vesting": vesting,
-                "decimals": coin.decimals, "symbol": coin.symbol,
-                "holdings": [h.__dict__ for h in holdings],
-                "baskets": [b.__dict__ for b in units],
-                "offerings": [_commitment_json(c) for c in commitments],
-                "orders": [_order_json(o) for o in open_orders]}  # fmt: skip
-        amounts = {"shares", "supply", "claimable", "total_claimable", "vesting", "total_vesting",
-                   "units", "committed", "shares_due", "refund_due", "remaining", "cost",
-                   "price_per_share"}  # fmt: skip
-        console.print_json(console.amounts_as_strings(data, amounts))
-        return
     if not holdings and not units and not commitments and not open_orders:
         console.note(
             f"{holder} holds no shares or basket units, has nothing to claim and no offering "
@@ -152,15 +146,6 @@ def portfolio(
     _print_orders(open_orders, coin)
 
 
-def _commitment_json(c: Commitment) -> dict[str, object]:
-    view = c.offering
-    return {
-        "offering": view.address, "node_id": view.node_id, "state": view.state, "end": view.end,
-        "committed": c.committed, "shares": c.shares, "claimed": c.claimed,
-        "shares_due": c.shares_due, "refund_due": c.refund_due,
-    }  # fmt: skip
-
-
 def _print_commitments(commitments: list[Commitment], coin: Token) -> None:
     if not commitments:
         return
@@ -174,16 +159,6 @@ def _print_commitments(commitments: list[Commitment], coin: Token) -> None:
             for c in commitments
         ],
     )  # fmt: skip
-
-
-def _order_json(o: MakerOrder) -> dict[str, object]:
-    order = o.status.order
-    return {
-        "file": str(o.filed.path), "index": o.filed.index, "order_hash": o.status.order_hash,
-        "side": "sell" if order.sell else "buy", "token": order.share, "symbol": o.label.symbol,
-        "node_id": o.label.node_id, "price_per_share": order.price_per_share,
-        "remaining": o.status.remaining, "cost": o.status.cost, "expiry": order.expiry,
-    }  # fmt: skip
 
 
 def _print_orders(open_orders: list[MakerOrder], coin: Token) -> None:

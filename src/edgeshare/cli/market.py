@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -20,7 +20,8 @@ from edgeshare.cli.common import (
 )
 from edgeshare.indexer import open_db, sync_index
 from edgeshare.market import Board, BoardRow, build_board
-from edgeshare.units import amount_json, format_bps, format_price
+from edgeshare.units import format_bps, format_price
+from edgeshare.web.views import build_board_row_json
 
 if TYPE_CHECKING:
     from edgeshare.client import SeenLatency
@@ -91,7 +92,7 @@ def market(
         console.note(board.empty_reason)
     if json_output:
         console.print_json(
-            [build_row_json(row, board, seen.get(row.node_id)) for row in board.rows]
+            [build_board_row_json(row, board, seen.get(row.node_id)) for row in board.rows]
         )
         return
     if not board.rows:
@@ -147,33 +148,3 @@ def _seen_text(seen: SeenLatency | None) -> str:
 def _meta(row: BoardRow, name: str) -> str:
     value = getattr(row.metadata, name, None) if row.metadata else None
     return "-" if value is None else str(value)
-
-
-def build_row_json(row: BoardRow, board: Board, seen: SeenLatency | None = None) -> dict[str, Any]:
-    """A board row for ``--json``: amounts as exact base units (strings) with decimals;
-    ``seen_latency_ms`` and ``seen_calls`` are what this machine's client saw (null and 0
-    when it never called the node)."""
-    decimals = board.token.decimals
-    meta = row.metadata
-    return {
-        "node_id": row.node_id,
-        "operator": row.operator,
-        "region": row.region,
-        "price_per_1k": amount_json(row.price_per_1k, decimals),
-        "next_price_per_1k": amount_json(row.next_price_per_1k, decimals),
-        "price": format_price(row.price_per_1k, board.token),
-        "symbol": board.token.symbol,
-        "operator_cut_bps": row.operator_cut_bps,
-        "latency_ms": row.latency_ms,
-        "seen_latency_ms": seen.p50_ms if seen else None,
-        "seen_calls": seen.count if seen else 0,
-        "uptime_bps": row.uptime_bps,
-        "epochs_attested": row.epochs_attested,
-        "new": row.is_new,
-        "endpoint": meta.endpoint if meta else None,
-        "models": meta.models if meta else None,
-        "gpu": meta.gpu if meta else None,
-        "capacity_rps": meta.capacity_rps if meta else None,
-        "metadata_uri": row.metadata_uri,
-        "metadata": row.metadata_status,
-    }

@@ -25,6 +25,7 @@ from edgeshare.roles import Action
 from edgeshare.suite import Suite, get_share_token
 from edgeshare.tx import Transactor
 from edgeshare.units import SHARE_DECIMALS, Token, format_bps, format_duration
+from edgeshare.web.views import build_offerings_json
 
 app = typer.Typer(
     help="Share offerings: an operator sells a node's shares at a fixed price, in escrow.",
@@ -261,17 +262,6 @@ def _window(view: lib.OfferingView) -> str:
     return f"ended {lib.format_time(view.end)}"
 
 
-def _row(view: lib.OfferingView) -> dict[str, Any]:
-    data = view.model_dump()
-    data.update(
-        remaining=view.remaining,
-        soft_cap_bps=view.soft_cap_bps,
-        hard_cap_bps=view.hard_cap_bps,
-        soft_cap_reached=view.total_committed >= view.soft_cap,
-    )
-    return data
-
-
 @app.command("status")
 def status(
     offering: Annotated[
@@ -304,19 +294,7 @@ def status(
         commitments = lib.fetch_commitments(suite, who, views) if who else []
         coin = suite.fetch_stablecoin_token()
     if json_output:
-        data: dict[str, Any] = {
-            "offerings": console.amounts_as_strings([_row(v) for v in views], _AMOUNTS),
-            "decimals": coin.decimals,
-            "share_decimals": SHARE_DECIMALS,
-        }
-        if who:
-            rows = [
-                {**c.model_dump(exclude={"offering"}), "offering": c.offering.address,
-                 "node_id": c.offering.node_id, "state": c.offering.state}
-                for c in commitments
-            ]  # fmt: skip
-            data.update(investor=who, commitments=console.amounts_as_strings(rows, _AMOUNTS))
-        console.print_json(data)
+        console.print_json(build_offerings_json(views, coin, who, commitments))
         return
     if not views:
         scope = f"node {node}" if node else "this suite"

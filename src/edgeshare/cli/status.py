@@ -4,7 +4,7 @@ the nodes' recent channel revenue; a customer's payment channels."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -25,13 +25,13 @@ from edgeshare.status import (
 )
 from edgeshare.suite import get_share_token
 from edgeshare.units import (
-    SHARE_DECIMALS,
     Token,
     format_bps,
     format_duration,
     format_price,
     format_utc,
 )
+from edgeshare.web.views import build_status_json
 
 
 def status(
@@ -75,7 +75,7 @@ def status(
             fetch_customer_channels(suite, clock, customer_address) if customer_address else None
         )
     if json_output:
-        console.print_json(_as_json(clock, coin, views, owed, positions, channels))
+        console.print_json(build_status_json(clock, coin, views, owed, positions, channels))
         return
     _print_clock(clock)
     if views:
@@ -201,31 +201,3 @@ def _print_positions(clock: Clock, coin: Token, investor: str, positions: list[P
         f"claimable now {coin.format(sum(p.claimable for p in positions))}; vesting "
         f"{coin.format(sum(p.vesting for p in positions))} (`edgeshare claim` claims it all)"
     )
-
-
-def _as_json(
-    clock: Clock,
-    coin: Token,
-    views: list[NodeView],
-    owed: int | None,
-    positions: list[Position] | None,
-    channels: list[ChannelView] | None,
-) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "clock": clock.model_dump(),
-        "stablecoin": {"symbol": coin.symbol, "decimals": coin.decimals},
-        "share_decimals": SHARE_DECIMALS,
-        "nodes": [v.model_dump() for v in views],
-    }
-    if owed is not None:
-        data["withdrawable"] = str(owed)
-    if positions is not None:
-        data["positions"] = [p.model_dump() for p in positions]
-    if channels is not None:
-        data["channels"] = [c.model_dump() for c in channels]
-    return console.amounts_as_strings(data, _AMOUNTS)  # type: ignore[no-any-return]
-
-
-_AMOUNTS = {"price_per_1k", "next_price_per_1k", "unvested", "revenue", "shares", "supply",
-            "claimable", "vesting", "operator_owed", "amount", "deposited", "redeemed",
-            "unredeemed", "low_balance_threshold"}  # fmt: skip

@@ -41,6 +41,7 @@ from edgeshare.roles import Action, fetch_chain_time
 from edgeshare.suite import Suite
 from edgeshare.tx import Transactor
 from edgeshare.units import Token, format_utc, parse_duration
+from edgeshare.web.views import build_book_order_json
 
 app = typer.Typer(
     help="Trade node shares and baskets on signed orders: sell, buy, fill, cancel, book.",
@@ -450,7 +451,8 @@ def book(
     rows.sort(key=lambda r: _book_key(r[1], labels))
     if json_output:
         console.print_json(
-            {"orders": [_book_json(f, s, labels[f.order.share]) for f, s in rows],
+            {"orders": [build_book_order_json(s, labels[f.order.share], str(f.path), f.index)
+                        for f, s in rows],
              "decimals": {"stablecoin": coin.decimals, "shares": 18}}
         )  # fmt: skip
         return
@@ -484,30 +486,3 @@ def _book_row(
         status.describe().split(":")[0],
         f"{filed.path.name}#{filed.index}",
     ]
-
-
-def _book_json(
-    filed: lib.FiledOrder, status: lib.OrderStatus, label: lib.TokenLabel
-) -> dict[str, Any]:
-    order = status.order
-    row: dict[str, Any] = {
-        "file": str(filed.path),
-        "index": filed.index,
-        "order_hash": status.order_hash,
-        "side": "sell" if order.sell else "buy",
-        "token": order.share,
-        "symbol": label.symbol,
-        "node_id": label.node_id,
-        "maker": order.maker,
-        "price_per_share": order.price_per_share,
-        "amount": order.amount,
-        "filled": status.filled,
-        "remaining": status.remaining,
-        "min_fill": order.min_fill,
-        "expiry": order.expiry,
-        "state": status.state,
-        "reason": status.reason,
-        "cost": status.cost,
-        "permit": order.permit is not None,
-    }
-    return dict(console.amounts_as_strings(row, _AMOUNTS))
