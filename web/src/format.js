@@ -41,10 +41,13 @@ export function fmtShares(value, decimals = 18, exact = false) {
  * text is not a non-negative number with at most `decimals` decimals.
  */
 export function parseAmount(text, decimals, name, { allowZero = false } = {}) {
-  const clean = String(text ?? "").trim().replace(/,/g, "");
-  if (!/^\d+(\.\d+)?$|^\.\d+$/.test(clean)) {
-    throw new Error(`${name}: "${text}" is not an amount (whole units, like 12.5)`);
+  const typed = String(text ?? "").trim();
+  // commas only between groups of three digits (1,500.25), as the CLI reads them: "1,5" is
+  // refused, never read as 15
+  if (!/^(\d{1,3}(,\d{3})+|\d+)(\.\d+)?$|^\.\d+$/.test(typed)) {
+    throw new Error(`${name}: "${text}" is not an amount (whole units, like 1,500.25)`);
   }
+  const clean = typed.replace(/,/g, "");
   const frac = clean.split(".")[1] ?? "";
   if (frac.length > decimals) throw new Error(`${name}: at most ${decimals} decimals`);
   const value = parseUnits(clean.startsWith(".") ? `0${clean}` : clean, decimals);

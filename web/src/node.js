@@ -24,7 +24,7 @@ function historyValue(h, d) {
 }
 
 export function NodePage({ id }) {
-  const load = useLoad(() => get(`nodes/${id}`, { epochs: 48 }), [id]);
+  const load = useLoad(() => get(`nodes/${encodeURIComponent(id)}`, { epochs: 48 }), [id]);
   return html`<${Loaded} load=${load}>${(d) => {
     const n = d.node;
     return html`<div data-testid="node-page">

@@ -68,7 +68,7 @@ function Withdraw({ d, who, reload }) {
 export function Operator() {
   const w = useStore(wallet);
   const who = w.account;
-  const load = useLoad(() => (who ? get(`operator/${who}`) : Promise.resolve(null)), [who]);
+  const load = useLoad(() => (who ? get(`operator/${encodeURIComponent(who)}`) : Promise.resolve(null)), [who]);
   if (!who) return html`<div data-testid="operator-page"><h1>Operator</h1><p class="muted">Connect the operator's wallet.</p></div>`;
   return html`<div data-testid="operator-page">
     <h1>Operator</h1>

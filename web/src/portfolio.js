@@ -63,7 +63,7 @@ function ClaimAll({ d, reload }) {
     ${mine
       ? html`<div class="row">
           <${Field} label="Claim to (optional: another address)" value=${to} onInput=${setTo} testid="claim-to" placeholder=${d.holder} />
-          <button data-testid="claim-all" disabled=${toBig(d.total_claimable) === 0n} onClick=${claim}>Claim all (${d.claim.tokens.length} token${d.claim.tokens.length === 1 ? "" : "s"}, one transaction)</button>
+          <button data-testid="claim-all" disabled=${toBig(d.total_claimable) === 0n} onClick=${claim}>Claim all (${d.claim.tokens.length} token${d.claim.tokens.length === 1 ? "" : "s"}, ${d.claim.tokens.length > d.claim.max_tokens ? `${Math.ceil(d.claim.tokens.length / d.claim.max_tokens)} transactions` : "one transaction"})</button>
         </div>`
       : html`<p class="muted">Connect this address's wallet to claim.</p>`}
     <${TxStatus} tx=${tx} />
@@ -71,7 +71,7 @@ function ClaimAll({ d, reload }) {
 }
 
 function View({ address }) {
-  const load = useLoad(() => get(`portfolio/${address}`, { epochs: 24 }), [address]);
+  const load = useLoad(() => get(`portfolio/${encodeURIComponent(address)}`, { epochs: 24 }), [address]);
   return html`<${Loaded} load=${load}>${(d) => html`<div data-testid="portfolio" data-holder=${d.holder} data-block=${d.block}>
     <p class="muted">${d.holder} · as of block ${d.block}</p>
     <${ClaimAll} d=${d} reload=${load.reload} />

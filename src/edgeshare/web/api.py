@@ -530,7 +530,9 @@ def _fetch_node_epochs(
 def _fetch_history(
     db: Connection, node_id: int, genesis: int, epoch_length: int
 ) -> list[dict[str, Any]]:
-    """The node's registration, price changes and cut proposals, oldest first (index)."""
+    """The node's registration, price changes and cut proposals, oldest first (index):
+    a price's ``value`` is a decimal string of stablecoin base units, a cut's basis
+    points (an integer)."""
     e = idx.other_events.c
     rows = db.execute(
         select(e.block, e.name, e.args)
@@ -543,14 +545,16 @@ def _fetch_history(
         args = json.loads(text)
         if name == "NodeRegistered":
             history += [
-                {"block": block, "kind": "registered", "value": int(args["price_per_1k"]),
+                {"block": block, "kind": "registered", "value": str(int(args["price_per_1k"])),
                  "what": "price", "from_epoch": None, "effective_at": None},
                 {"block": block, "kind": "registered", "value": int(args["operator_cut_bps"]),
                  "what": "cut", "from_epoch": None, "effective_at": None},
             ]  # fmt: skip
             continue
         kind = "price" if name == "PriceSet" else "cut"
-        value = int(args["price_per_1k"] if kind == "price" else args["cut_bps"])
+        # a price is an amount (a decimal string of base units); a cut, basis points
+        value: str | int = (str(int(args["price_per_1k"])) if kind == "price"
+                            else int(args["cut_bps"]))  # fmt: skip
         epoch = int(args["from_epoch"])
         at = genesis + epoch * epoch_length
         history.append({"block": block, "kind": kind, "value": value, "what": kind,

@@ -5,10 +5,11 @@ A submission is checked before it is stored: its fields (``edgeshare.orders.Sign
 its domain (when the body names one, it must be this market's), its signature (EIP-712 in
 this market's domain, recovering to the maker) and the market's own ``check`` (the order
 must be open now: not expired, cancelled, filled, of an old nonce; its maker holding and
-having approved, or permitted, its leg). A refusal stores nothing. Stored orders are never
-deleted: the book is served with each order's state checked against the chain at read
-time (``check_orders``), so a filled or cancelled order drops out of the open book by
-itself.
+having approved, or permitted, its leg). A refusal stores nothing. A maker's expired
+orders are deleted when it submits another, and it keeps at most
+``MAX_LIVE_ORDERS_PER_MAKER`` unexpired ones; the book is served with each order's state
+checked against the chain at read time (``check_orders``), so a filled or cancelled order
+drops out of the open book by itself (an expired one is not even read).
 
 The table has its own schema (``BOOK_METADATA``): the indexer's migrations, which may drop
 and rebuild its event tables, never touch it. Several ``edgeshare serve`` processes sharing
@@ -59,6 +60,7 @@ from edgeshare.orders import (
     get_order_digest,
     get_signature_problem,
 )
+from edgeshare.roles import fetch_chain_time
 from edgeshare.suite import Suite
 from edgeshare.web.views import build_book_order_json
 
@@ -263,8 +265,14 @@ def store_order(
 
 
 def _require_room(db: Connection, market: str, maker: str, now: int) -> None:
-    """Refuse a maker's order once it keeps ``MAX_LIVE_ORDERS_PER_MAKER`` unexpired ones."""
+    """Drop the maker's expired orders (never open again), then refuse its order once it
+    keeps ``MAX_LIVE_ORDERS_PER_MAKER`` unexpired ones: a maker's rows stay bounded."""
     c = web_orders.c
+    with db.begin_nested() if db.in_transaction() else db.begin():
+        db.execute(web_orders.delete().where(c.market == market, c.maker == maker,
+                                             c.expiry < now))  # fmt: skip
+    if db.in_transaction():
+        db.commit()
     live = db.execute(
         select(func.count()).where(c.market == market, c.maker == maker, c.expiry > now)
     ).scalar_one()
@@ -274,7 +282,8 @@ def _require_room(db: Connection, market: str, maker: str, now: int) -> None:
         raise OrderRefused(
             "too_many_orders",
             f"{maker} already keeps {live} unexpired orders in this book (at most "
-            f"{MAX_LIVE_ORDERS_PER_MAKER}); cancel some or let them expire",
+            f"{MAX_LIVE_ORDERS_PER_MAKER}; a cancelled or filled order counts until it "
+            "expires)",
             "order.maker",
         )
 
@@ -312,6 +321,8 @@ def fetch_book(
         query = query.where(c.maker == maker)
     if sell is not None:
         query = query.where(c.sell == sell)
+    if only_open:  # an expired order is never open again: not even read
+        query = query.where(c.expiry >= fetch_chain_time(suite))
     rows = list(db.execute(query.order_by(c.id)))
     if db.in_transaction():
         db.commit()
