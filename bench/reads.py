@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import web as web_bench
 from eth_account import Account
 from sqlalchemy import create_engine, text
 
@@ -109,7 +110,7 @@ def scale_world(nodes: int, epochs: int, investors: int, workdir: Path) -> Itera
         write_manifest(manifest, manifest_path)
         yield {
             "url": chain.url, "suite": suite, "manifest": manifest_path, "ids": ids,
-            "operator": operator.signer.address, "investor": holders[0],
+            "operator": operator.signer.address, "investor": holders[0], "holders": holders,
         }  # fmt: skip
 
 
@@ -271,24 +272,41 @@ def measure_startup() -> float:
     return _median_seconds(lambda: subprocess.run([exe, "--help"], capture_output=True, check=True))
 
 
-def run_section(workdir: Path, quick: bool, postgres_url: str | None) -> dict[str, Any]:
-    """The whole section: build the world, index it into each database, measure."""
+@contextmanager
+def indexed_world(
+    workdir: Path, quick: bool, postgres_url: str | None
+) -> Iterator[tuple[dict[str, Any], dict[str, str], float]]:
+    """The world, indexed into SQLite (and PostgreSQL when given): the world, the
+    databases by name, and the seconds it took to build."""
     nodes, epochs, investors = (100, 10, 50) if quick else (1_000, 100, 50)
     started = time.perf_counter()
     with scale_world(nodes, epochs, investors, workdir) as world:
         built = time.perf_counter() - started
+        world.update(nodes=nodes, epochs=epochs, investors=investors)
         dbs = {"sqlite": f"sqlite:///{workdir / 'scale.db'}"}
         if postgres_url:
             dbs["postgresql"] = postgres_url
         for url in dbs.values():  # a pruned node cannot find the deploy block: start at 0
             with open_db(url) as db:
                 Indexer(world["suite"], db, world["suite"].rpc, start_block=0).run()
+        yield world, dbs, built
+
+
+def run_section(
+    workdir: Path, quick: bool, postgres_url: str | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The whole section: build the world, index it into each database, measure the
+    commands; then the web app on the same world (bench/web.py)."""
+    with indexed_world(workdir, quick, postgres_url) as (world, dbs, built):
         rows = measure(world, dbs)
-    return {
-        "nodes": nodes, "epochs": epochs, "investors": investors,
+        print("web app on the same world ...", flush=True)
+        web = web_bench.run_section(world, dbs["sqlite"])
+    reads = {
+        "nodes": world["nodes"], "epochs": world["epochs"], "investors": world["investors"],
         "setup_seconds": round(built, 1), "startup_seconds": round(measure_startup(), 3),
         "commands": rows,
     }  # fmt: skip
+    return reads, web
 
 
 if __name__ == "__main__":

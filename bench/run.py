@@ -1,7 +1,8 @@
 """`make bench`: gas against the EVM floor, flat cost at scale, attestation and indexing
 throughput, payment channels (redeem_many gas, the gateway's voucher check rate), the
 capital contracts (portfolio claim, basket, market and offering gas), the node software
-(an epoch's metering, the gateway's overhead; bench/node.py). Starts its own
+(an epoch's metering, the gateway's overhead; bench/node.py), the web app (API latency
+and the board page's load in headless chromium; bench/web.py). Starts its own
 anvil, writes bench/results.json and bench/RESULTS.md, and refreshes the results table
 in README.md and docs/GAS.md.
 
@@ -32,6 +33,7 @@ sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # for tests.pg
 import floors
 import node as node_bench
 import reads
+import web as web_bench
 
 from edgeshare import models as models_module
 from edgeshare.attestation import Eip712Domain, SignedReport, sign, sign_digest
@@ -899,6 +901,8 @@ def render_markdown(results: dict[str, Any]) -> str:
             lines.append(f"| {c['command']} | {c['db']} | {c['process_seconds']} | "
                          f"{c['in_process_seconds']} | {c['bare_work_seconds']} | {c['ratio']}x |")  # fmt: skip
         lines.append("")
+    if "web" in results:
+        lines += web_bench.render(results["web"])
     lines.append(f"Measured {results['date']} on {results['machine']}.")
     return "\n".join(lines) + "\n"
 
@@ -936,6 +940,16 @@ def main() -> None:
         save(results)
         write_docs(results)
         return
+    if "--web-only" in sys.argv:  # the web app section, on the last run's results
+        results = json.loads((ROOT / "bench" / "results.json").read_text())
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            reads.indexed_world(Path(tmp), QUICK, None) as (world, dbs, _),
+        ):
+            results["web"] = web_bench.run_section(world, dbs["sqlite"])
+        save(results)
+        write_docs(results)
+        return
     results: dict[str, Any] = {}
     if "--reads-only" in sys.argv:  # the other sections as the last run wrote them
         results = json.loads((ROOT / "bench" / "results.json").read_text())
@@ -949,7 +963,7 @@ def main() -> None:
     if folder is None:
         raise SystemExit("the reads section needs PostgreSQL: make install-postgres")
     with tempfile.TemporaryDirectory() as tmp, running_postgres(folder) as postgres_url:
-        results["reads"] = reads.run_section(Path(tmp), QUICK, postgres_url)
+        results["reads"], results["web"] = reads.run_section(Path(tmp), QUICK, postgres_url)
     save(results)
     write_docs(results)
 

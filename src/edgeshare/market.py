@@ -13,13 +13,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from eth_utils.crypto import keccak
 from sqlalchemy import Connection, func, select
 from web3 import Web3
 
 from edgeshare import indexer as idx
 from edgeshare.baskets import fetch_basket_holdings
 from edgeshare.chain import is_local_chain_id
+from edgeshare.contracts import get_codec
 from edgeshare.errors import NodeNotFound
 from edgeshare.metadata import MetadataError, MetadataNotFetched, NodeMetadata, fetch_metadata
 from edgeshare.pipeline import send_pipelined
@@ -226,7 +226,6 @@ def fetch_portfolio(
     return out
 
 
-TRANSFER_TOPIC = "0x" + keccak(text="Transfer(address,address,uint256)").hex()
 MAX_LOG_GAP = 10_000
 """Blocks past the index's last one that ``fetch_nodes_received`` reads logs for."""
 
@@ -249,9 +248,10 @@ def fetch_nodes_received(db: Connection, suite: Suite, holder: str) -> list[int]
         return None
     if start <= head:
         topic = "0x" + "0" * 24 + holder[2:].lower()
+        transfer = "0x" + get_codec("NodeShare").event("Transfer").topic.hex()
         logs = suite.rpc.call("eth_getLogs", [{
             "fromBlock": hex(start), "toBlock": hex(head),
-            "topics": [TRANSFER_TOPIC, None, topic],
+            "topics": [transfer, None, topic],
         }])  # fmt: skip
         count = suite.fetch_node_count()
         ids = list(range(1, count + 1))

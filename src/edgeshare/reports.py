@@ -422,6 +422,7 @@ def build_report(
     cost_basis: int | None = None,
     orders: Sequence[Path] = (),
     among: Sequence[int] | None = None,
+    capital: bool = True,
 ) -> Report:
     """Build the report of an operator (all their nodes), of given nodes, or of an investor.
 
@@ -439,6 +440,8 @@ def build_report(
         orders: Orders files or folders, where the investor's open orders are looked for.
         among: With ``investor``: the only nodes it may have positions in (those it ever
             received shares of, ``edgeshare.market.fetch_nodes_received``); default: all.
+        capital: With ``investor``: read its basket units, offering commitments and open
+            orders too (False: the caller reads them its own way).
 
     Returns:
         The report; ``empty_reason`` says why when it has nothing to show.
@@ -463,7 +466,8 @@ def build_report(
     _add_holder_claims(db, suite, report, {n: nodes[n][3] for n in selected})
     if investor is not None:
         _add_earnings(db, report, {n: int(nodes[n][4] or 0) for n in selected}, channel)
-        _add_capital(suite, report, orders)
+        if capital:
+            _add_capital(suite, report, orders)
         report.summary = build_investor_summary(report, cost_basis)
     else:
         _add_customers(db, report, selected)

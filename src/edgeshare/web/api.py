@@ -54,6 +54,7 @@ from edgeshare.market import (
 from edgeshare.models import parse_address
 from edgeshare.offerings import (
     NotAnOffering,
+    OfferingView,
     fetch_commitments,
     fetch_offering,
     fetch_offerings,
@@ -122,6 +123,8 @@ BOARD_SORTS = ("rank", "price", "latency", "uptime", "node", "capacity")
 OFFERING_STATES = ("PENDING", "OPEN", "SUCCEEDED", "FAILED")
 CACHE_SIZE = 256
 """Response bodies kept (see ``WebState.get_version``)."""
+CACHE_BYTES = 32 * 1024 * 1024
+"""And at most this many bytes of them (a 1,000-row board is about 0.6 MB)."""
 _MAX_DIGITS = 78
 """The longest integer text a parameter may have (a uint256)."""
 
@@ -256,10 +259,12 @@ class WebState:
     thread: threading.Thread | None = None
     sync_suite: Suite | None = None
     """The background indexer's own connection (None: it shares ``suite`` under ``lock``)."""
+    offerings: tuple[int, list[OfferingView]] | None = None
+    """The offerings at a block (``get_offerings``)."""
     cache: OrderedDict[tuple[Any, ...], bytes] = field(default_factory=OrderedDict)
     """Bodies of recent reads, by request and by what they were read from (``get_version``)."""
 
-    def get_version(self) -> tuple[str, int, int]:
+    def get_version(self) -> tuple[str, int, int, int]:
         """What a read depends on: the chain's head (its hash: a reorganisation at the same
         height is another head), the index's last block and the book's size. A read
         repeated while none of them moved has the same body."""
@@ -270,8 +275,11 @@ class WebState:
             last = db.execute(
                 select(idx.meta.c.value).where(idx.meta.c.key == "last_block")
             ).scalar()
-            stored = db.execute(select(func.count(c.id))).scalar()
-        return head, int(last) if last is not None else -1, int(stored or 0)
+            # the newest id too: a submission may delete the maker's expired orders, so the
+            # count alone can stay the same (PostgreSQL never reuses an id; this process
+            # also forgets what it kept when it stores one, ``forget_cached``)
+            count, newest = db.execute(select(func.count(c.id), func.max(c.id))).one()
+        return head, int(last) if last is not None else -1, int(count or 0), int(newest or 0)
 
     def get_cached(self, key: tuple[Any, ...]) -> bytes | None:
         """A body read before for ``key`` (None: none kept)."""
@@ -282,11 +290,26 @@ class WebState:
             return body
 
     def put_cached(self, key: tuple[Any, ...], body: bytes) -> None:
-        """Keep ``body`` for ``key`` (the oldest go past ``CACHE_SIZE``)."""
+        """Keep ``body`` for ``key`` (the oldest go past ``CACHE_SIZE`` bodies or
+        ``CACHE_BYTES`` in all)."""
         with self.lock:
             self.cache[key] = body
-            while len(self.cache) > CACHE_SIZE:
-                self.cache.popitem(last=False)
+            size = sum(len(b) for b in self.cache.values())
+            while len(self.cache) > CACHE_SIZE or (size > CACHE_BYTES and len(self.cache) > 1):
+                size -= len(self.cache.popitem(last=False)[1])
+
+    def get_offerings(self, suite: Suite, block: int) -> list[OfferingView]:
+        """Every offering as of ``block``, read once per block whoever asks (a portfolio
+        reads every offering for its commitments)."""
+        with self.lock:
+            if self.offerings is None or self.offerings[0] != block:
+                self.offerings = (block, fetch_offerings(suite))
+            return self.offerings[1]
+
+    def forget_cached(self) -> None:
+        """Drop every kept body (the book changed here)."""
+        with self.lock:
+            self.cache.clear()
 
     @contextmanager
     def chain(self) -> Iterator[Suite]:
@@ -596,11 +619,11 @@ def get_portfolio(request: Request) -> Response:
         among = fetch_nodes_received(db, suite, holder)
         holdings = fetch_portfolio(suite, holder, among=among)
         units = fetch_basket_holdings(suite, holder)
-        commitments = fetch_commitments(suite, holder)
+        commitments = fetch_commitments(suite, holder, state.get_offerings(suite, block))
         book = fetch_book(db, suite, state.domain, maker=holder)
         current = fetch_clock(suite).current_epoch
         report = build_report(db, suite, investor=holder, from_epoch=max(0, current - epochs + 1),
-                              among=among)  # fmt: skip
+                              among=among, capital=False)  # fmt: skip
     orders = [build_open_order_json(e.status, e.label, "book", e.id) for e in book]
     data = build_portfolio_json(holder, holdings, units, commitments, orders, state.coin)
     positions = {p.node_id: p for p in report.positions}
@@ -733,6 +756,7 @@ def _submit(state: WebState, data: Mapping[str, Any]) -> Response:
         status = check_submission(suite, signed, state.domain, named)
         clock = fetch_clock(suite)
         order_id, stored = store_order(db, signed, state.domain, chain_time=clock.chain_time)
+        state.forget_cached()
         block = clock.block
         entries = fetch_book(db, suite, state.domain, tokens=[signed.share],
                              maker=signed.maker, only_open=False)  # fmt: skip
