@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
-import web as web_bench
+import web_app as web_bench
 from eth_account import Account
 from sqlalchemy import create_engine, text
 
@@ -296,7 +296,7 @@ def run_section(
     workdir: Path, quick: bool, postgres_url: str | None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The whole section: build the world, index it into each database, measure the
-    commands; then the web app on the same world (bench/web.py)."""
+    commands; then the web app on the same world (bench/web_app.py)."""
     with indexed_world(workdir, quick, postgres_url) as (world, dbs, built):
         rows = measure(world, dbs)
         print("web app on the same world ...", flush=True)

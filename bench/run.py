@@ -2,7 +2,7 @@
 throughput, payment channels (redeem_many gas, the gateway's voucher check rate), the
 capital contracts (portfolio claim, basket, market and offering gas), the node software
 (an epoch's metering, the gateway's overhead; bench/node.py), the web app (API latency
-and the board page's load in headless chromium; bench/web.py). Starts its own
+and the board page's load in headless chromium; bench/web_app.py). Starts its own
 anvil, writes bench/results.json and bench/RESULTS.md, and refreshes the results table
 in README.md and docs/GAS.md.
 
@@ -33,7 +33,7 @@ sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # for tests.pg
 import floors
 import node as node_bench
 import reads
-import web as web_bench
+import web_app as web_bench
 
 from edgeshare import models as models_module
 from edgeshare.attestation import Eip712Domain, SignedReport, sign, sign_digest
