@@ -43,6 +43,7 @@ from edgeshare.orders import (
 )
 from edgeshare.roles import advance_time, fetch_chain_time, send_propose_cut
 from edgeshare.signer import Signer
+from edgeshare.status import fetch_operated
 from edgeshare.suite import (
     NodeSpec,
     Suite,
@@ -352,15 +353,29 @@ def test_node__terms_equal_status_node_json_with_series_history_and_holders(
     assert [o["address"] for o in two["offerings"]] == [world.offering]
 
 
-def test_reads__kept_per_block_and_read_again_after_a_new_one(world: World) -> None:
+def test_reads__kept_per_block_and_read_again_after_a_new_one(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edgeshare.web import api
+
     suite = world.suite
+    reads: list[str] = []
+
+    def counted(suite_: Suite, operator: str) -> list[int]:
+        reads.append(operator)
+        return fetch_operated(suite_, operator)
+
+    monkeypatch.setattr(api, "fetch_operated", counted)
+    world.state.forget_cached()
     first = get(world, "/api/operator/" + address(OPERATOR_KEY))
-    assert get(world, "/api/operator/" + address(OPERATOR_KEY)) == first  # the kept body
+    assert get(world, "/api/operator/" + address(OPERATOR_KEY)) == first
+    assert len(reads) == 1  # the second body was the kept one: not read again
     snapshot = suite.rpc.call("evm_snapshot", [])
     try:
         suite.rpc.call("evm_mine", [])
         again = get(world, "/api/operator/" + address(OPERATOR_KEY))
         assert again["block"] == first["block"] + 1 == again["clock"]["block"]
+        assert len(reads) == 2
     finally:
         suite.rpc.call("evm_revert", [snapshot])
 
