@@ -19,7 +19,7 @@ from web3 import Web3
 from edgeshare import indexer as idx
 from edgeshare.baskets import fetch_basket_holdings
 from edgeshare.chain import is_local_chain_id
-from edgeshare.contracts import get_codec
+from edgeshare.contracts import BlockId, get_codec
 from edgeshare.errors import NodeNotFound
 from edgeshare.metadata import MetadataError, MetadataNotFetched, NodeMetadata, fetch_metadata
 from edgeshare.pipeline import send_pipelined
@@ -194,11 +194,12 @@ def fetch_portfolio(
     node_ids: Sequence[int] | None = None,
     *,
     among: Sequence[int] | None = None,
+    block: BlockId = "latest",
 ) -> list[Holding]:
     """Every node where ``holder`` has shares or claimable revenue (or the named nodes),
     with what it can claim and its part of what still vests. ``among`` (the nodes it ever
     received shares of, ``fetch_nodes_received``) spares reading every node: it cannot
-    hold or claim anything in the others."""
+    hold or claim anything in the others. Positions are read at ``block``."""
     holder = Web3.to_checksum_address(holder)
     count = suite.fetch_node_count()
     if node_ids:
@@ -213,36 +214,34 @@ def fetch_portfolio(
     if not ids:
         return []
     tokens = suite.fetch_share_tokens(ids)
-    shares = [suite.share_at(t) for t in tokens]
-    values = suite.reader.each(
-        shares, ("balanceOf", holder), ("claimable", holder), ("totalSupply",), ("unvested",)
-    )
-    out = []
-    for node_id, token, row in zip(ids, tokens, values, strict=True):
-        balance, claimable, supply, unvested = row
-        if balance or claimable or node_ids:
-            vesting = unvested * balance // max(1, supply)  # rounds down, as a release does
-            out.append(Holding(node_id, token, balance, supply, claimable, vesting))
-    return out
+    positions = suite.fetch_positions(holder, tokens, block)
+    return [
+        Holding(node_id, token, p.balance, p.supply, p.claimable, p.vesting)
+        for node_id, token, p in zip(ids, tokens, positions, strict=True)
+        if p.balance or p.claimable or node_ids
+    ]
 
 
 MAX_LOG_GAP = 10_000
 """Blocks past the index's last one that ``fetch_nodes_received`` reads logs for."""
 
 
-def fetch_nodes_received(db: Connection, suite: Suite, holder: str) -> list[int] | None:
+def fetch_nodes_received(
+    db: Connection, suite: Suite, holder: str, head: int | None = None
+) -> list[int] | None:
     """The nodes whose shares ``holder`` ever received (every share it holds or revenue it
     can claim came with a transfer to it): the index's transfers, and for the blocks the
     index has not read yet, the chain's ``Transfer`` logs to it from the nodes' share
-    tokens. None when the index is more than ``MAX_LOG_GAP`` blocks behind (the caller
-    reads every node)."""
+    tokens, up to ``head`` (default: the chain's newest block). None when the index is more
+    than ``MAX_LOG_GAP`` blocks behind (the caller reads every node)."""
     holder = Web3.to_checksum_address(holder)
     t, m = idx.transfers.c, idx.meta.c
     found = {int(n) for (n,) in db.execute(
         select(t.node_id).where(t.receiver == holder).distinct()
     )}  # fmt: skip
     last = db.execute(select(m.value).where(m.key == "last_block")).scalar()
-    head = int(suite.rpc.call("eth_blockNumber", []), 16)
+    if head is None:
+        head = int(suite.rpc.call("eth_blockNumber", []), 16)
     start = 0 if last is None else int(last) + 1
     if head - start + 1 > MAX_LOG_GAP:
         return None

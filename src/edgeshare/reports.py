@@ -43,7 +43,7 @@ import io
 import json
 from bisect import bisect_right
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from operator import attrgetter
@@ -62,7 +62,7 @@ from edgeshare.offerings import (
     fetch_offering_views,
 )
 from edgeshare.orders import fetch_orders_of
-from edgeshare.suite import Suite
+from edgeshare.suite import SharePosition, Suite
 from edgeshare.units import (
     SHARE_DECIMALS,
     Token,
@@ -384,29 +384,36 @@ def split(revenue: int, fee_bps: int, cut_bps: int) -> tuple[int, int, int]:
 # --------------------------------------------------------------------------- building
 
 
-def fetch_as_of(db: Connection, suite: Suite) -> tuple[int, int]:
-    """(block, unix time) of the index's last block: what a report is as of."""
+def fetch_as_of(
+    db: Connection, suite: Suite, head: Mapping[str, Any] | None = None
+) -> tuple[int, int]:
+    """(block, unix time) of the index's last block: what a report is as of. ``head``: a
+    block header the caller read already (used when it is that block)."""
     m = idx.meta.c
     last = db.execute(select(m.value).where(m.key == "last_block")).scalar()
     block = int(last) if last is not None else int(suite.rpc.call("eth_blockNumber", []), 16)
-    header = suite.rpc.call("eth_getBlockByNumber", [hex(block), False])
+    header = head if head is not None and int(head["number"], 16) == block else None
+    if header is None:
+        header = suite.rpc.call("eth_getBlockByNumber", [hex(block), False])
     return block, int(header["timestamp"], 16)
 
 
 def _start_report(
-    db: Connection, suite: Suite, kind: str, subject: str, epochs: tuple[int | None, int | None]
+    db: Connection,
+    suite: Suite,
+    kind: str,
+    subject: str,
+    epochs: tuple[int | None, int | None],
+    head: Mapping[str, Any] | None = None,
 ) -> Report:
     """A report's header: token, fee, epoch calendar, the block it is as of."""
-    block, block_time = fetch_as_of(db, suite)
+    block, block_time = fetch_as_of(db, suite, head)
     token = suite.fetch_stablecoin_token()
-    fee_bps, genesis, epoch_length = suite.reader.many([
-        suite.router.read("PROTOCOL_FEE_BPS"), suite.registry.read("GENESIS"),
-        suite.registry.read("EPOCH_LENGTH"),
-    ], block=block)  # fmt: skip
+    k = suite.fetch_constants()
     return Report(
-        kind, subject, suite.manifest.chain_id, token.decimals, token.symbol, int(fee_bps), *epochs,
-        block=block, block_time=block_time, genesis=int(genesis),
-        epoch_length=max(1, int(epoch_length)),
+        kind, subject, suite.manifest.chain_id, token.decimals, token.symbol, k.protocol_fee_bps,
+        *epochs, block=block, block_time=block_time, genesis=k.genesis,
+        epoch_length=max(1, k.epoch_length),
     )  # fmt: skip
 
 
@@ -423,6 +430,7 @@ def build_report(
     orders: Sequence[Path] = (),
     among: Sequence[int] | None = None,
     capital: bool = True,
+    head: Mapping[str, Any] | None = None,
 ) -> Report:
     """Build the report of an operator (all their nodes), of given nodes, or of an investor.
 
@@ -442,6 +450,8 @@ def build_report(
             received shares of, ``edgeshare.market.fetch_nodes_received``); default: all.
         capital: With ``investor``: read its basket units, offering commitments and open
             orders too (False: the caller reads them its own way).
+        head: The chain's newest block header, when the caller read it (spares reading
+            it again when the index is at that block).
 
     Returns:
         The report; ``empty_reason`` says why when it has nothing to show.
@@ -455,15 +465,18 @@ def build_report(
         kind, subject = "operator", str(Web3.to_checksum_address(operator))
     else:
         kind, subject = "nodes", ",".join(str(n) for n in node_ids or [])
-    report = _start_report(db, suite, kind, subject, (from_epoch, to_epoch))
+    report = _start_report(db, suite, kind, subject, (from_epoch, to_epoch), head)
+    distributed: dict[int, int] | None = None  # read with the investor's positions
     if investor is not None:
-        selected = _investor_candidates(db, suite, report, nodes, among)
+        held = _investor_candidates(db, suite, report, nodes, among)
+        selected = sorted(held)
+        distributed = {n: p.total_distributed for n, p in held.items()}
     elif operator is not None:
         selected = sorted(n for n, r in nodes.items() if r[1] == subject)
     else:
         selected = _check_node_ids(node_ids or [], nodes)
     channel = _add_usage(db, report, {n: nodes[n][2] for n in selected})
-    _add_holder_claims(db, suite, report, {n: nodes[n][3] for n in selected})
+    _add_holder_claims(db, suite, report, {n: nodes[n][3] for n in selected}, distributed)
     if investor is not None:
         _add_earnings(db, report, {n: int(nodes[n][4] or 0) for n in selected}, channel)
         if capital:
@@ -522,9 +535,10 @@ def _investor_candidates(
     report: Report,
     nodes: dict[int, Any],
     among: Sequence[int] | None = None,
-) -> list[int]:
+) -> dict[int, SharePosition]:
     """Every node where the investor holds shares, can claim, has claimed or ever held
-    shares; their positions are read from the chain at the report's block."""
+    shares, with its position there read from the chain at the report's block (added to
+    the report's positions)."""
     subject = report.subject
     claimed_by_node = _sum_claims(db, holder=subject)
     t = idx.transfers.c
@@ -532,21 +546,16 @@ def _investor_candidates(
         n for (n,) in db.execute(select(t.node_id).where(t.receiver == subject).distinct())
     }
     ids = sorted(nodes) if among is None else sorted(set(nodes) & set(among))
-    values = suite.reader.each(
-        [suite.share_at(nodes[n][3]) for n in ids],
-        ("balanceOf", subject), ("totalSupply",), ("claimable", subject), ("unvested",),
-        ("vesting_ends_at",), block=report.block,
-    )  # fmt: skip
-    held = []
-    for node_id, (balance, supply, claimable, unvested, ends) in zip(ids, values, strict=True):
+    found = suite.fetch_positions(subject, [nodes[n][3] for n in ids], block=report.block)
+    held = {}
+    for node_id, p in zip(ids, found, strict=True):
         claimed = claimed_by_node.get(node_id, 0)
-        if not (balance or claimable or claimed or node_id in ever_held):
+        if not (p.balance or p.claimable or claimed or node_id in ever_held):
             continue
-        held.append(node_id)
-        vesting = unvested * balance // max(1, supply)  # rounds down, as the contract's release
+        held[node_id] = p
         report.positions.append(Position(
-            node_id, nodes[node_id][2], balance, supply, claimed, claimable, vesting,
-            int(ends) if unvested else None,
+            node_id, nodes[node_id][2], p.balance, p.supply, claimed, p.claimable, p.vesting,
+            p.vesting_ends_at if p.unvested else None,
         ))  # fmt: skip
     return held
 
@@ -662,27 +671,40 @@ def _add_customers(db: Connection, report: Report, node_ids: list[int]) -> None:
 
 
 def _add_holder_claims(
-    db: Connection, suite: Suite, report: Report, share_tokens: dict[int, str]
+    db: Connection,
+    suite: Suite,
+    report: Report,
+    share_tokens: dict[int, str],
+    distributed: dict[int, int] | None = None,
 ) -> None:
     """Every holder's claimed and unclaimed revenue per node (all of it, not only the
-    epochs shown): claimed is the sum of the RevenueClaimed events (no on-chain counter)."""
+    epochs shown): claimed is the sum of the RevenueClaimed events (no on-chain counter).
+    ``distributed``: each node's ``total_distributed`` at the report's block, when the
+    caller read it already."""
     if not report.nodes:
         return
-    shares = [suite.share_at(share_tokens[t.node_id]) for t in report.nodes]
-    distributed = suite.reader.each(shares, ("total_distributed",), block=report.block)
-    claimed_of = _sum_claims(db)
-    for t, (total,) in zip(report.nodes, distributed, strict=True):
+    ids = [t.node_id for t in report.nodes]
+    if distributed is None:
+        shares = [suite.share_at(share_tokens[n]) for n in ids]
+        values = suite.reader.each(shares, ("total_distributed",), block=report.block)
+        distributed = {n: int(total) for n, (total,) in zip(ids, values, strict=True)}
+    claimed_of = _sum_claims(db, node_ids=ids)
+    for t in report.nodes:
         t.holders_claimed = claimed_of.get(t.node_id, 0)
-        t.holders_unclaimed = total - t.holders_claimed
+        t.holders_unclaimed = distributed[t.node_id] - t.holders_claimed
 
 
-def _sum_claims(db: Connection, holder: str | None = None) -> dict[int, int]:
-    """Revenue claimed per node (by ``holder``, or by everyone), summed exactly here: SQLite
-    would sum the decimal text as floats."""
+def _sum_claims(
+    db: Connection, holder: str | None = None, node_ids: list[int] | None = None
+) -> dict[int, int]:
+    """Revenue claimed per node (by ``holder``, or by everyone; of ``node_ids``, or of every
+    node), summed exactly here: SQLite would sum the decimal text as floats."""
     c = idx.claims.c
     query = select(c.node_id, c.amount)
     if holder is not None:
         query = query.where(c.holder == holder)
+    if node_ids is not None:
+        query = query.where(c.node_id.in_(node_ids))
     totals: dict[int, int] = {}
     for node_id, amount in db.execute(query).all():
         totals[node_id] = totals.get(node_id, 0) + amount

@@ -144,7 +144,7 @@ class RpcClient:
         self.max_retry_after = MAX_RETRY_AFTER if max_retry_after is None else max_retry_after
         self.timeout = timeout if timeout is not None else DEFAULT_TIMEOUT
         self._ids = itertools.count(1)
-        self._session = requests.Session()
+        self._session = _build_session(url)
 
     def _pause(self, attempt: int, asked: float | None, problem: str = "") -> None:
         wait = min(self.backoff * 2**attempt, self.max_backoff)
@@ -270,6 +270,20 @@ class RpcClient:
         if isinstance(result, RpcError):
             raise result
         return result
+
+
+def _build_session(url: str) -> requests.Session:
+    """A session for ``url`` with the environment's proxy, CA bundle and netrc settings
+    read once, here: requests would read them again for every request (a scan of the
+    whole environment each time, a large part of a small batch's cost)."""
+    session = requests.Session()
+    settings = session.merge_environment_settings(url, {}, None, None, None)
+    session.proxies.update(settings["proxies"])
+    session.verify = settings["verify"]
+    session.cert = settings["cert"]
+    session.auth = requests.utils.get_netrc_auth(url)
+    session.trust_env = False
+    return session
 
 
 def get_rpc(w3: Web3) -> RpcClient:

@@ -9,13 +9,14 @@ clock still, which ``Clock.lag`` shows.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from edgeshare.chain import is_local_chain_id
 from edgeshare.channels import fetch_channels, fetch_customer_nodes
 from edgeshare.models import StrictModel
 from edgeshare.poster import PENDING, fetch_records
-from edgeshare.suite import Suite
+from edgeshare.suite import NodeRecord, Suite
 from edgeshare.units import format_duration
 
 STALE_CLOCK = 60
@@ -156,33 +157,28 @@ class Position(StrictModel):
     vesting_ends_at: int
 
 
-def fetch_clock(suite: Suite) -> Clock:
-    """The chain's clock and the suite's epoch, in one batch."""
-    reg, router = suite.registry, suite.router
-    genesis, length, paused, challenge, unlock = suite.reader.many(
-        [
-            reg.read("GENESIS"),
-            reg.read("EPOCH_LENGTH"),
-            reg.read("paused"),
-            router.read("CHALLENGE_PERIOD"),
-            reg.read("UNLOCK_PERIOD"),
-        ]
-    )
-    head = suite.rpc.call("eth_getBlockByNumber", ["latest", False])
+def fetch_clock(suite: Suite, head: Mapping[str, Any] | None = None) -> Clock:
+    """The chain's clock and the suite's epoch at ``head`` (a block header as
+    ``eth_getBlockByNumber`` returns it; default: the newest block, read here)."""
+    k = suite.fetch_constants()
+    if head is None:
+        head = suite.rpc.call("eth_getBlockByNumber", ["latest", False])
+    block = int(head["number"], 16)
+    paused = suite.registry.call("paused", block=block)
     chain_time = int(head["timestamp"], 16)
-    epoch = max(0, (chain_time - int(genesis)) // int(length))
+    epoch = max(0, (chain_time - k.genesis) // k.epoch_length)
     return Clock(
         chain_id=suite.manifest.chain_id,
-        block=int(head["number"], 16),
+        block=block,
         chain_time=chain_time,
         wall_time=int(time.time()),
-        epoch_length=int(length),
-        genesis=int(genesis),
+        epoch_length=k.epoch_length,
+        genesis=k.genesis,
         current_epoch=epoch,
-        epoch_ends_at=int(genesis) + (epoch + 1) * int(length),
+        epoch_ends_at=k.genesis + (epoch + 1) * k.epoch_length,
         paused=bool(paused),
-        challenge_period=int(challenge),
-        unlock_period=int(unlock),
+        challenge_period=k.challenge_period,
+        unlock_period=k.unlock_period,
     )
 
 
@@ -229,12 +225,21 @@ def fetch_channel_revenue(
     return found
 
 
-def fetch_node_views(suite: Suite, clock: Clock, node_ids: Sequence[int]) -> list[NodeView]:
-    """Terms, pending reports, vesting and recent channel revenue of each node."""
-    records = suite.fetch_nodes(node_ids)
-    shares = [suite.share_at(r.share_token) for r in records]
-    vesting = suite.reader.each(shares, ("unvested",), ("vesting_ends_at",))
-    owed = suite.reader.many([suite.router.read("owed", r.operator) for r in records])
+def fetch_node_views(
+    suite: Suite,
+    clock: Clock,
+    node_ids: Sequence[int],
+    records: Sequence[NodeRecord] | None = None,
+) -> list[NodeView]:
+    """Terms, pending reports, vesting and recent channel revenue of each node
+    (``records``: the nodes' registry records, when the caller read them already)."""
+    records = list(records) if records is not None else suite.fetch_nodes(node_ids)
+    calls = [c for r in records for c in (suite.share_at(r.share_token).read("unvested"),
+             suite.share_at(r.share_token).read("vesting_ends_at"),
+             suite.router.read("owed", r.operator))]  # fmt: skip
+    values = suite.reader.many(calls)
+    vesting = [(values[i], values[i + 1]) for i in range(0, len(values), 3)]
+    owed = values[2::3]
     registered = [(r.node_id, r.registered_epoch) for r in records]
     pending = fetch_pending(suite, clock, registered)
     channel = fetch_channel_revenue(suite, clock, registered)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from enum import IntFlag
 from typing import Annotated
 
+from faster_eth_abi.exceptions import DecodingError
 from pydantic import Field
 from web3 import Web3
 
@@ -21,7 +22,7 @@ from edgeshare.attestation import (
     fetch_domain,
     pack_signatures,
 )
-from edgeshare.contracts import Contract, Reader
+from edgeshare.contracts import BlockId, Contract, Reader
 from edgeshare.errors import ChainMismatch, InputError, NodeNotFound
 from edgeshare.models import MAX_OPERATOR_CUT_BPS, Address, Manifest, StrictModel
 from edgeshare.pipeline import send_pipelined
@@ -92,6 +93,53 @@ class NodeRecord(StrictModel):
     metadata_uri: str
 
 
+@dataclass(frozen=True)
+class SharePosition:
+    """A holder's position in one node share token, as the token's views return it in
+    one block (``Suite.fetch_positions``)."""
+
+    balance: int
+    supply: int
+    claimable: int
+    unvested: int
+    """The token's revenue still vesting (all holders')."""
+    vesting_ends_at: int
+    """When that vesting ends (unix time; in the past when nothing vests)."""
+    total_distributed: int
+    """All the revenue the token has distributed to its holders."""
+
+    @property
+    def vesting(self) -> int:
+        """The holder's part of what still vests, at its balance, rounded down (as the
+        token's release rounds)."""
+        return self.unvested * self.balance // max(1, self.supply)
+
+
+@dataclass(frozen=True)
+class SuiteConstants:
+    """The suite's immutables, fixed at deployment (``Suite.fetch_constants``)."""
+
+    genesis: int
+    """Unix time epoch 0 starts."""
+    epoch_length: int
+    """Seconds per epoch."""
+    unlock_period: int
+    """Seconds a finalized epoch's holders' revenue vests over."""
+    challenge_period: int
+    """Seconds a posted usage report can be disputed."""
+    protocol_fee_bps: int
+
+
+POSITIONS_PER_CALL = 64
+"""PortfolioClaimer.MAX_TOKENS: share tokens per ``positions`` call."""
+_POSITION_FIELDS = (
+    "balance", "supply", "claimable", "unvested", "vesting_ends_at", "total_distributed"
+)  # fmt: skip
+_POSITION_READS = (
+    "balanceOf", "totalSupply", "claimable", "unvested", "vesting_ends_at", "total_distributed"
+)  # fmt: skip
+
+
 @dataclass
 class Suite:
     """Handles on one deployed suite: every read goes through ``reader`` (JSON-RPC
@@ -110,6 +158,7 @@ class Suite:
     market: Contract
     _share_tokens: dict[int, str] = field(default_factory=dict, repr=False)
     _stablecoin_token: Token | None = field(default=None, repr=False)
+    _constants: SuiteConstants | None = field(default=None, repr=False)
 
     @classmethod
     def load(cls, w3: Web3, manifest: Manifest) -> Suite:
@@ -169,6 +218,49 @@ class Suite:
             else:
                 self._stablecoin_token = Token(int(decimals), str(symbol))
         return self._stablecoin_token
+
+    def fetch_constants(self) -> SuiteConstants:
+        """The registry's calendar and the router's fee and challenge period (immutable:
+        read once, in one batch)."""
+        if self._constants is None:
+            reg, router = self.registry, self.router
+            values = self.reader.many([
+                reg.read("GENESIS"), reg.read("EPOCH_LENGTH"), reg.read("UNLOCK_PERIOD"),
+                router.read("CHALLENGE_PERIOD"), router.read("PROTOCOL_FEE_BPS"),
+            ])  # fmt: skip
+            self._constants = SuiteConstants(*(int(v) for v in values))
+        return self._constants
+
+    def fetch_positions(
+        self, holder: str, share_tokens: Sequence[str], block: BlockId = "latest"
+    ) -> list[SharePosition]:
+        """``holder``'s position in each share token, in order, all read at ``block``: one
+        ``PortfolioClaimer.positions`` call per 64 tokens, the calls in one JSON-RPC batch
+        (six reads of each token otherwise). A claimer without that view (deployed before
+        it, or not yet at ``block``) is read around: each token's six views, in one batch."""
+        if not share_tokens:
+            return []
+        holder = Web3.to_checksum_address(holder)
+        tokens = list(share_tokens)
+        chunks = [tokens[i : i + POSITIONS_PER_CALL]
+                  for i in range(0, len(tokens), POSITIONS_PER_CALL)]  # fmt: skip
+        calls = [self.claimer.read("positions", holder, chunk) for chunk in chunks]
+        try:
+            replies = self.reader.try_many(calls, block=block)
+        except DecodingError:  # no claimer code at ``block``: an empty reply
+            replies = []
+        if not replies or any(isinstance(r, RpcError) for r in replies):
+            return self._fetch_positions_by_field(holder, tokens, block)
+        found = [p for reply in replies for p in reply]
+        return [SharePosition(*(int(p[k]) for k in _POSITION_FIELDS)) for p in found]
+
+    def _fetch_positions_by_field(
+        self, holder: str, tokens: list[str], block: BlockId
+    ) -> list[SharePosition]:
+        reads = [(name, holder) if name in ("balanceOf", "claimable") else (name,)
+                 for name in _POSITION_READS]  # fmt: skip
+        rows = self.reader.each([self.share_at(t) for t in tokens], *reads, block=block)
+        return [SharePosition(*(int(v) for v in row)) for row in rows]
 
     def share(self, node_id: int) -> Contract:
         """The NodeShare token of ``node_id`` (its address is read once: it never changes)."""

@@ -29,6 +29,7 @@ from edgeshare.attestation import sign
 from edgeshare.chain import LocalChain, build_dev_keys, connect
 from edgeshare.channels import send_authorize_signer, send_deposit
 from edgeshare.client import CLIENT_DB_ENV
+from edgeshare.contracts import get_codec
 from edgeshare.deploy import build_params, deploy_suite
 from edgeshare.offerings import send_commit, send_create_offering
 from edgeshare.orders import (
@@ -378,6 +379,33 @@ def test_reads__kept_per_block_and_read_again_after_a_new_one(
         assert len(reads) == 2
     finally:
         suite.rpc.call("evm_revert", [snapshot])
+
+
+def test_portfolio__index_at_the_head__positions_read_once_in_one_call(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the index at the head, a portfolio reads the holder's positions once (one
+    PortfolioClaimer.positions call, no read of a share token) and the head's header once
+    (the cache's read, reused by the route)."""
+    suite = world.suite
+    world.state.sync_now()
+    world.state.forget_cached()
+    sent: list[tuple[str, Any]] = []
+    batch = suite.rpc.batch
+
+    def counted(calls: Any, *args: Any, **kwargs: Any) -> list[Any]:
+        sent.extend(calls)
+        return batch(calls, *args, **kwargs)
+
+    monkeypatch.setattr(suite.rpc, "batch", counted)
+    data = get(world, f"/api/portfolio/{address(INVESTOR_KEY)}")
+    tokens = {t.lower() for t in suite.fetch_share_tokens([1, 2])}
+    to = [str(p[0].get("to", "")).lower() for m, p in sent if m == "eth_call"]
+    selector = "0x" + get_codec("PortfolioClaimer").fn("positions", 2).selector.hex()
+    positions = [p for m, p in sent if m == "eth_call" and p[0]["data"].startswith(selector)]
+    assert len(positions) == 1 and not tokens & set(to)
+    assert [m for m, _ in sent].count("eth_getBlockByNumber") == 1
+    assert data["holdings"][0]["shares"] == str(HELD)
 
 
 # ------------------------------------------------------------------- parameters

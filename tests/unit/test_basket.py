@@ -10,6 +10,7 @@ covers everything its holders can claim plus what is still vesting.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import astuple, replace
 from typing import Any
 
 import brownie
@@ -382,6 +383,39 @@ def test_claim_many__zero_receiver_or_foreign_token__refused(
         claimer.claim_many([nodes[0][1]], ZERO, {"from": investor})
     with brownie.reverts():  # the stablecoin has no claim_by: the whole call reverts
         claimer.claim_many([nodes[0][1], stablecoin], investor, {"from": investor})
+
+
+def test_positions__equal_each_tokens_own_views_in_one_call_mid_vesting(
+    claimer: Any, suite: Suite, nodes: list[tuple[int, Any]], pay: Payer, investor: Any,
+    stranger: Any,
+) -> None:  # fmt: skip
+    """PortfolioClaimer.positions returns, per token, what its six views return in the same
+    block; the library reads it 64 tokens per call and reads around a claimer without it."""
+    pay(nodes[1][0], 2_000_000)
+    pay(nodes[0][0], 1_000_000, vest=False)  # still vesting: claimable grows with time
+    tokens = [s.address for _, s in nodes]
+    block = int(suite.rpc.call("eth_blockNumber", []), 16)
+    views = {h.address: suite._fetch_positions_by_field(h.address, tokens, block)
+             for h in (investor, stranger)}  # fmt: skip
+    for holder, by_views in views.items():
+        assert suite.fetch_positions(holder, tokens, block) == by_views
+        raw = claimer.positions.call(holder, tokens, block_identifier=block)
+        assert [tuple(int(v) for v in p) for p in raw] == [astuple(p) for p in by_views]
+    mid = views[investor.address][0]
+    assert mid.unvested > 0 and mid.vesting == mid.unvested * mid.balance // mid.supply
+    assert mid.vesting_ends_at > suite.w3.eth.get_block(block)["timestamp"]
+    many = tokens * 24  # 72 tokens: two calls of at most 64, in one batch
+    assert suite.fetch_positions(investor.address, many, block) == views[investor.address] * 24
+    # a claimer deployed before the view (here: a contract without it) is read around
+    older = replace(suite, claimer=suite.reader.contract("PortfolioClaimer", tokens[0]))
+    assert older.fetch_positions(investor.address, tokens, block) == views[investor.address]
+
+
+def test_positions__a_token_without_the_views__refused(
+    claimer: Any, nodes: list[tuple[int, Any]], stablecoin: Any, investor: Any
+) -> None:
+    with brownie.reverts():
+        claimer.positions(investor, [nodes[0][1], stablecoin])
 
 
 def test_claim_by__from_anyone_but_the_claimer__refused(

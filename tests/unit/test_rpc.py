@@ -71,6 +71,36 @@ def test_batch__retries_transient_errors_then_answers_in_order(server: str) -> N
     assert Flaky.seen == 3
 
 
+def _clear_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY",
+                 "all_proxy", "NO_PROXY", "no_proxy"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_session__environment_proxy_read_when_made_and_used_for_every_request(
+    server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The environment's proxy settings are read once, when the client is made (requests
+    would scan the whole environment again on each request)."""
+    _clear_proxies(monkeypatch)
+    monkeypatch.setenv("HTTP_PROXY", server)  # the echo server stands in for a proxy
+    Flaky.failures, Flaky.seen = 0, 0
+    client = RpcClient("http://rpc.invalid:8545", retries=0)
+    _clear_proxies(monkeypatch)  # changed later: the client keeps what it read
+    assert client.batch([("a", [1])]) == [[1]]
+    assert Flaky.seen == 1
+
+
+def test_session__no_proxy_honoured_for_the_endpoint(
+    server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _clear_proxies(monkeypatch)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    Flaky.failures, Flaky.seen = 0, 0
+    assert RpcClient(server, retries=0).batch([("a", [2])]) == [[2]]
+
+
 def test_batch__permanent_failure__clear_error(server: str) -> None:
     Flaky.failures, Flaky.seen = 100, 0
     with pytest.raises(ChainUnavailable, match=r"kept failing \(HTTP 503\) after 3 attempts"):

@@ -46,6 +46,7 @@ from edgeshare.errors import EdgeShareError, InputError, NodeNotFound
 from edgeshare.gateway import bind_socket, run_uvicorn
 from edgeshare.market import (
     MAX_CLAIM_TOKENS,
+    Holding,
     build_board,
     fetch_board_metadata,
     fetch_nodes_received,
@@ -60,7 +61,7 @@ from edgeshare.offerings import (
     fetch_offerings,
 )
 from edgeshare.orders import ORDER_FIELDS, SHARE_UNIT, fetch_market_domain, fetch_token_labels
-from edgeshare.reports import SECONDS_PER_YEAR, build_report
+from edgeshare.reports import SECONDS_PER_YEAR, Report, build_report
 from edgeshare.roles import fetch_owed
 from edgeshare.status import (
     fetch_clock,
@@ -264,12 +265,14 @@ class WebState:
     cache: OrderedDict[tuple[Any, ...], bytes] = field(default_factory=OrderedDict)
     """Bodies of recent reads, by request and by what they were read from (``get_version``)."""
 
-    def get_version(self) -> tuple[str, int, int, int]:
+    def get_version(self) -> tuple[tuple[str, int, int, int], dict[str, Any]]:
         """What a read depends on: the chain's head (its hash: a reorganisation at the same
         height is another head), the index's last block and the book's size. A read
-        repeated while none of them moved has the same body."""
+        repeated while none of them moved has the same body. With it, the head's header
+        (the route reads as of that block)."""
         with self.chain() as suite:
-            head = str(suite.rpc.call("eth_getBlockByNumber", ["latest", False])["hash"])
+            header = suite.rpc.call("eth_getBlockByNumber", ["latest", False])
+        head = str(header["hash"])
         c = web_orders.c
         with self.db() as db:
             last = db.execute(
@@ -279,7 +282,8 @@ class WebState:
             # count alone can stay the same (PostgreSQL never reuses an id; this process
             # also forgets what it kept when it stores one, ``forget_cached``)
             count, newest = db.execute(select(func.count(c.id), func.max(c.id))).one()
-        return head, int(last) if last is not None else -1, int(count or 0), int(newest or 0)
+        version = head, int(last) if last is not None else -1, int(count or 0), int(newest or 0)
+        return version, header
 
     def get_cached(self, key: tuple[Any, ...]) -> bytes | None:
         """A body read before for ``key`` (None: none kept)."""
@@ -386,6 +390,12 @@ def _head(suite: Suite) -> int:
     return int(suite.rpc.call("eth_blockNumber", []), 16)
 
 
+def _get_head(request: Request) -> dict[str, Any] | None:
+    """The head's header the cache read for this request (``_cached``), if it did."""
+    head: dict[str, Any] | None = getattr(request.state, "head", None)
+    return head
+
+
 # ---------------------------------------------------------------------- routes
 
 
@@ -399,7 +409,7 @@ def get_config(request: Request) -> Response:
     Query(request, [])
     state = _state(request)
     with state.chain() as suite:
-        clock = fetch_clock(suite)
+        clock = fetch_clock(suite, _get_head(request))
         count = suite.fetch_node_count()
         tokens = suite.fetch_share_tokens(list(range(1, count + 1))) if count else []
     typed = build_eip712_message("Order", ORDER_FIELDS, state.domain, {})
@@ -487,10 +497,11 @@ def get_node(request: Request) -> Response:
     book_limit = q.get_int("book_limit", DEFAULT_PAGE, 1, PAGE_LIMIT) or DEFAULT_PAGE
     state = _state(request)
     coin = state.coin
+    head = _get_head(request)
     with state.chain() as suite, state.db() as db:
-        clock = fetch_clock(suite)
+        clock = fetch_clock(suite, head)
         record = suite.fetch_node(node_id)  # NodeNotFound: 404
-        (view,) = fetch_node_views(suite, clock, [node_id])
+        (view,) = fetch_node_views(suite, clock, [node_id], [record])
         node = build_status_json(clock, coin, [view], None, None, None)["nodes"][0]
         share = suite.share_at(record.share_token)
         supply = int(share.call("totalSupply"))
@@ -506,11 +517,12 @@ def get_node(request: Request) -> Response:
             registered_epoch=record.registered_epoch, supply=str(supply),
             pending_cut_epoch=record.pending_cut_epoch,
         )  # fmt: skip
-        series = _fetch_node_epochs(db, suite, node_id, clock.current_epoch, epochs)
+        series = _fetch_node_epochs(db, suite, node_id, clock.current_epoch, epochs, head)
         history = _fetch_history(db, node_id, clock.genesis, clock.epoch_length)
         holders = _fetch_holders(db, suite, node_id, record.share_token, supply)
         offerings = fetch_offerings(suite, node_id)
-        book = fetch_book(db, suite, state.domain, tokens=[record.share_token])
+        book = fetch_book(db, suite, state.domain, tokens=[record.share_token],
+                          now=clock.chain_time)  # fmt: skip
         baskets = [
             {"basket": b.address, "symbol": b.symbol, "name": b.name, "weight": str(c.weight)}
             for b in fetch_baskets(suite)
@@ -529,7 +541,12 @@ def get_node(request: Request) -> Response:
 
 
 def _fetch_node_epochs(
-    db: Connection, suite: Suite, node_id: int, current: int, epochs: int
+    db: Connection,
+    suite: Suite,
+    node_id: int,
+    current: int,
+    epochs: int,
+    head: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """The node's latest ``epochs`` epochs with a report or channel revenue (the operator
     report's rows), oldest first; none while the index does not know the node yet."""
@@ -538,7 +555,9 @@ def _fetch_node_epochs(
     ).scalar_one_or_none()
     if known is None:
         return []
-    report = build_report(db, suite, node_ids=[node_id], from_epoch=max(0, current - epochs + 1))
+    report = build_report(
+        db, suite, node_ids=[node_id], from_epoch=max(0, current - epochs + 1), head=head
+    )
     return [
         {"epoch": r.epoch, "starts": report.get_epoch_start(r.epoch), "inferences": r.inferences,
          "revenue": str(r.revenue), "usage_revenue": str(r.usage_revenue),
@@ -608,22 +627,39 @@ def _fetch_holders(
     return [{**r, "shares": str(r["shares"])} for r in rows]
 
 
+def _get_holdings(
+    suite: Suite, holder: str, among: list[int] | None, report: Report, block: int
+) -> list[Holding]:
+    """``holder``'s holdings at ``block``: its report's positions when the report is as of
+    that block (the index is up to date: read once), read from the chain otherwise."""
+    if report.block != block:
+        return fetch_portfolio(suite, holder, among=among, block=block)
+    held = [p for p in report.positions if p.shares or p.claimable]
+    tokens = suite.fetch_share_tokens([p.node_id for p in held])
+    return [
+        Holding(p.node_id, token, p.shares, p.supply, p.claimable, p.vesting)
+        for p, token in zip(held, tokens, strict=True)
+    ]
+
+
 def get_portfolio(request: Request) -> Response:
     """``GET /api/portfolio/{address}``."""
     holder = parse_address_parameter(request.path_params["address"], "address")
     q = Query(request, ["epochs"])
     epochs = q.get_int("epochs", 24, 1, MAX_EPOCHS) or 24
     state = _state(request)
+    head = _get_head(request)
     with state.chain() as suite, state.db() as db:
-        block = _head(suite)
-        among = fetch_nodes_received(db, suite, holder)
-        holdings = fetch_portfolio(suite, holder, among=among)
-        units = fetch_basket_holdings(suite, holder)
+        clock = fetch_clock(suite, head)
+        block = clock.block
+        among = fetch_nodes_received(db, suite, holder, head=block)
+        report = build_report(db, suite, investor=holder,
+                              from_epoch=max(0, clock.current_epoch - epochs + 1),
+                              among=among, capital=False, head=head)  # fmt: skip
+        holdings = _get_holdings(suite, holder, among, report, block)
+        units = fetch_basket_holdings(suite, holder, block)
         commitments = fetch_commitments(suite, holder, state.get_offerings(suite, block))
-        book = fetch_book(db, suite, state.domain, maker=holder)
-        current = fetch_clock(suite).current_epoch
-        report = build_report(db, suite, investor=holder, from_epoch=max(0, current - epochs + 1),
-                              among=among, capital=False)  # fmt: skip
+        book = fetch_book(db, suite, state.domain, maker=holder, now=clock.chain_time)
     orders = [build_open_order_json(e.status, e.label, "book", e.id) for e in book]
     data = build_portfolio_json(holder, holdings, units, commitments, orders, state.coin)
     positions = {p.node_id: p for p in report.positions}
@@ -776,7 +812,7 @@ def get_channels(request: Request) -> Response:
     Query(request, [])
     state = _state(request)
     with state.chain() as suite, state.db() as db:
-        clock = fetch_clock(suite)
+        clock = fetch_clock(suite, _get_head(request))
         channels = fetch_customer_channels(suite, clock, customer)
         data = build_status_json(clock, state.coin, [], None, None, channels)
         signers = _fetch_app_signers(db, suite, customer, [c.node_id for c in channels])
@@ -824,7 +860,7 @@ def get_operator(request: Request) -> Response:
     Query(request, [])
     state = _state(request)
     with state.chain() as suite:
-        clock = fetch_clock(suite)
+        clock = fetch_clock(suite, _get_head(request))
         node_ids = fetch_operated(suite, operator)
         owed = fetch_owed(suite, operator)
         views = fetch_node_views(suite, clock, node_ids) if node_ids else []
@@ -988,10 +1024,11 @@ def _cached(endpoint: Callable[[Request], Response]) -> Callable[[Request], Resp
     @functools.wraps(endpoint)
     def run(request: Request) -> Response:
         state = _state(request)
-        version = state.get_version()
+        version, header = state.get_version()
         key = (request.url.path, tuple(request.query_params.multi_items()), *version)
         body = state.get_cached(key)
         if body is None:
+            request.state.head = header
             response = endpoint(request)
             if response.status_code != 200:
                 return response

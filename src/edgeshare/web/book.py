@@ -310,9 +310,11 @@ def fetch_book(
     maker: str | None = None,
     sell: bool | None = None,
     only_open: bool = True,
+    now: int | None = None,
 ) -> list[BookEntry]:
     """The market's stored orders matching the filters, each checked against the chain
-    now (any taker): sells cheapest first, then buys dearest first, then oldest first."""
+    now (any taker): sells cheapest first, then buys dearest first, then oldest first.
+    ``now``: the chain's time, when the caller read it already."""
     c = web_orders.c
     query = select(c.id, c.submitted_at, c.body).where(c.market == domain.verifying_contract)
     if tokens is not None:
@@ -322,7 +324,7 @@ def fetch_book(
     if sell is not None:
         query = query.where(c.sell == sell)
     if only_open:  # an expired order is never open again: not even read
-        query = query.where(c.expiry >= fetch_chain_time(suite))
+        query = query.where(c.expiry >= (fetch_chain_time(suite) if now is None else now))
     rows = list(db.execute(query.order_by(c.id)))
     if db.in_transaction():
         db.commit()
