@@ -225,14 +225,17 @@ def fetch_offering_addresses(
     return [str(a) for a in suite.reader.many(calls, block=at)] if calls else []
 
 
-def fetch_offerings(suite: Suite, node_id: int | None = None) -> list[OfferingView]:
+def fetch_offerings(
+    suite: Suite, node_id: int | None = None, head: tuple[int, int] | None = None
+) -> list[OfferingView]:
     """Every offering of ``node_id`` (default: all the factory created), by node, oldest
-    first, all read at the latest block.
+    first, all read at the latest block (``head``: its (number, time), when the caller
+    read it already).
 
     Raises:
         NodeNotFound: ``node_id`` is not registered.
     """
-    head = fetch_head(suite)
+    head = head or fetch_head(suite)
     addresses = fetch_offering_addresses(suite, node_id, head[0])
     return fetch_offering_views(suite, addresses, head) if addresses else []
 

@@ -9,7 +9,7 @@ clock still, which ``Clock.lag`` shows.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from edgeshare.chain import is_local_chain_id
@@ -183,15 +183,22 @@ def fetch_clock(suite: Suite, head: Mapping[str, Any] | None = None) -> Clock:
 
 
 def fetch_pending(
-    suite: Suite, clock: Clock, nodes: Sequence[tuple[int, int]]
+    suite: Suite,
+    clock: Clock,
+    nodes: Sequence[tuple[int, int]],
+    final: Collection[tuple[int, int]] = (),
 ) -> list[PendingReport]:
-    """Pending reports of ``nodes`` ((node id, registered epoch) pairs), oldest first."""
+    """Pending reports of ``nodes`` ((node id, registered epoch) pairs), oldest first.
+    ``final``: (node, epoch) pairs known to be finalized (an index's), not read: a
+    finalized epoch never changes again."""
+    known = set(final)
     keys = [
         (node_id, epoch)
         for node_id, registered in nodes
         for epoch in range(
             max(registered, clock.current_epoch - MAX_EPOCHS_SCANNED), clock.current_epoch + 1
         )
+        if (node_id, epoch) not in known
     ]
     found = []
     for (node_id, epoch), record in zip(keys, fetch_records(suite, keys), strict=True):
@@ -230,9 +237,11 @@ def fetch_node_views(
     clock: Clock,
     node_ids: Sequence[int],
     records: Sequence[NodeRecord] | None = None,
+    final: Collection[tuple[int, int]] = (),
 ) -> list[NodeView]:
     """Terms, pending reports, vesting and recent channel revenue of each node
-    (``records``: the nodes' registry records, when the caller read them already)."""
+    (``records``: the nodes' registry records, when the caller read them already;
+    ``final``: epochs known to be finalized, see ``fetch_pending``)."""
     records = list(records) if records is not None else suite.fetch_nodes(node_ids)
     calls = [c for r in records for c in (suite.share_at(r.share_token).read("unvested"),
              suite.share_at(r.share_token).read("vesting_ends_at"),
@@ -241,7 +250,7 @@ def fetch_node_views(
     vesting = [(values[i], values[i + 1]) for i in range(0, len(values), 3)]
     owed = values[2::3]
     registered = [(r.node_id, r.registered_epoch) for r in records]
-    pending = fetch_pending(suite, clock, registered)
+    pending = fetch_pending(suite, clock, registered, final)
     channel = fetch_channel_revenue(suite, clock, registered)
     return [
         NodeView(

@@ -59,7 +59,7 @@ from edgeshare.suite import (
 from edgeshare.tx import Transactor
 from edgeshare.web import MAX_ORDER_BODY, WebConfig
 from edgeshare.web.api import CONTENT_SECURITY_POLICY, WebState, build_app
-from edgeshare.web.book import web_orders
+from edgeshare.web.book import store_order, web_orders
 from tests.inproc import run_main_streams
 from tests.pg import create_database, postgres_url
 
@@ -595,6 +595,31 @@ def _live_orders(world: World, key: str) -> int:
         return len(list(db.execute(web_orders.select().where(c.maker == address(key)))))
 
 
+def test_orders__a_makers_expired_orders_deleted_when_it_stores_another(world: World) -> None:
+    """Expired orders are never open again: the maker's go when it submits (its rows stay
+    bounded), another maker's stay until that maker submits."""
+    suite, domain = world.suite, world.state.domain
+    now = fetch_chain_time(suite)
+
+    def signed(key: str, expiry: int) -> SignedOrder:
+        order = build_order(suite, address(key), world.token1, False, SHARES, 50_000,
+                            expiry=expiry)  # fmt: skip
+        return sign_order(order, key, domain)
+
+    with world.state.db() as db:
+        old = [store_order(db, signed(INVESTOR2_KEY, now + 100), domain, chain_time=now)[0]
+               for _ in range(3)]  # fmt: skip
+        other = store_order(db, signed(CUSTOMER_KEY, now + 100), domain, chain_time=now)[0]
+        later = now + 101  # every order above has expired
+        fresh = store_order(db, signed(INVESTOR2_KEY, later + 3_600), domain, chain_time=later)
+        ids = {int(i) for (i,) in db.execute(web_orders.select().with_only_columns(
+            web_orders.c.id))}  # fmt: skip
+    assert fresh[1] is True and fresh[0] in ids
+    assert not set(old) & ids  # the maker's expired orders are gone
+    assert other in ids  # another maker's stay (never served: expired ones are not read)
+    world.state.forget_cached()
+
+
 def test_orders__refused_with_a_clear_message_and_nothing_stored(world: World) -> None:
     before = _book_rows(world)
     good = _order_body(world)
@@ -859,3 +884,37 @@ def test_portfolio__shares_received_after_the_index_stopped_shown_as_the_cli_sho
     monkeypatch.setattr(market, "MAX_LOG_GAP", 0)
     send_transfer_shares(operator, world.suite, 1, newcomer, SHARES)  # a new block: not cached
     assert _holdings(get(world, f"/api/portfolio/{newcomer}"))[0][1] == str(8 * SHARES)
+
+
+def test_node__pending_read_from_the_chain_finalized_epochs_from_the_index(
+    world: World, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node page reads each recent epoch's settlement for its pending reports, but not
+    the epochs the index holds as finalized (final: they never change); a report settled
+    since is listed as `edgeshare status` lists it."""
+    suite = world.suite
+    payer = Transactor(suite.w3, Signer.from_key(PAYER_KEY))
+    epoch = int(suite.registry.call("current_epoch")) - 1  # ended, never settled
+    report = build_report(suite, 1, epoch, 1_000, 40, 9_950, fetch_chain_time(suite) + 86_400)
+    send_settle(payer, suite, [sign(report, ATTESTOR_KEY, fetch_domain_of(suite))])
+    world.state.sync_now()
+    final = {int(e["epoch"]) for e in get(world, "/api/nodes/1")["epochs"]
+             if e["state"] == "finalized"}  # fmt: skip
+    assert len(final) == 2
+    sent: list[tuple[str, Any]] = []
+    batch = suite.rpc.batch
+
+    def counted(calls: Any, *args: Any, **kwargs: Any) -> list[Any]:
+        sent.extend(calls)
+        return batch(calls, *args, **kwargs)
+
+    monkeypatch.setattr(suite.rpc, "batch", counted)
+    world.state.forget_cached()
+    node = get(world, "/api/nodes/1")["node"]
+    selector = "0x" + get_codec("RevenueRouter").fn("settlement", 2).selector.hex()
+    read = {int(p[0]["data"][74:138], 16) for m, p in sent
+            if m == "eth_call" and p[0]["data"].startswith(selector)}  # fmt: skip
+    assert epoch in read and not final & read
+    assert [p["epoch"] for p in node["pending"]] == [epoch]
+    cli = cli_json(capsys, monkeypatch, world, "status", "--node", "1")
+    assert node["pending"] == cli["nodes"][0]["pending"]

@@ -501,7 +501,8 @@ def get_node(request: Request) -> Response:
     with state.chain() as suite, state.db() as db:
         clock = fetch_clock(suite, head)
         record = suite.fetch_node(node_id)  # NodeNotFound: 404
-        (view,) = fetch_node_views(suite, clock, [node_id], [record])
+        final = _fetch_finalized(db, node_id)
+        (view,) = fetch_node_views(suite, clock, [node_id], [record], final)
         node = build_status_json(clock, coin, [view], None, None, None)["nodes"][0]
         share = suite.share_at(record.share_token)
         supply = int(share.call("totalSupply"))
@@ -520,7 +521,7 @@ def get_node(request: Request) -> Response:
         series = _fetch_node_epochs(db, suite, node_id, clock.current_epoch, epochs, head)
         history = _fetch_history(db, node_id, clock.genesis, clock.epoch_length)
         holders = _fetch_holders(db, suite, node_id, record.share_token, supply)
-        offerings = fetch_offerings(suite, node_id)
+        offerings = fetch_offerings(suite, node_id, (clock.block, clock.chain_time))
         book = fetch_book(db, suite, state.domain, tokens=[record.share_token],
                           now=clock.chain_time)  # fmt: skip
         baskets = [
@@ -538,6 +539,13 @@ def get_node(request: Request) -> Response:
                  "rows": [build_book_row_json(e) for e in page(book, book_limit, 0)]},
         "baskets": baskets,
     })  # fmt: skip
+
+
+def _fetch_finalized(db: Connection, node_id: int) -> set[tuple[int, int]]:
+    """The node's epochs the index holds as finalized (final: never read again)."""
+    u = idx.usage.c
+    query = select(u.epoch).where(u.node_id == node_id, u.state == "finalized")
+    return {(node_id, int(epoch)) for epoch in db.execute(query).scalars()}
 
 
 def _fetch_node_epochs(
