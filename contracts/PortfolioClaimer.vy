@@ -62,6 +62,7 @@ def claim_many(tokens: DynArray[address, MAX_TOKENS], receiver: address) -> uint
 
 @view
 @external
+@reentrant
 def positions(
     holder: address, shares: DynArray[address, MAX_TOKENS]
 ) -> DynArray[Position, MAX_TOKENS]:
@@ -72,8 +73,9 @@ def positions(
             revenue the token has distributed. Each value is exactly what the
             token's own view function returns in the same block.
     @dev A read for off-chain callers (one `eth_call` instead of six per
-         token); it changes nothing. A token that lacks one of these views
-         makes the whole call revert.
+         token); it changes nothing, and like the views it wraps it takes no
+         lock. A token that lacks one of these views makes the whole call
+         revert.
     @param holder The holder.
     @param shares Node share tokens (NodeShare).
     @return One Position per token.

@@ -201,7 +201,7 @@ def fetch_portfolio(
     received shares of, ``fetch_nodes_received``) spares reading every node: it cannot
     hold or claim anything in the others. Positions are read at ``block``."""
     holder = Web3.to_checksum_address(holder)
-    count = suite.fetch_node_count()
+    count = suite.fetch_node_count(block)  # a node registered after ``block`` held nothing
     if node_ids:
         ids = list(node_ids)
     elif among is not None:
@@ -227,12 +227,12 @@ MAX_LOG_GAP = 10_000
 
 
 def fetch_nodes_received(
-    db: Connection, suite: Suite, holder: str, head: int | None = None
+    db: Connection, suite: Suite, holder: str, to_block: int | None = None
 ) -> list[int] | None:
     """The nodes whose shares ``holder`` ever received (every share it holds or revenue it
     can claim came with a transfer to it): the index's transfers, and for the blocks the
     index has not read yet, the chain's ``Transfer`` logs to it from the nodes' share
-    tokens, up to ``head`` (default: the chain's newest block). None when the index is more
+    tokens, up to ``to_block`` (default: the chain's newest block). None when the index is more
     than ``MAX_LOG_GAP`` blocks behind (the caller reads every node)."""
     holder = Web3.to_checksum_address(holder)
     t, m = idx.transfers.c, idx.meta.c
@@ -240,8 +240,7 @@ def fetch_nodes_received(
         select(t.node_id).where(t.receiver == holder).distinct()
     )}  # fmt: skip
     last = db.execute(select(m.value).where(m.key == "last_block")).scalar()
-    if head is None:
-        head = int(suite.rpc.call("eth_blockNumber", []), 16)
+    head = to_block if to_block is not None else int(suite.rpc.call("eth_blockNumber", []), 16)
     start = 0 if last is None else int(last) + 1
     if head - start + 1 > MAX_LOG_GAP:
         return None

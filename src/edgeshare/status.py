@@ -12,10 +12,13 @@ import time
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
+from hexbytes import HexBytes
+
 from edgeshare.chain import is_local_chain_id
 from edgeshare.channels import fetch_channels, fetch_customer_nodes
 from edgeshare.models import StrictModel
 from edgeshare.poster import PENDING, fetch_records
+from edgeshare.rpc import RpcError
 from edgeshare.suite import NodeRecord, Suite
 from edgeshare.units import format_duration
 
@@ -159,12 +162,22 @@ class Position(StrictModel):
 
 def fetch_clock(suite: Suite, head: Mapping[str, Any] | None = None) -> Clock:
     """The chain's clock and the suite's epoch at ``head`` (a block header as
-    ``eth_getBlockByNumber`` returns it; default: the newest block, read here)."""
+    ``eth_getBlockByNumber`` returns it; default: the newest block, read here). The pause
+    flag is read at "latest" (a provider behind a load balancer may not know a block
+    number it just named)."""
     k = suite.fetch_constants()
-    if head is None:
-        head = suite.rpc.call("eth_getBlockByNumber", ["latest", False])
+    paused_fn = suite.registry.codec.fn("paused", 0)
+    call = {"to": suite.registry.address, "data": paused_fn.encode()}
+    calls: list[tuple[str, Any]] = [("eth_call", [call, "latest"])]
+    if head is None:  # one round trip: the header and the flag, both at "latest"
+        calls.append(("eth_getBlockByNumber", ["latest", False]))
+    replies = suite.rpc.batch(calls)
+    for reply in replies:
+        if isinstance(reply, RpcError):
+            raise reply
+    paused = paused_fn.decode(HexBytes(replies[0]))
+    head = head if head is not None else replies[1]
     block = int(head["number"], 16)
-    paused = suite.registry.call("paused", block=block)
     chain_time = int(head["timestamp"], 16)
     epoch = max(0, (chain_time - k.genesis) // k.epoch_length)
     return Clock(

@@ -279,9 +279,9 @@ class Suite:
             self._share_tokens.update(zip(unknown, self.reader.many(calls), strict=True))
         return [self._share_tokens[n] for n in node_ids]
 
-    def fetch_node_count(self) -> int:
-        """How many nodes are registered (ids are 1..count)."""
-        return int(self.registry.call("node_count"))
+    def fetch_node_count(self, block: BlockId = "latest") -> int:
+        """How many nodes are registered (ids are 1..count), as of ``block``."""
+        return int(self.registry.call("node_count", block=block))
 
     def _check_ids(self, node_ids: Sequence[int], count: int | None = None) -> None:
         bad = [n for n in node_ids if not 1 <= n <= (count or 0)]

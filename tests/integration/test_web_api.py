@@ -918,3 +918,29 @@ def test_node__pending_read_from_the_chain_finalized_epochs_from_the_index(
     assert [p["epoch"] for p in node["pending"]] == [epoch]
     cli = cli_json(capsys, monkeypatch, world, "status", "--node", "1")
     assert node["pending"] == cli["nodes"][0]["pending"]
+
+
+def test_portfolio__an_index_never_synced__holdings_read_from_the_chain(
+    world: World, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An app whose index has read nothing yet (its report knows no nodes) still shows what
+    the holder holds, as the CLI does."""
+    config = WebConfig(db_url=f"sqlite:///{world.tmp / 'never-synced.db'}", sync=False)
+    investor = address(INVESTOR_KEY)
+    cli = cli_json(capsys, monkeypatch, world, "portfolio", investor)
+    with TestClient(build_app(config, world.suite, static_dir=world.tmp / "static")) as client:
+        reply = client.get(f"/api/portfolio/{investor}")
+    assert reply.status_code == 200, reply.text
+    assert _holdings(reply.json()) == _holdings(cli) and _holdings(cli)
+
+
+def test_fetch_portfolio__at_a_block_before_a_node_existed__holds_nothing_there(
+    world: World,
+) -> None:
+    from edgeshare.market import fetch_portfolio
+
+    suite, investor = world.suite, address(INVESTOR_KEY)
+    before = suite.manifest.block  # the suite's deployment: no node registered yet
+    assert fetch_portfolio(suite, investor, block=before) == []
+    head = int(suite.rpc.call("eth_blockNumber", []), 16)
+    assert fetch_portfolio(suite, investor, block=head) == fetch_portfolio(suite, investor)

@@ -302,12 +302,13 @@ class WebState:
             while len(self.cache) > CACHE_SIZE or (size > CACHE_BYTES and len(self.cache) > 1):
                 size -= len(self.cache.popitem(last=False)[1])
 
-    def get_offerings(self, suite: Suite, block: int) -> list[OfferingView]:
-        """Every offering as of ``block``, read once per block whoever asks (a portfolio
-        reads every offering for its commitments)."""
+    def get_offerings(self, suite: Suite, head: tuple[int, int]) -> list[OfferingView]:
+        """Every offering as of ``head`` (a block's number and time), read once per block
+        whoever asks (a portfolio reads every offering for its commitments)."""
+        block = head[0]
         with self.lock:
             if self.offerings is None or self.offerings[0] != block:
-                self.offerings = (block, fetch_offerings(suite))
+                self.offerings = (block, fetch_offerings(suite, head=head))
             return self.offerings[1]
 
     def forget_cached(self) -> None:
@@ -636,11 +637,14 @@ def _fetch_holders(
 
 
 def _get_holdings(
-    suite: Suite, holder: str, among: list[int] | None, report: Report, block: int
+    db: Connection, suite: Suite, holder: str, among: list[int] | None, report: Report, block: int
 ) -> list[Holding]:
-    """``holder``'s holdings at ``block``: its report's positions when the report is as of
-    that block (the index is up to date: read once), read from the chain otherwise."""
-    if report.block != block:
+    """``holder``'s holdings at ``block``: its report's positions when the index is at that
+    block (read once), read from the chain otherwise (an index behind, or empty: a report
+    then knows no nodes)."""
+    m = idx.meta.c
+    last = db.execute(select(m.value).where(m.key == "last_block")).scalar()
+    if report.block != block or last is None or int(last) != block:
         return fetch_portfolio(suite, holder, among=among, block=block)
     held = [p for p in report.positions if p.shares or p.claimable]
     tokens = suite.fetch_share_tokens([p.node_id for p in held])
@@ -660,13 +664,14 @@ def get_portfolio(request: Request) -> Response:
     with state.chain() as suite, state.db() as db:
         clock = fetch_clock(suite, head)
         block = clock.block
-        among = fetch_nodes_received(db, suite, holder, head=block)
+        among = fetch_nodes_received(db, suite, holder, to_block=block)
         report = build_report(db, suite, investor=holder,
                               from_epoch=max(0, clock.current_epoch - epochs + 1),
                               among=among, capital=False, head=head)  # fmt: skip
-        holdings = _get_holdings(suite, holder, among, report, block)
+        holdings = _get_holdings(db, suite, holder, among, report, block)
         units = fetch_basket_holdings(suite, holder, block)
-        commitments = fetch_commitments(suite, holder, state.get_offerings(suite, block))
+        offerings = state.get_offerings(suite, (block, clock.chain_time))
+        commitments = fetch_commitments(suite, holder, offerings)
         book = fetch_book(db, suite, state.domain, maker=holder, now=clock.chain_time)
     orders = [build_open_order_json(e.status, e.label, "book", e.id) for e in book]
     data = build_portfolio_json(holder, holdings, units, commitments, orders, state.coin)
