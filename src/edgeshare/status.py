@@ -328,27 +328,11 @@ def fetch_positions(suite: Suite, investor: str) -> list[Position]:
     """Every node where ``investor`` holds shares or has revenue to claim."""
     count = suite.fetch_node_count()
     ids = list(range(1, count + 1))
-    shares = [suite.share_at(a) for a in suite.fetch_share_tokens(ids)]
-    rows = suite.reader.each(
-        shares,
-        ("balanceOf", investor),
-        ("totalSupply",),
-        ("claimable", investor),
-        ("unvested",),
-        ("vesting_ends_at",),
-    )
-    positions = []
-    for node_id, (balance, supply, claimable, unvested, ends) in zip(ids, rows, strict=True):
-        if int(balance) == 0 and int(claimable) == 0:
-            continue
-        positions.append(
-            Position(
-                node_id=node_id,
-                shares=int(balance),
-                supply=int(supply),
-                claimable=int(claimable),
-                vesting=int(unvested) * int(balance) // int(supply),
-                vesting_ends_at=int(ends),
-            )
-        )
+    found = suite.fetch_positions(investor, suite.fetch_share_tokens(ids))
+    positions = [
+        Position(node_id=node_id, shares=p.balance, supply=p.supply, claimable=p.claimable,
+                 vesting=p.vesting, vesting_ends_at=p.vesting_ends_at)
+        for node_id, p in zip(ids, found, strict=True)
+        if p.balance or p.claimable
+    ]  # fmt: skip
     return positions
