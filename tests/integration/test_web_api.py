@@ -381,6 +381,19 @@ def test_reads__kept_per_block_and_read_again_after_a_new_one(
         suite.rpc.call("evm_revert", [snapshot])
 
 
+def _record_rpc(monkeypatch: pytest.MonkeyPatch, suite: Suite) -> list[tuple[str, Any]]:
+    """Every JSON-RPC call the suite sends from now on, (method, params), in order."""
+    sent: list[tuple[str, Any]] = []
+    batch = suite.rpc.batch
+
+    def recorded(calls: Any, *args: Any, **kwargs: Any) -> list[Any]:
+        sent.extend(calls)
+        return batch(calls, *args, **kwargs)
+
+    monkeypatch.setattr(suite.rpc, "batch", recorded)
+    return sent
+
+
 def test_portfolio__index_at_the_head__positions_read_once_in_one_call(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -390,14 +403,7 @@ def test_portfolio__index_at_the_head__positions_read_once_in_one_call(
     suite = world.suite
     world.state.sync_now()
     world.state.forget_cached()
-    sent: list[tuple[str, Any]] = []
-    batch = suite.rpc.batch
-
-    def counted(calls: Any, *args: Any, **kwargs: Any) -> list[Any]:
-        sent.extend(calls)
-        return batch(calls, *args, **kwargs)
-
-    monkeypatch.setattr(suite.rpc, "batch", counted)
+    sent = _record_rpc(monkeypatch, suite)
     data = get(world, f"/api/portfolio/{address(INVESTOR_KEY)}")
     tokens = {t.lower() for t in suite.fetch_share_tokens([1, 2])}
     to = [str(p[0].get("to", "")).lower() for m, p in sent if m == "eth_call"]
@@ -901,14 +907,7 @@ def test_node__pending_read_from_the_chain_finalized_epochs_from_the_index(
     final = {int(e["epoch"]) for e in get(world, "/api/nodes/1")["epochs"]
              if e["state"] == "finalized"}  # fmt: skip
     assert len(final) == 2
-    sent: list[tuple[str, Any]] = []
-    batch = suite.rpc.batch
-
-    def counted(calls: Any, *args: Any, **kwargs: Any) -> list[Any]:
-        sent.extend(calls)
-        return batch(calls, *args, **kwargs)
-
-    monkeypatch.setattr(suite.rpc, "batch", counted)
+    sent = _record_rpc(monkeypatch, suite)
     world.state.forget_cached()
     node = get(world, "/api/nodes/1")["node"]
     selector = "0x" + get_codec("RevenueRouter").fn("settlement", 2).selector.hex()
