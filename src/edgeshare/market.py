@@ -23,7 +23,7 @@ from edgeshare.contracts import BlockId, get_codec
 from edgeshare.errors import NodeNotFound
 from edgeshare.metadata import MetadataError, MetadataNotFetched, NodeMetadata, fetch_metadata
 from edgeshare.pipeline import send_pipelined
-from edgeshare.suite import Suite
+from edgeshare.suite import CLAIMER_MAX_TOKENS, Suite
 from edgeshare.tx import Transactor
 from edgeshare.units import Token, format_price
 
@@ -259,7 +259,7 @@ def fetch_nodes_received(
     return sorted(found)
 
 
-MAX_CLAIM_TOKENS = 64
+MAX_CLAIM_TOKENS = CLAIMER_MAX_TOKENS
 """PortfolioClaimer.MAX_TOKENS: share tokens and baskets per portfolio claim."""
 
 

@@ -12,13 +12,10 @@ import time
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from hexbytes import HexBytes
-
 from edgeshare.chain import is_local_chain_id
 from edgeshare.channels import fetch_channels, fetch_customer_nodes
 from edgeshare.models import StrictModel
 from edgeshare.poster import PENDING, fetch_records
-from edgeshare.rpc import RpcError
 from edgeshare.suite import NodeRecord, Suite
 from edgeshare.units import format_duration
 
@@ -166,17 +163,9 @@ def fetch_clock(suite: Suite, head: Mapping[str, Any] | None = None) -> Clock:
     flag is read at "latest" (a provider behind a load balancer may not know a block
     number it just named)."""
     k = suite.fetch_constants()
-    paused_fn = suite.registry.codec.fn("paused", 0)
-    call = {"to": suite.registry.address, "data": paused_fn.encode()}
-    calls: list[tuple[str, Any]] = [("eth_call", [call, "latest"])]
-    if head is None:  # one round trip: the header and the flag, both at "latest"
-        calls.append(("eth_getBlockByNumber", ["latest", False]))
-    replies = suite.rpc.batch(calls)
-    for reply in replies:
-        if isinstance(reply, RpcError):
-            raise reply
-    paused = paused_fn.decode(HexBytes(replies[0]))
-    head = head if head is not None else replies[1]
+    if head is None:
+        head = suite.rpc.call("eth_getBlockByNumber", ["latest", False])
+    paused = suite.registry.call("paused")
     block = int(head["number"], 16)
     chain_time = int(head["timestamp"], 16)
     epoch = max(0, (chain_time - k.genesis) // k.epoch_length)
@@ -256,12 +245,9 @@ def fetch_node_views(
     (``records``: the nodes' registry records, when the caller read them already;
     ``final``: epochs known to be finalized, see ``fetch_pending``)."""
     records = list(records) if records is not None else suite.fetch_nodes(node_ids)
-    calls = [c for r in records for c in (suite.share_at(r.share_token).read("unvested"),
-             suite.share_at(r.share_token).read("vesting_ends_at"),
-             suite.router.read("owed", r.operator))]  # fmt: skip
-    values = suite.reader.many(calls)
-    vesting = [(values[i], values[i + 1]) for i in range(0, len(values), 3)]
-    owed = values[2::3]
+    shares = [suite.share_at(r.share_token) for r in records]
+    vesting = suite.reader.each(shares, ("unvested",), ("vesting_ends_at",))
+    owed = suite.reader.many([suite.router.read("owed", r.operator) for r in records])
     registered = [(r.node_id, r.registered_epoch) for r in records]
     pending = fetch_pending(suite, clock, registered, final)
     channel = fetch_channel_revenue(suite, clock, registered)

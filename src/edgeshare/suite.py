@@ -130,8 +130,8 @@ class SuiteConstants:
     protocol_fee_bps: int
 
 
-POSITIONS_PER_CALL = 64
-"""PortfolioClaimer.MAX_TOKENS: share tokens per ``positions`` call."""
+CLAIMER_MAX_TOKENS = 64
+"""PortfolioClaimer.MAX_TOKENS: tokens per ``claim_many`` and per ``positions`` call."""
 _POSITION_FIELDS = (
     "balance", "supply", "claimable", "unvested", "vesting_ends_at", "total_distributed"
 )  # fmt: skip
@@ -242,8 +242,8 @@ class Suite:
             return []
         holder = Web3.to_checksum_address(holder)
         tokens = list(share_tokens)
-        chunks = [tokens[i : i + POSITIONS_PER_CALL]
-                  for i in range(0, len(tokens), POSITIONS_PER_CALL)]  # fmt: skip
+        chunks = [tokens[i : i + CLAIMER_MAX_TOKENS]
+                  for i in range(0, len(tokens), CLAIMER_MAX_TOKENS)]  # fmt: skip
         calls = [self.claimer.read("positions", holder, chunk) for chunk in chunks]
         try:
             replies = self.reader.try_many(calls, block=block)
