@@ -96,24 +96,27 @@ def require_basket(suite: Suite, address: str, what: str = "--basket") -> str:
     return address
 
 
-def fetch_baskets(suite: Suite, addresses: Sequence[str] | None = None) -> list[BasketView]:
+def fetch_baskets(
+    suite: Suite, addresses: Sequence[str] | None = None, block: BlockId = "latest"
+) -> list[BasketView]:
     """The suite's baskets (or the named ones) with their components, supply and what
-    they have harvested and can harvest; two batches of reads."""
-    found = list(addresses) if addresses is not None else fetch_basket_addresses(suite)
+    they have harvested and can harvest, as of ``block``; two batches of reads."""
+    found = list(addresses) if addresses is not None else fetch_basket_addresses(suite, block)
     baskets = [_basket(suite, a) for a in found]
     rows = suite.reader.each(
         baskets, ("name",), ("symbol",), ("components",), ("totalSupply",),
-        ("total_distributed",),
+        ("total_distributed",), block=block,
     )  # fmt: skip
     tokens = sorted({str(t) for row in rows for t in row[2][0]})
     shares = [suite.share_at(t) for t in tokens]
-    ids = dict(zip(tokens, suite.reader.many([s.read("NODE_ID") for s in shares]), strict=True))
+    ids = dict(zip(tokens, suite.reader.many([s.read("NODE_ID") for s in shares], block=block),
+                   strict=True))  # fmt: skip
     owed_reads = [
         suite.share_at(str(t)).read("claimable", b.address)
         for b, row in zip(baskets, rows, strict=True)
         for t in row[2][0]
     ]
-    owed = iter(suite.reader.many(owed_reads))
+    owed = iter(suite.reader.many(owed_reads, block=block))
     out = []
     for basket, (name, symbol, (comp_tokens, weights), supply, harvested) in zip(
         baskets, rows, strict=True

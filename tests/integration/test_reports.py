@@ -551,13 +551,16 @@ def test_report_empty__says_why_and_exits_0_only_for_valid_queries(world: dict[s
     nobody = Signer.from_key("0x" + "42" * 32).address
     result = cli(world, "report", "investor", nobody, "--json", *_db(world))
     assert result.returncode == 0 and nobody in result.stderr and "no shares" in result.stderr
+    assert f"any of the {NODES} nodes" in " ".join(result.stderr.split())
     assert json.loads(result.stdout)["positions"] == []
     result = cli(world, "report", "operator", nobody, *_db(world))
     assert result.returncode == 0 and "operates none" in result.stderr
+    assert f"none of the {NODES} registered" in " ".join(result.stderr.split())
     result = cli(world, "report", "operator", "--node", "1", "--from-epoch", "500", *_db(world))
     assert result.returncode == 0 and "epochs from 500" in result.stderr
     unknown = cli(world, "report", "operator", "--node", "99", *_db(world))
     assert unknown.returncode == 2 and "node 99" in unknown.stderr
+    assert f"the index has nodes 1 to {NODES}" in " ".join(unknown.stderr.split())
     backwards = ["--from-epoch", "3", "--to-epoch", "1"]
     assert cli(world, "report", "operator", "--node", "1", *backwards, *_db(world)).returncode == 2
 

@@ -381,6 +381,39 @@ def test_reads__kept_per_block_and_read_again_after_a_new_one(
         suite.rpc.call("evm_revert", [snapshot])
 
 
+def test_health__counts_reads_kept_and_read_again_per_route(world: World) -> None:
+    """Health says, per route, how many reads found their body kept and how many were read
+    again, with what the last one was read at: a new block is a miss naming the new head."""
+    suite = world.suite
+    world.state.forget_cached()
+
+    def board_reads() -> dict[str, Any]:
+        routes = get(world, "/api/health")["cache"]["routes"]
+        found: dict[str, Any] = routes.get("get_board", {"hits": 0, "misses": 0})
+        return found
+
+    was = board_reads()
+    get(world, "/api/board")
+    get(world, "/api/board")
+    now = board_reads()
+    assert (now["hits"] - was["hits"], now["misses"] - was["misses"]) == (1, 1)
+    head = suite.rpc.call("eth_getBlockByNumber", ["latest", False])["hash"]
+    assert now["last_miss"]["head"] == head
+    assert now["last_miss"]["orders"] >= 0 and "index_block" in now["last_miss"]
+    snapshot = suite.rpc.call("evm_snapshot", [])
+    try:
+        suite.rpc.call("evm_mine", [])
+        get(world, "/api/board")
+        moved = board_reads()
+        assert moved["misses"] == now["misses"] + 1 and moved["hits"] == now["hits"]
+        assert moved["last_miss"]["head"] != head
+    finally:
+        suite.rpc.call("evm_revert", [snapshot])
+    cache = get(world, "/api/health")["cache"]
+    assert cache["bodies"] >= 1 and cache["bytes"] > 0
+    assert all(route.startswith("get_") for route in cache["routes"])  # routes, not paths
+
+
 def _record_rpc(monkeypatch: pytest.MonkeyPatch, suite: Suite) -> list[tuple[str, Any]]:
     """Every JSON-RPC call the suite sends from now on, (method, params), in order."""
     sent: list[tuple[str, Any]] = []

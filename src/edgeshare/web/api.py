@@ -40,7 +40,7 @@ from web3 import Web3
 from edgeshare import indexer as idx
 from edgeshare.artifacts import load_artifact
 from edgeshare.attestation import Eip712Domain, build_eip712_message
-from edgeshare.baskets import fetch_basket_holdings, fetch_baskets
+from edgeshare.baskets import BasketView, fetch_basket_holdings, fetch_baskets
 from edgeshare.chain import connect, is_local_chain_id
 from edgeshare.errors import EdgeShareError, InputError, NodeNotFound
 from edgeshare.gateway import bind_socket, run_uvicorn
@@ -244,6 +244,25 @@ class SyncStatus:
 
 
 @dataclass
+class CacheStats:
+    """How often a read found its body kept (``_cached``), per route (its function's name:
+    a bounded set, unlike the paths)."""
+
+    hits: dict[str, int] = field(default_factory=dict)
+    misses: dict[str, int] = field(default_factory=dict)
+    last_miss: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    """Per route, the version (``WebState.get_version``) of its last miss: what had moved."""
+
+    def count(self, route: str, version: tuple[Any, ...], hit: bool) -> None:
+        """Count one read of ``route`` at ``version``."""
+        if hit:
+            self.hits[route] = self.hits.get(route, 0) + 1
+        else:
+            self.misses[route] = self.misses.get(route, 0) + 1
+            self.last_miss[route] = version
+
+
+@dataclass
 class WebState:
     """What every route shares: the suite, the index, the market's domain, the lock."""
 
@@ -262,8 +281,11 @@ class WebState:
     """The background indexer's own connection (None: it shares ``suite`` under ``lock``)."""
     offerings: tuple[int, list[OfferingView]] | None = None
     """The offerings at a block (``get_offerings``)."""
+    baskets: tuple[int, list[BasketView]] | None = None
+    """The baskets at a block (``get_baskets``)."""
     cache: OrderedDict[tuple[Any, ...], bytes] = field(default_factory=OrderedDict)
     """Bodies of recent reads, by request and by what they were read from (``get_version``)."""
+    stats: CacheStats = field(default_factory=CacheStats)
 
     def get_version(self) -> tuple[tuple[str, int, int, int], dict[str, Any]]:
         """What a read depends on: the chain's head (its hash: a reorganisation at the same
@@ -285,13 +307,27 @@ class WebState:
         version = head, int(last) if last is not None else -1, int(count or 0), int(newest or 0)
         return version, header
 
-    def get_cached(self, key: tuple[Any, ...]) -> bytes | None:
-        """A body read before for ``key`` (None: none kept)."""
+    def get_cached(self, route: str, key: tuple[Any, ...]) -> bytes | None:
+        """A body read before for ``key`` (None: none kept); counted for ``route`` (a
+        key's version is its last four items)."""
         with self.lock:
             body = self.cache.get(key)
             if body is not None:
                 self.cache.move_to_end(key)
+            self.stats.count(route, key[-4:], body is not None)
             return body
+
+    def get_cache_json(self) -> dict[str, Any]:
+        """The kept bodies and, per route, reads that found theirs kept or not (``health``)."""
+        with self.lock:
+            stats = self.stats
+            return {
+                "bodies": len(self.cache),
+                "bytes": sum(len(b) for b in self.cache.values()),
+                "routes": {r: {"hits": stats.hits.get(r, 0), "misses": stats.misses.get(r, 0),
+                               "last_miss": _get_version_json(stats.last_miss.get(r))}
+                           for r in sorted({*stats.hits, *stats.misses})},
+            }  # fmt: skip
 
     def put_cached(self, key: tuple[Any, ...], body: bytes) -> None:
         """Keep ``body`` for ``key`` (the oldest go past ``CACHE_SIZE`` bodies or
@@ -310,6 +346,14 @@ class WebState:
             if self.offerings is None or self.offerings[0] != block:
                 self.offerings = (block, fetch_offerings(suite, head=head))
             return self.offerings[1]
+
+    def get_baskets(self, suite: Suite, block: int) -> list[BasketView]:
+        """Every basket as of ``block``, read once per block whoever asks (a node's page
+        shows the baskets it is in)."""
+        with self.lock:
+            if self.baskets is None or self.baskets[0] != block:
+                self.baskets = (block, fetch_baskets(suite, block=block))
+            return self.baskets[1]
 
     def forget_cached(self) -> None:
         """Drop every kept body (the book changed here)."""
@@ -380,6 +424,14 @@ class WebState:
             last = int(found) if found is not None else None
         return {"last_block": last, "synced_at": self.sync.synced_at, "syncing": self.config.sync,
                 "error": self.sync.error}  # fmt: skip
+
+
+def _get_version_json(version: tuple[Any, ...] | None) -> dict[str, Any] | None:
+    """A cache version as JSON (``WebState.get_version``)."""
+    if version is None:
+        return None
+    head, last, count, newest = version
+    return {"head": head, "index_block": last, "orders": count, "newest_order": newest}
 
 
 def get_static_dir() -> Path:
@@ -527,7 +579,7 @@ def get_node(request: Request) -> Response:
                           now=clock.chain_time)  # fmt: skip
         baskets = [
             {"basket": b.address, "symbol": b.symbol, "name": b.name, "weight": str(c.weight)}
-            for b in fetch_baskets(suite)
+            for b in state.get_baskets(suite, clock.block)
             for c in b.components
             if c.node_id == node_id
         ]
@@ -647,11 +699,11 @@ def _get_holdings(
     if report.block != block or last is None or int(last) != block:
         return fetch_portfolio(suite, holder, among=among, block=block)
     held = [p for p in report.positions if p.shares or p.claimable]
-    tokens = suite.fetch_share_tokens([p.node_id for p in held])
-    return [
-        Holding(p.node_id, token, p.shares, p.supply, p.claimable, p.vesting)
-        for p, token in zip(held, tokens, strict=True)
-    ]
+    n = idx.nodes.c  # the index is at the head: it knows every node held
+    query = select(n.node_id, n.share_token).where(n.node_id.in_([p.node_id for p in held]))
+    tokens = {int(node): str(token) for node, token in db.execute(query)}
+    return [Holding(p.node_id, tokens[p.node_id], p.shares, p.supply, p.claimable, p.vesting)
+            for p in held]  # fmt: skip
 
 
 def get_portfolio(request: Request) -> Response:
@@ -891,7 +943,8 @@ def get_health(request: Request) -> Response:
     state = _state(request)
     with state.chain() as suite:
         block = _head(suite)
-    return JSONResponse({"ok": True, "block": block, "index": state.get_index_json()})
+    return JSONResponse({"ok": True, "block": block, "index": state.get_index_json(),
+                         "cache": state.get_cache_json()})  # fmt: skip
 
 
 # ----------------------------------------------------------------- static files
@@ -1039,7 +1092,7 @@ def _cached(endpoint: Callable[[Request], Response]) -> Callable[[Request], Resp
         state = _state(request)
         version, header = state.get_version()
         key = (request.url.path, tuple(request.query_params.multi_items()), *version)
-        body = state.get_cached(key)
+        body = state.get_cached(endpoint.__name__, key)
         if body is None:
             request.state.head = header
             response = endpoint(request)
