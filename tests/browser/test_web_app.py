@@ -59,6 +59,19 @@ def test_connect_shows_the_account_and_the_board(open_app: Any, world: World) ->
     assert "wallet_switchEthereumChain" not in app.wallet.calls
 
 
+def test_the_board_is_asked_for_with_the_config_and_only_once(open_app: Any) -> None:
+    """Opened on the board, the page asks for the board before its config has come back
+    (the two travel together), and the board it draws is that first answer."""
+    app: App = open_app(BUYER, "board")
+    expect(app.page.get_by_test_id("board-row")).to_have_count(3)
+    asked = [u.split("/api/", 1)[1] for u in app.requests if "/api/" in u]
+    assert asked.index("board?sort=rank") < asked.index("config"), asked
+    assert asked.count("board?sort=rank") == 1, asked
+    other: App = open_app(BUYER, "offerings")  # elsewhere, nothing is asked for early
+    expect(other.page.get_by_test_id("main")).to_have_attribute("data-page", "offerings")
+    assert not [u for u in other.requests if "/api/board" in u]
+
+
 def test_a_wallet_without_eip6963_connects_through_window_ethereum(open_app: Any) -> None:
     app: App = open_app(BUYER, "board", legacy=True)
     expect(app.page.get_by_test_id("connect")).to_have_count(1)

@@ -1,7 +1,7 @@
 // EdgeShare's web app: the shell (navigation, wallet) and the hash router.
 import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
-import { Board } from "./board.js";
+import { Board, prefetchBoard } from "./board.js";
 import { Channels } from "./channels.js";
 import { cfg, loadConfig } from "./config.js";
 import { short } from "./format.js";
@@ -85,6 +85,7 @@ function App() {
 
 async function start() {
   discover();
+  if (parseRoute().page === "board") prefetchBoard();
   const root = document.getElementById("app");
   try {
     await loadConfig();

@@ -1,7 +1,7 @@
 // The board: active nodes with price, latency, uptime, region, endpoint, models, GPU
 // and capacity; filters and sorting; new nodes marked.
 import { useRef, useState } from "preact/hooks";
-import { get } from "./api.js";
+import { get, prefetch } from "./api.js";
 import { coin } from "./config.js";
 import { fmtBps, fmtUnits, parseAmount, parseInteger } from "./format.js";
 import { ErrorBox, html, useLoad } from "./ui.js";
@@ -15,6 +15,13 @@ const SORTS = [
   ["-capacity", "capacity, highest first"],
   ["node", "node id"],
 ];
+
+const FIRST_QUERY = { sort: "rank" };
+
+/** Ask for the board the page will show first (called before the app's config loads). */
+export function prefetchBoard() {
+  prefetch("board", FIRST_QUERY);
+}
 
 function Row({ r }) {
   return html`<tr data-testid="board-row" data-node=${r.node_id}>
@@ -34,7 +41,7 @@ function Row({ r }) {
 export function Board() {
   const form = useRef({ region: "", maxPrice: "", maxLatency: "", sort: "rank" });
   const [, redraw] = useState(0);
-  const [query, setQuery] = useState({ sort: "rank" });
+  const [query, setQuery] = useState(FIRST_QUERY);
   const [problem, setProblem] = useState(null);
   const load = useLoad(() => get("board", query), [JSON.stringify(query)]);
   const c = coin();
