@@ -384,6 +384,18 @@ class Reader:
         n = len(reads)
         return [tuple(flat[i : i + n]) for i in range(0, len(flat), n)]
 
+    def gather(
+        self, groups: Sequence[Sequence[Call]], block: BlockId = "latest"
+    ) -> list[list[Any]]:
+        """Several lists of reads in one set of batches (one round trip where the client's
+        batch size allows): each list's results, in order; raises like ``many``."""
+        flat = self.many([c for group in groups for c in group], block=block)
+        out, start = [], 0
+        for group in groups:
+            out.append(flat[start : start + len(group)])
+            start += len(group)
+        return out
+
     def try_many(self, calls: Sequence[Call], block: BlockId = "latest") -> list[Any]:
         """Like ``many``, with an RpcError in place of each read that reverted."""
         tag = _as_block(block)

@@ -12,12 +12,13 @@ report's epoch (``fetch_dues``): the router takes ``revenue - min(revenue, credi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from edgeshare.attestation import Eip712Domain, SignedReport, fetch_domain, pack_signatures, recover
 from edgeshare.chain import is_local_chain_id
-from edgeshare.contracts import get_codec
+from edgeshare.contracts import Call, get_codec
 from edgeshare.errors import InputError, TransactionFailed, raise_problems
 from edgeshare.models import to_checksum
 from edgeshare.pipeline import Progress, send_pipelined
@@ -74,10 +75,20 @@ class Record:
     finalizable_at: int
 
 
+def read_records(suite: Suite, keys: Sequence[tuple[int, int]]) -> list[Call]:
+    """The reads of the router's record of each (node, epoch) pair (``as_record`` takes
+    their results), to batch with other reads."""
+    return [suite.router.read("settlement", n, e) for n, e in keys]
+
+
+def as_record(found: Mapping[str, Any]) -> Record:
+    """A ``settlement()`` result as a Record."""
+    return Record(found["state"], found["version"], found["revenue"], found["finalizable_at"])
+
+
 def fetch_records(suite: Suite, keys: Sequence[tuple[int, int]]) -> list[Record]:
     """The router's record of many (node, epoch) pairs, in JSON-RPC batches."""
-    found = suite.reader.many([suite.router.read("settlement", n, e) for n, e in keys])
-    return [Record(r["state"], r["version"], r["revenue"], r["finalizable_at"]) for r in found]
+    return [as_record(r) for r in suite.reader.many(read_records(suite, keys))]
 
 
 def is_done(report: SignedReport, record: Record) -> bool:

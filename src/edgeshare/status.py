@@ -14,8 +14,9 @@ from typing import Any
 
 from edgeshare.chain import is_local_chain_id
 from edgeshare.channels import fetch_channels, fetch_customer_nodes
+from edgeshare.contracts import Call
 from edgeshare.models import StrictModel
-from edgeshare.poster import PENDING, fetch_records
+from edgeshare.poster import PENDING, Record, as_record, fetch_records, read_records
 from edgeshare.suite import NodeRecord, Suite
 from edgeshare.units import format_duration
 
@@ -193,8 +194,17 @@ def fetch_pending(
     """Pending reports of ``nodes`` ((node id, registered epoch) pairs), oldest first.
     ``final``: (node, epoch) pairs known to be finalized (an index's), not read: a
     finalized epoch never changes again."""
+    keys = _get_pending_keys(clock, nodes, final)
+    return _get_pending(clock, keys, fetch_records(suite, keys))
+
+
+def _get_pending_keys(
+    clock: Clock, nodes: Sequence[tuple[int, int]], final: Collection[tuple[int, int]]
+) -> list[tuple[int, int]]:
+    """The (node, epoch) pairs ``fetch_pending`` reads: each node's epochs since it
+    registered (at most ``MAX_EPOCHS_SCANNED`` back), less those known to be final."""
     known = set(final)
-    keys = [
+    return [
         (node_id, epoch)
         for node_id, registered in nodes
         for epoch in range(
@@ -202,18 +212,23 @@ def fetch_pending(
         )
         if (node_id, epoch) not in known
     ]
-    found = []
-    for (node_id, epoch), record in zip(keys, fetch_records(suite, keys), strict=True):
-        if record.state == PENDING:
-            found.append(
-                PendingReport(
-                    node_id=node_id,
-                    epoch=epoch,
-                    revenue=record.revenue,
-                    finalizable_at=record.finalizable_at,
-                    due=record.finalizable_at <= clock.chain_time,
-                )
-            )
+
+
+def _get_pending(
+    clock: Clock, keys: Sequence[tuple[int, int]], records: Sequence[Record]
+) -> list[PendingReport]:
+    """The pending ones of ``records`` (the router's records of ``keys``), oldest first."""
+    found = [
+        PendingReport(
+            node_id=node_id,
+            epoch=epoch,
+            revenue=record.revenue,
+            finalizable_at=record.finalizable_at,
+            due=record.finalizable_at <= clock.chain_time,
+        )
+        for (node_id, epoch), record in zip(keys, records, strict=True)
+        if record.state == PENDING
+    ]
     return sorted(found, key=lambda p: (p.finalizable_at, p.node_id, p.epoch))
 
 
@@ -222,15 +237,37 @@ def fetch_channel_revenue(
 ) -> dict[int, list[EpochRevenue]]:
     """Channel revenue of ``nodes`` ((node id, registered epoch) pairs) in their most
     recent epochs (``CHANNEL_EPOCHS_SHOWN``), the current one first."""
+    keys = _get_channel_keys(clock, nodes)
+    amounts = suite.reader.many(_read_channel_revenue(suite, keys))
+    return _get_channel_revenue(clock, nodes, keys, amounts)
+
+
+def _get_channel_keys(clock: Clock, nodes: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The (node, epoch) pairs ``fetch_channel_revenue`` reads, each node's newest first."""
     now = clock.current_epoch
     keys = []
     for node_id, registered in nodes:
         oldest = max(registered, now - CHANNEL_EPOCHS_SHOWN + 1)
         keys += [(node_id, epoch) for epoch in range(now, oldest - 1, -1)]
-    amounts = suite.reader.many([suite.router.read("channel_revenue", n, e) for n, e in keys])
+    return keys
+
+
+def _read_channel_revenue(suite: Suite, keys: Sequence[tuple[int, int]]) -> list[Call]:
+    return [suite.router.read("channel_revenue", n, e) for n, e in keys]
+
+
+def _get_channel_revenue(
+    clock: Clock,
+    nodes: Sequence[tuple[int, int]],
+    keys: Sequence[tuple[int, int]],
+    amounts: Sequence[Any],
+) -> dict[int, list[EpochRevenue]]:
+    """``amounts`` (the channel revenue of ``keys``) by node."""
     found: dict[int, list[EpochRevenue]] = {node_id: [] for node_id, _ in nodes}
     for (node_id, epoch), amount in zip(keys, amounts, strict=True):
-        found[node_id].append(EpochRevenue(epoch=epoch, amount=int(amount), current=epoch == now))
+        found[node_id].append(
+            EpochRevenue(epoch=epoch, amount=int(amount), current=epoch == clock.current_epoch)
+        )
     return found
 
 
@@ -243,14 +280,22 @@ def fetch_node_views(
 ) -> list[NodeView]:
     """Terms, pending reports, vesting and recent channel revenue of each node
     (``records``: the nodes' registry records, when the caller read them already;
-    ``final``: epochs known to be finalized, see ``fetch_pending``)."""
+    ``final``: epochs known to be finalized, see ``fetch_pending``), read together in
+    one set of batches."""
     records = list(records) if records is not None else suite.fetch_nodes(node_ids)
-    shares = [suite.share_at(r.share_token) for r in records]
-    vesting = suite.reader.each(shares, ("unvested",), ("vesting_ends_at",))
-    owed = suite.reader.many([suite.router.read("owed", r.operator) for r in records])
     registered = [(r.node_id, r.registered_epoch) for r in records]
-    pending = fetch_pending(suite, clock, registered, final)
-    channel = fetch_channel_revenue(suite, clock, registered)
+    pending_keys = _get_pending_keys(clock, registered, final)
+    channel_keys = _get_channel_keys(clock, registered)
+    shares = [suite.share_at(r.share_token) for r in records]
+    unvested, ends, owed, settled, amounts = suite.reader.gather([
+        [share.read("unvested") for share in shares],
+        [share.read("vesting_ends_at") for share in shares],
+        [suite.router.read("owed", r.operator) for r in records],
+        read_records(suite, pending_keys),
+        _read_channel_revenue(suite, channel_keys),
+    ])  # fmt: skip
+    pending = _get_pending(clock, pending_keys, [as_record(f) for f in settled])
+    channel = _get_channel_revenue(clock, registered, channel_keys, amounts)
     return [
         NodeView(
             node_id=r.node_id,
@@ -263,12 +308,12 @@ def fetch_node_views(
             pending_cut_bps=r.pending_cut_bps,
             pending_cut_from=clock.epoch_start(r.pending_cut_epoch) if r.pending_cut_epoch else 0,
             pending=[p for p in pending if p.node_id == r.node_id],
-            unvested=int(unvested),
-            vesting_ends_at=int(ends),
+            unvested=int(left),
+            vesting_ends_at=int(end),
             operator_owed=int(owing),
             channel_revenue=channel[r.node_id],
         )
-        for r, (unvested, ends), owing in zip(records, vesting, owed, strict=True)
+        for r, left, end, owing in zip(records, unvested, ends, owed, strict=True)
     ]
 
 

@@ -21,9 +21,16 @@ from edgeshare.contracts import get_canonical_type, get_codec
 from edgeshare.errors import CallFailed
 from edgeshare.market import fetch_portfolio
 from edgeshare.signer import Signer
+from edgeshare.status import (
+    CHANNEL_EPOCHS_SHOWN,
+    fetch_channel_revenue,
+    fetch_clock,
+    fetch_node_views,
+    fetch_pending,
+)
 from edgeshare.suite import NodeSpec, Suite, send_transfer_shares
 from edgeshare.tx import Transactor
-from tests.conftest import SHARES
+from tests.conftest import SHARES, Payer
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "edgeshare"
 
@@ -175,6 +182,51 @@ def test_reads__many_nodes_cost_a_few_requests_not_a_few_per_node(
     assert {h.node_id for h in held} == set(ids[::5])
     assert all(h.shares == SHARES for h in held)
     assert requests_sent[0] <= 3  # the count, then every read in one or two batches
+
+
+def test_reader__gathers_lists_of_reads_in_one_request_each_with_its_results(
+    suite: Suite, register: Callable[..., tuple[int, Any]]
+) -> None:
+    node_id, _ = register(external_id="gathered")
+    share = suite.share(node_id)
+    lists = [[suite.registry.read("node_count"), share.read("totalSupply")], [],
+             [share.read("name")]]  # fmt: skip
+    with _count_http() as requests_sent:
+        found = suite.reader.gather(lists)
+    assert requests_sent[0] == 1
+    assert found == [[suite.registry.call("node_count"), share.call("totalSupply")], [],
+                     [share.call("name")]]  # fmt: skip
+
+
+def test_reads__a_node_view_is_one_request(
+    suite: Suite, register: Callable[..., tuple[int, Any]], pay: Payer
+) -> None:
+    """Vesting, the operator's dues, pending reports and channel revenue of several nodes
+    travel together, and each node gets its own."""
+    ids = [register(external_id=f"view-{i}")[0] for i in range(3)]
+    price = suite.fetch_nodes(ids[:1])[0].price_per_1k
+    pay(ids[0], 10 * price, vest=False)  # finalized, still vesting
+    pay.settle(ids[1], 5 * price)  # pending
+    clock = fetch_clock(suite)
+    records = suite.fetch_nodes(ids)
+    with _count_http() as requests_sent:
+        views = fetch_node_views(suite, clock, ids, records)
+    epochs = [clock.current_epoch - r.registered_epoch + 1 for r in records]
+    reads = 3 * len(ids) + sum(epochs) + sum(min(e, CHANNEL_EPOCHS_SHOWN) for e in epochs)
+    assert requests_sent[0] == -(-reads // 200)  # one batch (of at most 200 calls) for all
+    registered = [(r.node_id, r.registered_epoch) for r in records]
+    channel = fetch_channel_revenue(suite, clock, registered)
+    for view, record in zip(views, records, strict=True):
+        share = suite.share_at(record.share_token)
+        assert view.node_id == record.node_id
+        assert view.unvested == share.call("unvested")
+        assert view.vesting_ends_at == share.call("vesting_ends_at")
+        assert view.operator_owed == suite.router.call("owed", record.operator)
+        assert view.channel_revenue == channel[record.node_id]
+        assert view.pending == fetch_pending(suite, clock, [registered[ids.index(view.node_id)]])
+    assert views[0].unvested > 0 and views[0].operator_owed > 0
+    assert [len(v.pending) for v in views] == [0, 1, 0]
+    assert views[1].pending[0].revenue == 5 * price
 
 
 def test_source__no_selector_or_layout_is_typed_out_by_hand() -> None:
