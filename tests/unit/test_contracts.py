@@ -223,7 +223,9 @@ def test_reads__a_node_view_is_one_request(
         assert view.vesting_ends_at == share.call("vesting_ends_at")
         assert view.operator_owed == suite.router.call("owed", record.operator)
         assert view.channel_revenue == channel[record.node_id]
-        assert view.pending == fetch_pending(suite, clock, [registered[ids.index(view.node_id)]])
+        assert view.pending == fetch_pending(
+            suite, clock, [(record.node_id, record.registered_epoch)]
+        )
     assert views[0].unvested > 0 and views[0].operator_owed > 0
     assert [len(v.pending) for v in views] == [0, 1, 0]
     assert views[1].pending[0].revenue == 5 * price
