@@ -39,6 +39,8 @@ TRANSIENT_HTTP = frozenset({500, 502, 503, 504})
 """HTTP statuses retried as an outage (429 is retried as a rate limit)."""
 DEFAULT_TIMEOUT = 60.0
 """Seconds per HTTP request unless the caller says (the CLI: ``EDGESHARE_RPC_TIMEOUT``)."""
+BATCH_CALLS = 200
+"""Calls in one JSON-RPC batch at most, unless a caller asks for fewer."""
 # Nodes cap request bodies (anvil refuses a few MB); stay well under.
 MAX_REQUEST_BYTES = 1_000_000
 RATE_LIMIT_WORDS = (
@@ -199,7 +201,7 @@ class RpcClient:
     def batch_replies(
         self,
         calls: Sequence[tuple[str, Any]],
-        chunk: int = 200,
+        chunk: int = BATCH_CALLS,
         max_bytes: int = MAX_REQUEST_BYTES,
     ) -> list[dict[str, Any]]:
         """The JSON-RPC reply object (``result`` or ``error``) of every call, in order.
@@ -255,7 +257,7 @@ class RpcClient:
     def batch(
         self,
         calls: Sequence[tuple[str, Any]],
-        chunk: int = 200,
+        chunk: int = BATCH_CALLS,
         max_bytes: int = MAX_REQUEST_BYTES,
     ) -> list[Any]:
         """Many calls (see ``batch_replies``); each result or an RpcError, in order."""

@@ -20,6 +20,7 @@ from edgeshare.artifacts import CONTRACTS, load_artifact
 from edgeshare.contracts import get_canonical_type, get_codec
 from edgeshare.errors import CallFailed
 from edgeshare.market import fetch_portfolio
+from edgeshare.rpc import BATCH_CALLS
 from edgeshare.signer import Signer
 from edgeshare.status import (
     CHANNEL_EPOCHS_SHOWN,
@@ -213,7 +214,7 @@ def test_reads__a_node_view_is_one_request(
         views = fetch_node_views(suite, clock, ids, records)
     epochs = [clock.current_epoch - r.registered_epoch + 1 for r in records]
     reads = 3 * len(ids) + sum(epochs) + sum(min(e, CHANNEL_EPOCHS_SHOWN) for e in epochs)
-    assert requests_sent[0] == -(-reads // 200)  # one batch (of at most 200 calls) for all
+    assert requests_sent[0] == -(-reads // BATCH_CALLS)  # all in one set of batches
     registered = [(r.node_id, r.registered_epoch) for r in records]
     channel = fetch_channel_revenue(suite, clock, registered)
     for view, record in zip(views, records, strict=True):
